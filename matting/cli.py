@@ -1,0 +1,61 @@
+"""The ``matting`` command.
+
+``matting fit|validate|test|predict -c configs/...`` is LightningCLI (every option is a YAML key;
+``--print_config`` shows the resolved config). ``matting evaluate``, ``matting demo`` and
+``matting make-data`` are the project's tools.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from lightning.pytorch.cli import LightningCLI
+
+from .errors import MattingInputError
+from .runtime import quiet_defaults, tune_malloc
+
+
+class MattingCLI(LightningCLI):
+    """LightningCLI for :class:`matting.module.MattingModule` with any LightningDataModule."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.set_defaults({"trainer.enable_model_summary": False})
+
+
+def build_cli(args: list[str] | None = None, run: bool = True) -> MattingCLI:
+    """Run (or, with ``run=False``, just build) the Lightning CLI; used by ``main`` and the demo."""
+    import lightning as L
+
+    from .module import MattingModule
+
+    return MattingCLI(
+        MattingModule,
+        L.LightningDataModule,
+        subclass_mode_data=True,
+        args=args,
+        run=run,
+        save_config_kwargs={"overwrite": False},
+    )
+
+
+# Tool name -> module with ``main(argv) -> int``; imported only when used.
+TOOLS = {"evaluate": "matting.evaluate", "demo": "matting.demo", "make-data": "matting.data.make_data"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    tune_malloc()
+    quiet_defaults()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in TOOLS:
+            return importlib.import_module(TOOLS[argv[0]]).main(argv[1:]) or 0
+        build_cli(argv)
+    except MattingInputError as exc:
+        print(f"matting: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

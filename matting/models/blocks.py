@@ -1,0 +1,47 @@
+"""Small building blocks shared by the heads."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ConvNormAct(nn.Sequential):
+    """Conv2d -> BatchNorm2d -> ReLU, 'same' padding."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, dilation: int = 1, act: bool = True):
+        layers = [
+            nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=dilation * (kernel // 2), dilation=dilation, bias=False),
+            nn.BatchNorm2d(out_ch),
+        ]
+        if act:
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class SEBlock(nn.Module):
+    """Squeeze-and-excitation channel attention (MODNet applies it to the deepest features)."""
+
+    def __init__(self, channels: int, reduction: int = 4):
+        super().__init__()
+        hidden = max(channels // reduction, 8)
+        self.fc = nn.Sequential(
+            nn.Linear(channels, hidden, bias=False), nn.ReLU(inplace=True), nn.Linear(hidden, channels, bias=False), nn.Sigmoid()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.fc(x.mean(dim=(2, 3)))  # (B, C)
+        return x * w[:, :, None, None]
+
+
+def resize_to(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """Bilinear resize of (B, C, h, w) to spatial ``size``; a no-op when it already matches."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def downsample_image(image: torch.Tensor, stride: int) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, 3, H/stride, W/stride), anti-aliased by area averaging."""
+    return image if stride == 1 else F.avg_pool2d(image, stride)

@@ -1,0 +1,43 @@
+"""Process-level settings that make CPU training fast and runs quiet and offline-safe."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import warnings
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+
+
+def tune_malloc() -> None:
+    """Stop glibc from returning large activation buffers to the OS after every step.
+
+    With default settings each big tensor is an mmap that is unmapped on free, so every forward
+    page-faults its activations in again; on a 2-core CPU this halves the training step time.
+    Only the main process is affected; harmless on non-glibc systems.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_MAX, 0)
+        libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    except (OSError, AttributeError):
+        pass
+
+
+def quiet_defaults() -> None:
+    """Offline-safe defaults: never wait on the model hub, and silence known-harmless warnings."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    for pattern in (
+        ".*does not have many workers.*",
+        ".*GPU available but not used.*",
+        ".*The number of training batches.*",
+        ".*srun.*",
+        ".*LeafSpec.*",
+        ".*args parameter is intended to run from within Python.*",
+        ".*was deprecated in v4.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)

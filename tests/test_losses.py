@@ -1,0 +1,57 @@
+import torch
+
+from matting.losses import MattingLoss, random_band_radius, semantic_target, transition_band
+
+
+def test_transition_band_hand_computed():
+    alpha = torch.zeros(1, 1, 1, 9)
+    alpha[..., 3] = 0.5
+    alpha[..., 4:] = 1.0
+    band = transition_band(alpha, radius=1)
+    # dilate(alpha>0) covers 2..8, erode(alpha>=1) keeps 5..8 (8 is padded as -inf, so kept): band = 2, 3, 4
+    assert band[0, 0, 0].tolist() == [0, 0, 1, 1, 1, 0, 0, 0, 0]
+
+
+def test_band_radius_scales_with_size():
+    import random
+
+    rng = random.Random(0)
+    radii = [random_band_radius(256, rng) for _ in range(200)]
+    assert min(radii) >= 5 and max(radii) <= 10
+    assert random_band_radius(64, rng) >= 1
+
+
+def test_semantic_target_keeps_constant_maps():
+    target = semantic_target(torch.ones(1, 1, 64, 64), (4, 4))
+    assert torch.allclose(target, torch.ones(1, 1, 4, 4))
+
+
+def _batch(alpha):
+    image = torch.rand(1, 3, *alpha.shape[-2:])
+    fg, bg = torch.rand_like(image), torch.rand_like(image)
+    image = alpha * fg + (1 - alpha) * bg
+    return {"image": image, "alpha": alpha, "fg": fg, "bg": bg}
+
+
+def test_loss_zero_for_perfect_prediction_and_skips_missing_outputs():
+    alpha = torch.zeros(1, 1, 32, 32)
+    alpha[..., 8:24, 8:24] = 1
+    batch = _batch(alpha)
+    band = transition_band(alpha, 2)
+    terms = MattingLoss()({"pred_alpha": alpha.clone()}, batch, band)
+    assert set(terms) == {"alpha", "composition", "loss"}
+    assert terms["loss"].item() < 1e-6
+
+
+def test_loss_terms_weighted_and_band_boosted():
+    alpha = torch.zeros(1, 1, 16, 16)
+    batch = _batch(alpha)
+    band = torch.zeros_like(alpha)
+    band[..., :8, :] = 1  # half the image
+    pred = torch.full_like(alpha, 0.5)
+    terms = MattingLoss(semantic=0, detail=10, alpha=2, composition=0, band_boost=4)(
+        {"pred_alpha": pred, "pred_detail": pred}, batch, band)
+    # alpha: 2 * (mean 0.5 + 4 * 0.5 * 0.5) = 3.0 ; detail: 10 * 0.5 * 0.5 = 2.5
+    assert abs(terms["alpha"].item() - 3.0) < 1e-6
+    assert abs(terms["detail"].item() - 2.5) < 1e-6
+    assert abs(terms["loss"].item() - 5.5) < 1e-6

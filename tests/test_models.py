@@ -1,0 +1,61 @@
+import itertools
+
+import pytest
+import torch
+
+from matting.models import DetailHead, MattingNet, ModnetFusion, SemanticHead, TimmEncoder
+
+from .conftest import TINY_ENCODERS
+
+
+@pytest.mark.parametrize("name", TINY_ENCODERS)
+def test_encoder_channels_match_outputs(name):
+    encoder = TimmEncoder(name)
+    feats = encoder(torch.rand(1, 3, 64, 96))
+    assert set(feats) >= {2, 4}, "detail head needs stride 2 and 4"
+    assert set(feats) == set(encoder.spec.channels)
+    for stride, f in feats.items():
+        assert f.shape == (1, encoder.spec.channels[stride], 64 // stride, 96 // stride)
+
+
+def test_encoder_unknown_name_is_a_clear_error():
+    from matting.errors import MattingInputError
+
+    with pytest.raises(MattingInputError, match="no_such_backbone"):
+        TimmEncoder("no_such_backbone")
+
+
+HEAD_SUBSETS = [c for r in (1, 2) for c in itertools.combinations(["semantic", "detail"], r)]
+
+
+@pytest.mark.parametrize("heads", HEAD_SUBSETS, ids=lambda h: "+".join(h))
+@pytest.mark.parametrize("name", TINY_ENCODERS)
+def test_net_any_head_subset_any_size(name, heads):
+    torch.manual_seed(0)
+    net = MattingNet(
+        TimmEncoder(name),
+        semantic_head=SemanticHead if "semantic" in heads else None,
+        detail_head=DetailHead if "detail" in heads else None,
+        fusion=ModnetFusion,
+    ).eval()
+    image = torch.rand(2, 3, 70, 100)  # not a multiple of 32: padded inside, cropped back
+    with torch.no_grad():
+        out = net(image)
+    assert out["pred_alpha"].shape == (2, 1, 70, 100)
+    assert 0 <= out["pred_alpha"].min() and out["pred_alpha"].max() <= 1
+    assert ("pred_semantic" in out) == ("semantic" in heads)
+    assert ("pred_detail" in out) == ("detail" in heads)
+    if "semantic" in heads:
+        assert out["pred_semantic"].shape[-2:] == (96 // 16, 128 // 16)
+
+
+def test_net_without_heads_is_refused():
+    with pytest.raises(ValueError, match="at least one"):
+        MattingNet(TimmEncoder("test_resnet"))
+
+
+def test_detail_head_sizes_follow_semantic_context():
+    encoder = TimmEncoder("test_resnet")
+    with_context = DetailHead(encoder.spec.with_context(semantic_s8=7))
+    without = DetailHead(encoder.spec)
+    assert with_context.conv_s4[0][0].in_channels == without.conv_s4[0][0].in_channels + 7
