@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 
@@ -36,22 +37,39 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> MattingCLI:
         args=args,
         run=run,
         save_config_kwargs={"overwrite": False},
+        # Raise instead of printing the whole usage text, so main() can name just the bad key.
+        parser_kwargs={"exit_on_error": False},
     )
 
 
 # Tool name -> module with ``main(argv) -> int``; imported only when used.
 TOOLS = {"evaluate": "matting.evaluate", "demo": "matting.demo", "make-data": "matting.data.make_data"}
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+USAGE = """usage: matting COMMAND [options]   (matting COMMAND --help for its options)
+
+training (LightningCLI, configured by YAML: -c configs/default.yaml):
+  fit, validate, test, predict
+tools:
+  demo        the main job: train on synthetic data, evaluate against baselines, write a report
+  evaluate    SAD / MSE / MAD / Grad / Conn of predicted alpha mattes under a benchmark protocol
+  make-data   write a split of the embedded synthetic dataset to disk"""
 
 
 def main(argv: list[str] | None = None) -> int:
     tune_malloc()
     quiet_defaults()
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    if argv[0] not in TOOLS and argv[0] not in LIGHTNING_COMMANDS:
+        print(f"matting: error: unknown command {argv[0]!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
     try:
-        if argv and argv[0] in TOOLS:
+        if argv[0] in TOOLS:
             return importlib.import_module(TOOLS[argv[0]]).main(argv[1:]) or 0
         build_cli(argv)
-    except MattingInputError as exc:
+    except (MattingInputError, argparse.ArgumentError) as exc:
         print(f"matting: error: {exc}", file=sys.stderr)
         return 2
     return 0
