@@ -1,0 +1,235 @@
+"""Tests for the procedural matting dataset (matting.data.synthetic)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from matting.data.synthetic import SyntheticMattingDataset, generate_sample, write_split
+from matting.errors import MattingInputError
+
+KEYS = ("image", "alpha", "fg", "bg")
+
+
+def _digest(item: dict) -> str:
+    h = hashlib.sha256()
+    for k in KEYS:
+        v = item[k]
+        h.update((v.numpy() if isinstance(v, torch.Tensor) else v).tobytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def samples() -> list[dict]:
+    """A few mid-sized test-split samples shared by the statistical checks."""
+    ds = SyntheticMattingDataset("test", 40, 128, seed=0)
+    return [ds.arrays(i) for i in range(len(ds))]
+
+
+# --------------------------------------------------------------------------- generate_sample
+
+
+def test_generate_sample_shapes_dtypes_ranges():
+    for size in (32, 64, 96):
+        d = generate_sample(np.random.default_rng(size), size)
+        assert set(d) == set(KEYS)
+        assert d["alpha"].shape == (size, size)
+        for k in ("image", "fg", "bg"):
+            assert d[k].shape == (size, size, 3)
+        for k, v in d.items():
+            assert v.dtype == np.float32, k
+            assert np.isfinite(v).all(), k
+            assert v.min() >= 0.0 and v.max() <= 1.0, k
+
+
+def test_composite_equation_exact(samples):
+    for d in samples[:10]:
+        a = d["alpha"][..., None]
+        expected = a * d["fg"] + (1.0 - a) * d["bg"]
+        assert expected.dtype == np.float32
+        assert np.array_equal(d["image"], expected)
+
+
+def test_composite_equation_exact_in_tensors():
+    item = SyntheticMattingDataset("val", 2, 64, seed=3)[1]
+    a = item["alpha"]
+    assert torch.equal(item["image"], a * item["fg"] + (1.0 - a) * item["bg"])
+
+
+def test_fg_defined_outside_subject(samples):
+    # The foreground layer is a full-frame texture, not black where alpha is zero.
+    for d in samples[:10]:
+        outside = d["fg"][d["alpha"] == 0.0]
+        assert len(outside) > 0
+        assert outside.mean() > 0.02 and outside.std() > 0.005
+
+
+# --------------------------------------------------------------------------- determinism and splits
+
+
+def test_same_seed_same_bytes():
+    a = SyntheticMattingDataset("train", 4, 64, seed=11)
+    b = SyntheticMattingDataset("train", 4, 64, seed=11)
+    # Order of access must not matter: each item is a function of (seed, split, index).
+    da = [_digest(a[i]) for i in range(4)]
+    db = [_digest(b[i]) for i in reversed(range(4))][::-1]
+    assert da == db
+
+
+def test_different_split_or_seed_differs():
+    base = _digest(SyntheticMattingDataset("train", 1, 64, seed=0)[0])
+    assert _digest(SyntheticMattingDataset("val", 1, 64, seed=0)[0]) != base
+    assert _digest(SyntheticMattingDataset("test", 1, 64, seed=0)[0]) != base
+    assert _digest(SyntheticMattingDataset("train", 1, 64, seed=1)[0]) != base
+
+
+def test_splits_are_disjoint():
+    seen: dict[str, str] = {}
+    for split in ("train", "val", "test"):
+        ds = SyntheticMattingDataset(split, 30, 48, seed=0)
+        for i in range(len(ds)):
+            h = _digest(ds.arrays(i))
+            assert h not in seen, f"{split}_{i} duplicates {seen[h]}"
+            seen[h] = f"{split}_{i}"
+    assert len(seen) == 90
+
+
+# --------------------------------------------------------------------------- matting structure
+
+
+def test_soft_alpha_present(samples):
+    alphas = np.stack([d["alpha"] for d in samples])
+    soft = ((alphas > 0.02) & (alphas < 0.98)).mean()
+    assert soft > 0.03, soft
+    assert (alphas == 0.0).mean() > 0.2 and (alphas == 1.0).mean() > 0.1
+
+
+def test_subject_coverage(samples):
+    cover = np.array([d["alpha"].mean() for d in samples])
+    assert cover.min() > 0.08 and cover.max() < 0.8, cover
+    assert 0.2 < np.median(cover) < 0.5, cover
+
+
+def test_thin_strands_present(samples):
+    # Hair pixels: partial coverage in structures thinner than 5 px, i.e. removed by a
+    # 5x5 morphological opening of the support of alpha.
+    kernel = np.ones((5, 5), np.uint8)
+    with_strands = 0
+    for d in samples:
+        a = d["alpha"]
+        support = (a > 0.02).astype(np.uint8)
+        thin = (cv2.morphologyEx(support, cv2.MORPH_OPEN, kernel) == 0) & (a > 0.02) & (a < 0.98)
+        with_strands += int(thin.sum() > 50)
+    assert with_strands >= len(samples) // 2, with_strands
+
+
+def test_semi_transparent_regions_present(samples):
+    # Veils and glass: solid areas (not just edges) with alpha in [0.2, 0.8].
+    kernel = np.ones((5, 5), np.uint8)
+    found = 0
+    for d in samples:
+        mid = ((d["alpha"] >= 0.2) & (d["alpha"] <= 0.8)).astype(np.uint8)
+        found += int(cv2.erode(mid, kernel).sum() > 30)
+    assert found >= 3, found
+
+
+def test_holes_present(samples):
+    # A hole is a background region entirely enclosed by the subject.
+    found = 0
+    for d in samples:
+        bgmask = (d["alpha"] < 0.02).astype(np.uint8)
+        n, labels = cv2.connectedComponents(bgmask, connectivity=4)
+        border = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])))
+        sizes = np.bincount(labels.ravel(), minlength=n)
+        found += int(any(sizes[k] >= 10 for k in range(1, n) if k not in border))
+    assert found >= 3, found
+
+
+def test_colour_alone_often_fails(samples):
+    # A nontrivial share of samples have subject and background of near-identical mean colour.
+    dists = []
+    for d in samples:
+        fg = d["image"][d["alpha"] > 0.95]
+        bg = d["image"][d["alpha"] < 0.05]
+        dists.append(np.linalg.norm(fg.mean(0) - bg.mean(0)))
+    dists = np.array(dists)
+    assert (dists < 0.12).mean() >= 0.1, np.sort(dists)[:10]
+    assert (dists > 0.25).mean() >= 0.3  # and plenty of ordinary, well-separated ones
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+def test_dataset_item_contract():
+    ds = SyntheticMattingDataset("test", 13, 64, seed=0)
+    assert len(ds) == 13
+    item = ds[12]
+    assert item["name"] == "test_00012"
+    assert item["image"].shape == (3, 64, 64) and item["alpha"].shape == (1, 64, 64)
+    assert item["fg"].shape == (3, 64, 64) and item["bg"].shape == (3, 64, 64)
+    for k in KEYS:
+        assert item[k].dtype == torch.float32, k
+        assert item[k].min() >= 0 and item[k].max() <= 1, k
+    assert _digest(ds[-1]) == _digest(item)
+    with pytest.raises(IndexError):
+        ds[13]
+    with pytest.raises(IndexError):
+        ds[-14]
+
+
+def test_dataset_rejects_unknown_split():
+    with pytest.raises(ValueError, match="bogus"):
+        SyntheticMattingDataset("bogus")
+
+
+def test_dataset_works_with_dataloader():
+    ds = SyntheticMattingDataset("train", 4, 32, seed=0)
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
+    assert batch["image"].shape == (4, 3, 32, 32) and batch["alpha"].shape == (4, 1, 32, 32)
+    assert list(batch["name"]) == [f"train_{i:05d}" for i in range(4)]
+
+
+# --------------------------------------------------------------------------- write_split
+
+
+def test_write_split_layout(tmp_path):
+    ds = SyntheticMattingDataset("val", 3, 32, seed=0)
+    out = write_split(ds, tmp_path / "val")
+    assert out == tmp_path / "val"
+    assert sorted(p.name for p in out.iterdir()) == ["alpha", "bg", "fg", "image"]
+    for sub in KEYS:
+        assert sorted(p.name for p in (out / sub).iterdir()) == [f"val_{i:05d}.png" for i in range(3)]
+    alpha = cv2.imread(str(out / "alpha" / "val_00001.png"), cv2.IMREAD_UNCHANGED)
+    assert alpha.dtype == np.uint8 and alpha.shape == (32, 32)
+    ref = ds.arrays(1)
+    assert np.array_equal(alpha, np.rint(ref["alpha"] * 255).astype(np.uint8))
+    image = cv2.imread(str(out / "image" / "val_00001.png"), cv2.IMREAD_UNCHANGED)
+    assert image.shape == (32, 32, 3)
+    assert np.abs(image[..., ::-1].astype(np.float32) / 255 - ref["image"]).max() <= 0.5 / 255 + 1e-6
+    # Nothing but the split itself is left next to it.
+    assert [p.name for p in tmp_path.iterdir()] == ["val"]
+
+
+def test_write_split_refuses_nonempty_dir(tmp_path):
+    ds = SyntheticMattingDataset("test", 2, 32, seed=0)
+    out = tmp_path / "split"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(MattingInputError, match="split"):
+        write_split(ds, out)
+    assert (out / "keep.txt").exists()
+    write_split(ds, out, overwrite=True)
+    assert not (out / "keep.txt").exists()
+    assert len(list((out / "image").iterdir())) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["split"]
+
+
+def test_write_split_into_empty_dir(tmp_path):
+    out = tmp_path / "empty"
+    out.mkdir()
+    write_split(SyntheticMattingDataset("train", 1, 32, seed=0), out)
+    assert (out / "fg" / "train_00000.png").exists()
