@@ -1,0 +1,323 @@
+"""Reading and writing images, alpha mattes and trimaps.
+
+Every reader returns a fixed dtype, shape and value range, whatever the file holds:
+
+- ``read_image``: float32 (H, W, 3) RGB in [0, 1].
+- ``read_alpha``: float32 (H, W) in [0, 1].
+- ``read_trimap``: uint8 (H, W) with values in {0, 128, 255}.
+
+Decoding rules shared by the readers:
+
+- Formats: whatever OpenCV decodes (PNG, JPEG, TIFF, BMP, WebP). 8-bit files are divided
+  by 255, 16-bit files by 65535, float TIFFs are taken as they are (clipped to [0, 1]).
+- EXIF orientation is applied (JPEG, and PNG/TIFF files that carry the tag), the same way
+  for images, alphas and trimaps, so a tagged image stays aligned with its tagged matte.
+- Palette ('P') PNGs are resolved to their colours, not their indices.
+- Anything missing, unreadable or of an unsupported kind raises ``MattingInputError``
+  naming the file.
+
+Alpha mattes may be single-channel or gray stored in 3 or 4 channels (R = G = B). Channels
+that differ raise, because there is no safe way to pick one; lossy files (JPEG, WebP) may
+differ by up to ``LOSSY_CHANNEL_TOLERANCE`` levels from chroma rounding and are averaged.
+A 4-channel file whose A channel is not fully opaque also raises: it is ambiguous whether
+the matte is in the colour channels or in A.
+
+Trimaps are mapped to three levels by nearest level: values < 85 -> 0 (background),
+values > 170 -> 255 (foreground), anything in [85, 170] -> 128 (unknown). This accepts the
+127/128/129 conventions and JPEG noise. A trimap whose values all lie in {0, 1, 2} is
+label-encoded, not a gray trimap, and raises rather than being read as all background.
+
+``write_png`` quantises floats with ``to_uint8`` (round half to even of x * 255), the
+same rounding the metrics use to score a prediction as its saved PNG.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from matting.errors import MattingInputError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")
+# Largest channel spread (8-bit levels) accepted in a lossy gray file stored as colour.
+LOSSY_CHANNEL_TOLERANCE = 3
+_EXIF_ORIENTATION = 0x0112
+# uint8 value -> trimap level (nearest of 0 / 128 / 255).
+_TRIMAP_LUT = np.where(np.arange(256) < 85, 0, np.where(np.arange(256) > 170, 255, 128)).astype(np.uint8)
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "list_images",
+    "normalise_trimap",
+    "read_alpha",
+    "read_image",
+    "read_trimap",
+    "to_uint8",
+    "write_png",
+]
+
+
+# ---------------------------------------------------------------------------- decoding
+
+
+def _exif_orientation(path: Path) -> int:
+    """EXIF orientation tag (1..8) of ``path``; 1 when absent or unreadable."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            if im.format == "PNG" and "exif" not in im.info:
+                return 1  # PIL would decode the whole PNG looking for a late eXIf chunk
+            value = im.getexif().get(_EXIF_ORIENTATION, 1)
+        return int(value) if int(value) in range(1, 9) else 1
+    except Exception:  # PIL may not know a format OpenCV decodes; no tag then
+        return 1
+
+
+def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Rotate/flip an (H, W[, C]) array as EXIF ``orientation`` prescribes (PIL semantics)."""
+    transforms = {
+        2: lambda x: x[:, ::-1],
+        3: lambda x: x[::-1, ::-1],
+        4: lambda x: x[::-1],
+        5: lambda x: x.swapaxes(0, 1),
+        6: lambda x: np.rot90(x, -1),
+        7: lambda x: x[::-1, ::-1].swapaxes(0, 1),
+        8: lambda x: np.rot90(x, 1),
+    }
+    if orientation not in transforms:
+        return array
+    return np.ascontiguousarray(transforms[orientation](array))
+
+
+def _decode(path: str | os.PathLike) -> np.ndarray:
+    """Decode a file to its raw array: (H, W) gray or (H, W, 3|4) BGR(A), uint8/uint16/float32.
+
+    Palettes are expanded to colours and EXIF orientation is applied.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MattingInputError(f"{path}: file not found")
+    try:
+        buffer = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise MattingInputError(f"{path}: cannot read file ({exc})") from exc
+    array = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
+    if array is None:
+        raise MattingInputError(f"{path}: not a readable image (empty, truncated or unknown format)")
+    if array.dtype not in (np.uint8, np.uint16, np.float32):
+        raise MattingInputError(f"{path}: unsupported pixel type {array.dtype}")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise MattingInputError(f"{path}: unsupported image shape {array.shape}")
+    return _apply_orientation(array, _exif_orientation(path))
+
+
+def _to_unit_float(array: np.ndarray) -> np.ndarray:
+    """uint8 / uint16 / float32 array -> float32 in [0, 1] (float32 division, as MATLAB's single)."""
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / np.float32(255)
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / np.float32(65535)
+    return np.clip(np.nan_to_num(array.astype(np.float32)), 0.0, 1.0)
+
+
+def _gray(array: np.ndarray, path: Path) -> np.ndarray:
+    """Collapse a gray image stored in 1, 3 or 4 channels to (H, W); raise when it is not gray."""
+    if array.ndim == 2:
+        return array
+    if array.shape[2] == 4:
+        alpha_channel = array[:, :, 3]
+        opaque = np.iinfo(array.dtype).max if array.dtype != np.float32 else 1.0
+        if alpha_channel.min() < opaque:
+            raise MattingInputError(
+                f"{path}: 4-channel file with a non-opaque A channel; it is ambiguous whether the "
+                "matte is in the colour channels or in A (save it as a single-channel PNG)"
+            )
+        array = array[:, :, :3]
+    first = array[:, :, 0]
+    if np.array_equal(first, array[:, :, 1]) and np.array_equal(first, array[:, :, 2]):
+        return np.ascontiguousarray(first)
+    channels = array.astype(np.float32)
+    spread = float((channels.max(axis=2) - channels.min(axis=2)).max())
+    levels = {np.dtype(np.uint8): 1.0, np.dtype(np.uint16): 257.0, np.dtype(np.float32): 1 / 255}
+    tolerance = LOSSY_CHANNEL_TOLERANCE * levels[array.dtype]
+    if path.suffix.lower() in LOSSY_EXTENSIONS and spread <= tolerance:
+        mean = channels.mean(axis=2)
+        return np.rint(mean).astype(array.dtype) if array.dtype != np.float32 else mean
+    raise MattingInputError(
+        f"{path}: {array.shape[2]}-channel file whose channels differ (up to {spread:g} levels); "
+        "an alpha matte or trimap must be gray (R = G = B) or single-channel"
+    )
+
+
+# ---------------------------------------------------------------------------- readers
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an RGB image.
+
+    Returns:
+        float32 (H, W, 3) RGB in [0, 1]. Gray files are replicated to 3 channels; an alpha
+        channel is dropped (nothing is composited).
+    """
+    path = Path(path)
+    array = _decode(path)
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    rgb = np.ascontiguousarray(array[:, :, 2::-1])  # BGR(A) -> RGB
+    return _to_unit_float(rgb)
+
+
+def read_alpha(path: str | os.PathLike) -> np.ndarray:
+    """Read an alpha matte.
+
+    Returns:
+        float32 (H, W) in [0, 1]; 8-bit files / 255, 16-bit files / 65535.
+    """
+    path = Path(path)
+    return _to_unit_float(_gray(_decode(path), path))
+
+
+def normalise_trimap(trimap: np.ndarray, name: str = "trimap") -> np.ndarray:
+    """Map a gray trimap to uint8 {0, 128, 255} by nearest level.
+
+    Args:
+        trimap: (H, W) uint8 / uint16 (0..65535) / float. Floats whose maximum is <= 1 are taken
+            as [0, 1] maps, larger floats as 0..255.
+        name: file or tensor name used in error messages.
+
+    Returns:
+        uint8 (H, W): < 85 -> 0, > 170 -> 255, otherwise 128.
+    """
+    trimap = np.asarray(trimap)
+    if trimap.ndim != 2:
+        raise MattingInputError(f"{name}: trimap must be 2-D (H, W), got shape {trimap.shape}")
+    if trimap.dtype == np.bool_ or not (
+        np.issubdtype(trimap.dtype, np.integer) or np.issubdtype(trimap.dtype, np.floating)
+    ):
+        raise MattingInputError(f"{name}: unsupported trimap dtype {trimap.dtype}")
+    if trimap.size == 0:
+        return np.zeros(trimap.shape, np.uint8)
+    if np.issubdtype(trimap.dtype, np.integer):
+        high = int(trimap.max())
+        if 0 < high <= 2 and int(trimap.min()) >= 0:
+            raise MattingInputError(
+                f"{name}: trimap values {np.unique(trimap).tolist()} look label-encoded (0/1/2); "
+                "expected gray levels 0 (background), 128 (unknown), 255 (foreground)"
+            )
+    if trimap.dtype == np.uint8:
+        return cv2.LUT(trimap, _TRIMAP_LUT)
+    values = trimap.astype(np.float32)
+    if trimap.dtype == np.uint16:
+        values /= np.float32(257)
+    elif np.issubdtype(trimap.dtype, np.floating):
+        if not np.isfinite(values).all():
+            raise MattingInputError(f"{name}: trimap contains NaN or infinite values")
+        if values.max() <= 1.0:
+            values *= np.float32(255)
+    out = np.full(values.shape, 128, dtype=np.uint8)
+    out[values < 85] = 0
+    out[values > 170] = 255
+    return out
+
+
+def read_trimap(path: str | os.PathLike) -> np.ndarray:
+    """Read a trimap (gray, 3-channel gray or palette PNG).
+
+    Returns:
+        uint8 (H, W) with values in {0, 128, 255}; see the module docstring for the mapping.
+    """
+    path = Path(path)
+    return normalise_trimap(_gray(_decode(path), path), name=str(path))
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def to_uint8(array: np.ndarray) -> np.ndarray:
+    """Quantise a float array in [0, 1] to uint8: rint(clip(x, 0, 1) * 255) in float32."""
+    scaled = np.clip(np.asarray(array, dtype=np.float32), 0.0, 1.0) * np.float32(255)
+    return np.rint(scaled).astype(np.uint8)
+
+
+def write_png(path: str | os.PathLike, array: np.ndarray, overwrite: bool = False) -> Path:
+    """Write an 8-bit PNG atomically (temporary file in the same folder, then ``os.replace``).
+
+    Args:
+        path: destination; missing parent folders are created.
+        array: (H, W), (H, W, 3) RGB or (H, W, 4) RGBA; float in [0, 1] (quantised with
+            ``to_uint8``), uint8, or bool (-> 0/255).
+        overwrite: replace an existing file; without it an existing file raises.
+
+    Returns:
+        The written path.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise MattingInputError(f"{path}: exists already (pass overwrite=True to replace it)")
+    array = np.asarray(array)
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
+        raise MattingInputError(f"{path}: cannot write an array of shape {array.shape} as PNG")
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif np.issubdtype(array.dtype, np.floating):
+        if array.size and not (np.nanmin(array) >= -1e-3 and np.nanmax(array) <= 1 + 1e-3):
+            raise MattingInputError(
+                f"{path}: float array outside [0, 1] (min {np.nanmin(array):g}, max {np.nanmax(array):g})"
+            )
+        if not np.isfinite(array).all():
+            raise MattingInputError(f"{path}: array contains NaN or infinite values")
+        array = to_uint8(array)
+    elif array.dtype != np.uint8:
+        raise MattingInputError(f"{path}: cannot write dtype {array.dtype} as an 8-bit PNG")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR if array.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
+    ok, encoded = cv2.imencode(".png", array)
+    if not ok:
+        raise MattingInputError(f"{path}: PNG encoding failed")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(encoded.tobytes())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------------- listing
+
+
+def list_images(directory: str | os.PathLike) -> dict[str, Path]:
+    """Map file stem -> path for the images directly inside ``directory``.
+
+    Extensions (any case): .png .jpg .jpeg .tif .tiff .bmp .webp. Hidden files (leading '.',
+    such as macOS '._x.png' or unfinished temporary files) are ignored; sub-folders are not
+    searched. Two files with the same stem (``a.png``, ``a.jpg``) raise, naming both.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise MattingInputError(f"{directory}: folder not found")
+    found: dict[str, Path] = {}
+    for entry in sorted(directory.iterdir()):
+        if entry.name.startswith(".") or entry.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if not entry.is_file():
+            continue
+        if entry.stem in found:
+            raise MattingInputError(
+                f"{directory}: two files share the stem '{entry.stem}': {found[entry.stem].name} and {entry.name}"
+            )
+        found[entry.stem] = entry
+    return found
