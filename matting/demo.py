@@ -28,9 +28,10 @@ import torch
 
 from .baselines import ColorThresholdRemover, best_constant, tune_threshold
 from .errors import MattingInputError
-from .imageio import read_alpha, write_png
-from .metrics import METRIC_HEADERS, compute_metrics, sad
-from .report import method_table, save_grid, write_per_image_csv
+from .evaluate import evaluate_dirs, per_image_csv
+from .imageio import write_png
+from .metrics import METRIC_HEADERS, sad
+from .report import method_table, save_grid
 
 DEFAULT_CONFIGS = ["configs/default.yaml", "configs/demo.yaml"]
 REPORT_METRICS = ["sad", "mse", "mad", "grad", "conn"]
@@ -80,14 +81,6 @@ def _predict_baseline(predictor, dataset, out_dir: Path) -> None:
         write_png(out_dir / f"{sample['name']}.png", predictor.predict(_to_numpy_image(sample["image"])))
 
 
-def _evaluate_dir(pred_dir: Path, gt_dir: Path) -> list[dict]:
-    rows = []
-    for gt_path in sorted(gt_dir.glob("*.png")):
-        pred = read_alpha(pred_dir / gt_path.name)
-        rows.append({"name": gt_path.stem, **compute_metrics(pred, read_alpha(gt_path), protocol="whole")})
-    return rows
-
-
 def run(args: argparse.Namespace) -> Path:
     configs = args.config or DEFAULT_CONFIGS
     for c in configs:
@@ -135,8 +128,9 @@ def run(args: argparse.Namespace) -> Path:
     }
     results = {}
     for key in methods:
-        rows = _evaluate_dir(preds / key, gt_dir)
-        write_per_image_csv(rows, report / f"per_image_{key}.csv")
+        # The same scoring as `matting evaluate --protocol whole` on these folders.
+        rows, _ = evaluate_dirs(preds / key, gt_dir, protocol="whole", workers=1, progress=False)
+        (report / f"per_image_{key}.csv").write_text(per_image_csv(rows, "whole"))
         results[key] = rows
     table = method_table(results, methods, REPORT_METRICS)
     meta = {

@@ -1,8 +1,7 @@
-"""Report pieces shared by the main job and the tools: metric tables, per-image CSV, picture grid."""
+"""Report pieces for the main job: a methods-by-metrics table and a picture grid."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import cv2
@@ -24,14 +23,6 @@ def method_table(results: dict[str, list[dict]], labels: dict[str, str], metrics
             cells.append(f"{format_metric(m, values.mean())} +- {format_metric(m, values.std())}")
         lines.append(f"| {labels.get(key, key)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def write_per_image_csv(rows: list[dict], path: Path) -> None:
-    """One row per image with raw metric values (units in matting.metrics)."""
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def _error_map(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
