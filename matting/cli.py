@@ -30,6 +30,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> MattingCLI:
 
     from .module import MattingModule
 
+    quiet_defaults()
     return MattingCLI(
         MattingModule,
         L.LightningDataModule,

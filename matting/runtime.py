@@ -31,6 +31,8 @@ def tune_malloc() -> None:
 def quiet_defaults() -> None:
     """Offline-safe defaults: never wait on the model hub, and silence known-harmless warnings."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # Lightning 2.6 still calls jsonargparse APIs deprecated in 4.49; nothing for users to act on.
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
     for pattern in (
         ".*does not have many workers.*",
         ".*GPU available but not used.*",
@@ -39,5 +41,7 @@ def quiet_defaults() -> None:
         ".*LeafSpec.*",
         ".*args parameter is intended to run from within Python.*",
         ".*was deprecated in v4.*",
+        # MattingModule keeps net/loss in its hyperparameters on purpose: load_from_checkpoint rebuilds them.
+        ".*is an instance of `nn.Module` and is already saved during checkpointing.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)

@@ -391,7 +391,7 @@ def test_matting_metrics_whole_without_trimap_and_bad_shapes():
 def _alphamatting():
     root = SHARED_DATA / "alphamatting"
     if not (root / "alpha").is_dir():
-        pytest.skip(f"real test data not found at {root} (only present on the project's machines)")
+        pytest.skip(f"real test data not found at {root}; it is not redistributed with the code")
     return root
 
 
