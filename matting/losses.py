@@ -52,35 +52,89 @@ def semantic_target(gt_alpha: torch.Tensor, size: tuple[int, int]) -> torch.Tens
     return kornia.filters.gaussian_blur2d(small, (3, 3), (0.8, 0.8), border_type="reflect")
 
 
+def glance_target(gt_alpha: torch.Tensor, band: torch.Tensor, mode: str = "TT") -> torch.Tensor:
+    """Class map for a glance head, (B, H, W) long.
+
+    TT: 0 background, 1 transition (the band), 2 foreground. FT: 1 where foreground outside the
+    band (eroded foreground). BT: 1 where not background or in the band (dilated foreground).
+    """
+    in_band = band > 0.5
+    if mode == "TT":
+        return torch.where(in_band, 1, torch.where(gt_alpha > 0.5, 2, 0))[:, 0].long()
+    if mode == "FT":
+        return ((gt_alpha > 0.5) & ~in_band)[:, 0].long()
+    if mode == "BT":
+        return ((gt_alpha > 0.5) | in_band)[:, 0].long()
+    raise ValueError(f"glance mode must be TT, FT or BT, got {mode!r}")
+
+
+def laplacian_loss(pred: torch.Tensor, gt: torch.Tensor, levels: int = 5) -> torch.Tensor:
+    """L1 between Laplacian pyramids (5x5 Gaussian, kornia), level l weighted 2**l as in RVM.
+
+    Coarse levels carry the structure of the matte; weighting them up penalises blotches that a
+    per-pixel L1 barely sees. Averaged per level over pixels, summed over levels.
+    """
+    loss = pred.new_zeros(())
+    for level in range(levels):
+        if min(pred.shape[-2:]) < 5:  # too small for the 5x5 reflect-padded blur
+            break
+        pred_blur = kornia.filters.gaussian_blur2d(pred, (5, 5), (1.0, 1.0), border_type="reflect")
+        gt_blur = kornia.filters.gaussian_blur2d(gt, (5, 5), (1.0, 1.0), border_type="reflect")
+        loss = loss + (2**level) * F.l1_loss(pred - pred_blur, gt - gt_blur)
+        pred, gt = F.avg_pool2d(pred_blur, 2), F.avg_pool2d(gt_blur, 2)
+    return loss
+
+
+def gradient_loss(pred: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """L1 between Sobel gradients (kornia) of the predicted and true alpha: rewards sharp edges."""
+    return F.l1_loss(kornia.filters.spatial_gradient(pred), kornia.filters.spatial_gradient(gt))
+
+
 class MattingLoss(nn.Module):
     """Weighted sum of matting loss terms.
 
     Args:
-        semantic: weight of MSE(pred_semantic, semantic_target(gt_alpha)).
+        semantic: weight of MSE(pred_semantic, semantic_target(gt_alpha)) (MODNet coarse head).
+        glance: weight of the cross-entropy of ``pred_glance`` against :func:`glance_target` (GFM head).
         detail: weight of L1(pred_detail, gt_alpha) inside the band, averaged over all pixels (MODNet).
         alpha: weight of L1(pred_alpha, gt_alpha) over the image plus ``band_boost`` x the band term.
         composition: weight of the compositional L1 with the same band boost: with ``fg``/``bg`` in
             the batch, |pred_alpha*F + (1-pred_alpha)*B - I|; otherwise MODNet's |I*pred - I*gt|.
+        laplacian: weight of :func:`laplacian_loss` on the final alpha.
+        gradient: weight of :func:`gradient_loss` on the final alpha.
         band_boost: extra weight on the transition band in the alpha and composition terms.
 
     Inputs:
         outputs: the network's dict (``pred_alpha`` and optionally ``pred_semantic``, ``pred_detail``).
         batch: dict with ``image`` (B, 3, H, W), ``alpha`` (B, 1, H, W), optionally ``fg``, ``bg``.
         band: (B, 1, H, W) transition band in {0, 1}.
+        mode: GFM fusion form (``TT``, ``FT``, ``BT``) for the glance target; with ``BT`` the
+            detail head predicts 1 - alpha in the band (see CollaborativeFusion).
     Returns:
         dict of weighted terms plus ``loss`` (their sum).
     """
 
-    def __init__(self, semantic: float = 10.0, detail: float = 10.0, alpha: float = 1.0, composition: float = 1.0, band_boost: float = 4.0):
+    def __init__(
+        self,
+        semantic: float = 10.0,
+        glance: float = 1.0,
+        detail: float = 10.0,
+        alpha: float = 1.0,
+        composition: float = 1.0,
+        laplacian: float = 0.0,
+        gradient: float = 0.0,
+        band_boost: float = 4.0,
+    ):
         super().__init__()
-        self.weights = {"semantic": semantic, "detail": detail, "alpha": alpha, "composition": composition}
+        self.weights = {"semantic": semantic, "glance": glance, "detail": detail, "alpha": alpha,
+                        "composition": composition, "laplacian": laplacian, "gradient": gradient}
         self.band_boost = band_boost
 
     def _boosted_l1(self, pred: torch.Tensor, gt: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
         diff = (pred - gt).abs()
         return diff.mean() + self.band_boost * (diff * band).mean()
 
-    def forward(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], band: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], band: torch.Tensor, mode: str = "TT") -> dict[str, torch.Tensor]:
         gt_alpha, image = batch["alpha"], batch["image"]
         pred_alpha = outputs["pred_alpha"]
         terms: dict[str, torch.Tensor] = {}
@@ -88,8 +142,14 @@ class MattingLoss(nn.Module):
         if w["semantic"] and "pred_semantic" in outputs:
             pred_sem = outputs["pred_semantic"]
             terms["semantic"] = w["semantic"] * F.mse_loss(pred_sem, semantic_target(gt_alpha, pred_sem.shape[-2:]))
+        if w["glance"] and "pred_glance" in outputs:
+            logits = outputs["pred_glance"]
+            target = glance_target(F.interpolate(gt_alpha, size=logits.shape[-2:], mode="area"),
+                                   F.interpolate(band, size=logits.shape[-2:], mode="area"), mode)
+            terms["glance"] = w["glance"] * F.cross_entropy(logits.float(), target)
         if w["detail"] and "pred_detail" in outputs:
-            terms["detail"] = w["detail"] * ((outputs["pred_detail"] - gt_alpha).abs() * band).mean()
+            detail_target = 1 - gt_alpha if mode == "BT" else gt_alpha
+            terms["detail"] = w["detail"] * ((outputs["pred_detail"] - detail_target).abs() * band).mean()
         if w["alpha"]:
             terms["alpha"] = w["alpha"] * self._boosted_l1(pred_alpha, gt_alpha, band)
         if w["composition"]:
@@ -98,5 +158,9 @@ class MattingLoss(nn.Module):
                 terms["composition"] = w["composition"] * self._boosted_l1(recomposed, image, band)
             else:
                 terms["composition"] = w["composition"] * self._boosted_l1(image * pred_alpha, image * gt_alpha, band)
+        if w["laplacian"]:
+            terms["laplacian"] = w["laplacian"] * laplacian_loss(pred_alpha, gt_alpha)
+        if w["gradient"]:
+            terms["gradient"] = w["gradient"] * gradient_loss(pred_alpha, gt_alpha)
         terms["loss"] = torch.stack(list(terms.values())).sum()
         return terms

@@ -60,7 +60,7 @@ class MattingModule(L.LightningModule):
         outputs = self(batch["image"])
         radius = random_band_radius(min(batch["alpha"].shape[-2:]), self._band_rng)
         band = transition_band(batch["alpha"], radius)
-        terms = self.loss(outputs, batch, band)
+        terms = self.loss(outputs, batch, band, mode=self.net.collaborative_mode)
         for name, value in terms.items():
             if not torch.isfinite(value):
                 raise FloatingPointError(f"non-finite loss term {name!r}={value.item()} at global step {self.global_step}")

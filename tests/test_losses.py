@@ -1,6 +1,14 @@
 import torch
 
-from matting.losses import MattingLoss, random_band_radius, semantic_target, transition_band
+from matting.losses import (
+    MattingLoss,
+    glance_target,
+    gradient_loss,
+    laplacian_loss,
+    random_band_radius,
+    semantic_target,
+    transition_band,
+)
 
 
 def test_transition_band_hand_computed():
@@ -55,3 +63,32 @@ def test_loss_terms_weighted_and_band_boosted():
     assert abs(terms["alpha"].item() - 3.0) < 1e-6
     assert abs(terms["detail"].item() - 2.5) < 1e-6
     assert abs(terms["loss"].item() - 5.5) < 1e-6
+
+
+def test_glance_targets_per_mode():
+    alpha = torch.tensor([[[[0.0, 0.0, 0.6, 1.0, 1.0]]]])
+    band = torch.tensor([[[[0.0, 1.0, 1.0, 1.0, 0.0]]]])
+    assert glance_target(alpha, band, "TT")[0, 0].tolist() == [0, 1, 1, 1, 2]
+    assert glance_target(alpha, band, "FT")[0, 0].tolist() == [0, 0, 0, 0, 1]
+    assert glance_target(alpha, band, "BT")[0, 0].tolist() == [0, 1, 1, 1, 1]
+
+
+def test_bt_mode_flips_the_detail_target():
+    alpha = torch.zeros(1, 1, 8, 8)
+    alpha[..., 4:] = 1
+    band = torch.ones_like(alpha)
+    batch = {"image": torch.rand(1, 3, 8, 8), "alpha": alpha}
+    outputs = {"pred_alpha": alpha, "pred_detail": 1 - alpha}
+    loss = MattingLoss(semantic=0, detail=1, alpha=0, composition=0)
+    assert loss(outputs, batch, band, mode="BT")["detail"].item() == 0
+    assert loss(outputs, batch, band, mode="TT")["detail"].item() == 1
+
+
+def test_structure_terms_are_zero_only_for_the_truth():
+    gt = torch.zeros(1, 1, 32, 32)
+    gt[..., 10:22, 10:22] = 1
+    blurred = torch.nn.functional.avg_pool2d(gt, 5, stride=1, padding=2)
+    assert laplacian_loss(gt, gt).item() == 0 and gradient_loss(gt, gt).item() == 0
+    assert laplacian_loss(blurred, gt).item() > 0.01 and gradient_loss(blurred, gt).item() > 0.01
+    terms = MattingLoss(laplacian=1, gradient=1)({"pred_alpha": blurred}, {"image": torch.rand(1, 3, 32, 32), "alpha": gt}, transition_band(gt, 2))
+    assert {"laplacian", "gradient"} <= set(terms)

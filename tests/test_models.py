@@ -3,7 +3,17 @@ import itertools
 import pytest
 import torch
 
-from matting.models import DetailHead, MattingNet, ModnetFusion, SemanticHead, TimmEncoder
+from matting.models import (
+    CollaborativeFusion,
+    DetailHead,
+    FocusHead,
+    GlanceHead,
+    LearnedFusion,
+    MattingNet,
+    ModnetFusion,
+    SemanticHead,
+    TimmEncoder,
+)
 
 from .conftest import TINY_ENCODERS
 
@@ -59,3 +69,46 @@ def test_detail_head_sizes_follow_semantic_context():
     with_context = DetailHead(encoder.spec.with_context(semantic_s8=7))
     without = DetailHead(encoder.spec)
     assert with_context.conv_s4[0][0].in_channels == without.conv_s4[0][0].in_channels + 7
+
+
+FUSIONS = {
+    "modnet": ModnetFusion,
+    "learned": LearnedFusion,
+    "tt": lambda spec: CollaborativeFusion(spec, "TT"),
+    "ft": lambda spec: CollaborativeFusion(spec, "FT"),
+    "bt": lambda spec: CollaborativeFusion(spec, "BT"),
+}
+
+
+@pytest.mark.parametrize("fusion", sorted(FUSIONS))
+@pytest.mark.parametrize("semantic,detail", [(SemanticHead, DetailHead), (GlanceHead, FocusHead), (GlanceHead, DetailHead), (SemanticHead, FocusHead)],
+                         ids=["modnet", "gfm", "glance+hr", "semantic+focus"])
+def test_every_head_and_fusion_combination(semantic, detail, fusion):
+    classes = 2 if fusion in ("ft", "bt") else 3
+    sem = (lambda spec: GlanceHead(spec, hidden=16, classes=classes)) if semantic is GlanceHead else semantic
+    net = MattingNet(TimmEncoder("test_convnext"), sem, detail, FUSIONS[fusion]).eval()
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 64, 96))
+    assert out["pred_alpha"].shape == (1, 1, 64, 96)
+    assert 0 <= out["pred_alpha"].min() and out["pred_alpha"].max() <= 1
+    if semantic is GlanceHead:
+        assert out["pred_glance"].shape == (1, classes, 16, 24)
+    assert not {"semantic_s8", "detail_s2"} & set(out), "hidden features are not outputs"
+
+
+def test_collaborative_tt_takes_focus_only_in_the_transition():
+    fusion = CollaborativeFusion(mode="TT")
+    logits = torch.full((1, 3, 1, 3), -10.0)
+    logits[0, 0, 0, 0] = logits[0, 1, 0, 1] = logits[0, 2, 0, 2] = 10.0  # bg, transition, fg
+    focus = torch.full((1, 1, 1, 3), 0.3)
+    alpha = fusion(torch.zeros(1, 3, 1, 3), {"pred_glance": logits, "pred_detail": focus})["pred_alpha"]
+    assert torch.allclose(alpha[0, 0, 0], torch.tensor([0.0, 0.3, 1.0]))
+
+
+def test_collaborative_ft_and_bt_forms():
+    logits = torch.tensor([[[[10.0, -10.0]], [[-10.0, 10.0]]]])  # class 0 then class 1
+    focus = torch.tensor([[[[0.3, 0.3]]]])
+    ctx = {"pred_glance": logits, "pred_detail": focus}
+    image = torch.zeros(1, 3, 1, 2)
+    assert torch.allclose(CollaborativeFusion(mode="FT")(image, ctx)["pred_alpha"][0, 0, 0], torch.tensor([0.3, 1.0]))
+    assert torch.allclose(CollaborativeFusion(mode="BT")(image, ctx)["pred_alpha"][0, 0, 0], torch.tensor([0.0, 0.7]))

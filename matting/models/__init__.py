@@ -1,7 +1,20 @@
 """Network parts. These explicit imports are the whole registry: configs name ``matting.models.X``."""
 
+from .detail import DetailHead, FocusHead
 from .encoder import FeatureSpec, TimmEncoder
-from .heads import DetailHead, ModnetFusion, SemanticHead
+from .fusion import CollaborativeFusion, LearnedFusion, ModnetFusion
 from .net import MattingNet
+from .semantic import GlanceHead, SemanticHead
 
-__all__ = ["FeatureSpec", "TimmEncoder", "SemanticHead", "DetailHead", "ModnetFusion", "MattingNet"]
+__all__ = [
+    "FeatureSpec",
+    "TimmEncoder",
+    "SemanticHead",
+    "GlanceHead",
+    "DetailHead",
+    "FocusHead",
+    "ModnetFusion",
+    "CollaborativeFusion",
+    "LearnedFusion",
+    "MattingNet",
+]

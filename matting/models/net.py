@@ -10,26 +10,35 @@ from torch import nn
 
 from .blocks import resize_to
 from .encoder import FeatureSpec, TimmEncoder
+from .fusion import coarse_alpha
+
+# Outputs of the heads that are hidden features, not predictions: dropped from the result.
+HIDDEN_KEYS = ("semantic_s8", "detail_s2")
 
 
 class MattingNet(nn.Module):
     """Trimap-free two-decoder matting network.
 
-    Any non-empty subset of heads builds. Without a fusion module (or with one head missing) the
-    final alpha is the detail prediction when a detail head exists, else the upsampled coarse
-    semantic alpha. A missing head is a missing output, and the loss drops its terms.
+    Any non-empty subset of heads builds. Heads run in order semantic -> detail -> fusion, each
+    seeing the outputs of the ones before (``context``), and are sized from the encoder's
+    FeatureSpec plus the hidden widths of earlier heads. Without a fusion module (or with one
+    head missing) the final alpha is the detail prediction when a detail head exists, else the
+    upsampled coarse semantic alpha. A missing head is a missing output, and the loss drops its terms.
 
     Args:
         encoder: the shared backbone.
-        semantic_head: builds the coarse head from the encoder's FeatureSpec, or None.
-        detail_head: builds the detail head from the FeatureSpec (with ``semantic_s8`` context), or None.
-        fusion: builds the fusion from the FeatureSpec (with both contexts); ignored unless both heads exist.
+        semantic_head: builds the coarse head (SemanticHead, GlanceHead) from the FeatureSpec, or None.
+        detail_head: builds the detail head (DetailHead, FocusHead) from the FeatureSpec, or None.
+        fusion: builds the fusion (ModnetFusion, CollaborativeFusion, LearnedFusion); used only
+            when both heads exist.
 
     Inputs:
         image: (B, 3, H, W) float RGB in [0, 1]; any H, W (padded internally to the encoder stride).
     Outputs (dict):
         pred_alpha: (B, 1, H, W) in [0, 1], always present.
-        pred_semantic: (B, 1, ceil(H/32)*2, ceil(W/32)*2) in [0, 1], coarse alpha at 1/16 (semantic head).
+        pred_semantic: (B, 1, H'/16, W'/16) in [0, 1], MODNet coarse alpha (SemanticHead); H', W'
+            are H, W rounded up to the stride.
+        pred_glance: (B, classes, H'/4, W'/4) logits and pred_semantic_alpha (B, 1, H'/4, W'/4) (GlanceHead).
         pred_detail: (B, 1, H, W) in [0, 1] (detail head).
     """
 
@@ -55,24 +64,28 @@ class MattingNet(nn.Module):
         self.fusion = fusion(spec) if (fusion and both) else None
         self.stride = max(32, spec.deepest)
 
+    @property
+    def collaborative_mode(self) -> str:
+        """GFM fusion form (TT, FT or BT) that the loss's glance and detail targets must follow."""
+        return getattr(self.fusion, "mode", "TT")
+
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         h, w = image.shape[-2:]
         pad_h, pad_w = (-h) % self.stride, (-w) % self.stride
         x = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate") if (pad_h or pad_w) else image
         feats = self.encoder(x)
-        out: dict[str, torch.Tensor] = {}
-        semantic_s8 = None
-        if self.semantic_head is not None:
-            sem = self.semantic_head(feats, x)
-            semantic_s8 = sem["semantic_s8"]
-            out["pred_semantic"] = sem["pred_semantic"]
-        if self.detail_head is not None:
-            det = self.detail_head(feats, x, semantic_s8)
-            out["pred_detail"] = det["pred_detail"][..., :h, :w]
-            if self.fusion is not None:
-                out["pred_alpha"] = self.fusion(x, semantic_s8, det["detail_s2"])["pred_alpha"][..., :h, :w]
-            else:
-                out["pred_alpha"] = out["pred_detail"]
+        context: dict[str, torch.Tensor] = {}
+        for head in (self.semantic_head, self.detail_head):
+            if head is not None:
+                context.update(head(feats, x, context))
+        if self.fusion is not None:
+            context.update(self.fusion(x, context))
+        elif self.detail_head is not None:
+            context["pred_alpha"] = context["pred_detail"]
         else:
-            out["pred_alpha"] = resize_to(out["pred_semantic"], x.shape[-2:])[..., :h, :w]
+            context["pred_alpha"] = resize_to(coarse_alpha(context), x.shape[-2:])
+        out = {k: v for k, v in context.items() if k not in HIDDEN_KEYS}
+        for key in ("pred_alpha", "pred_detail"):
+            if key in out:
+                out[key] = out[key][..., :h, :w]
         return out

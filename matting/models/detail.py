@@ -1,0 +1,122 @@
+"""Detail (fine) decoders for the transition band, at high resolution."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import ConvNormAct, SEBlock, downsample_image, resize_to
+from .encoder import FeatureSpec
+
+
+class DetailHead(nn.Module):
+    """High-resolution detail decoder (MODNet's HR branch) for the transition band.
+
+    Works at 1/4 then 1/2 from the stride-2 and stride-4 encoder features and the downsampled
+    image; uses the semantic head's 1/8 features as context when that head exists.
+
+    Args:
+        spec: encoder feature spec (context ``semantic_s8`` optional).
+        hidden: working width, exposed to later heads as ``detail_s2``.
+
+    Outputs:
+        pred_detail: (B, 1, H, W) in [0, 1], alpha prediction meant for the transition band.
+        detail_s2: (B, hidden, H/2, W/2) hidden features.
+    """
+
+    def __init__(self, spec: FeatureSpec, hidden: int = 32):
+        super().__init__()
+        c2, c4 = spec.channels[2], spec.channels[4]
+        self.c_sem = spec.context.get("semantic_s8", 0)
+        self.proj_s2 = ConvNormAct(c2, hidden, 1)
+        self.proj_s4 = ConvNormAct(c4, hidden, 1)
+        self.down_s2 = ConvNormAct(hidden + 3, hidden, 3, stride=2)
+        self.merge_s4 = ConvNormAct(2 * hidden, 2 * hidden, 3)
+        self.conv_s4 = nn.Sequential(
+            ConvNormAct(2 * hidden + self.c_sem + 3, 2 * hidden, 3),
+            ConvNormAct(2 * hidden, 2 * hidden, 3),
+            ConvNormAct(2 * hidden, hidden, 3),
+        )
+        self.conv_s2 = nn.Sequential(
+            ConvNormAct(2 * hidden + 3, 2 * hidden, 3),
+            ConvNormAct(2 * hidden, hidden, 3),
+            ConvNormAct(hidden, hidden, 3),
+            ConvNormAct(hidden, hidden, 3),
+        )
+        self.out = nn.Sequential(ConvNormAct(hidden + 3, hidden, 3), nn.Conv2d(hidden, 1, 1))
+        self.out_channels = hidden
+
+    def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor, context: dict | None = None) -> dict[str, torch.Tensor]:
+        h, w = image.shape[-2:]
+        semantic_s8 = (context or {}).get("semantic_s8")
+        img_s2, img_s4 = downsample_image(image, 2), downsample_image(image, 4)
+        enc_s2 = self.proj_s2(feats[2])  # (B, hidden, H/2, W/2)
+        enc_s4 = self.proj_s4(feats[4])  # (B, hidden, H/4, W/4)
+        x = self.down_s2(torch.cat([img_s2, enc_s2], 1))  # (B, hidden, H/4, W/4)
+        x = self.merge_s4(torch.cat([x, enc_s4], 1))  # (B, 2*hidden, H/4, W/4)
+        parts = [x, img_s4]
+        if self.c_sem:
+            parts.append(resize_to(semantic_s8, (h // 4, w // 4)))
+        x = self.conv_s4(torch.cat(parts, 1))  # (B, hidden, H/4, W/4)
+        x = resize_to(x, (h // 2, w // 2))
+        detail_s2 = self.conv_s2(torch.cat([x, enc_s2, img_s2], 1))  # (B, hidden, H/2, W/2)
+        logits = self.out(torch.cat([resize_to(detail_s2, (h, w)), image], 1))  # (B, 1, H, W)
+        return {"pred_detail": torch.sigmoid(logits), "detail_s2": detail_s2}
+
+
+
+
+class FocusHead(nn.Module):
+    """GFM's focus decoder: a dilated bridge on the deepest level, then a U-Net over every stride.
+
+    Each stage upsamples by two and concatenates the encoder feature of that stride (U-Net
+    skip); the last stage adds the image at full resolution. With ``semantic_s8`` in the context
+    (a semantic head ran first) it is concatenated at 1/8.
+
+    Args:
+        spec: encoder feature spec.
+        hidden: width of the bridge; stages halve it down to ``min_width``.
+        min_width: narrowest stage width.
+
+    Outputs:
+        pred_detail: (B, 1, H, W) in [0, 1].
+        detail_s2: (B, C, H/2, W/2) hidden features.
+    """
+
+    def __init__(self, spec: FeatureSpec, hidden: int = 128, min_width: int = 32):
+        super().__init__()
+        self.deepest = spec.deepest
+        c_sem = spec.context.get("semantic_s8", 0)
+        self.bridge = nn.Sequential(
+            ConvNormAct(spec.channels[self.deepest], hidden, 3, dilation=2),
+            ConvNormAct(hidden, hidden, 3, dilation=2),
+            ConvNormAct(hidden, hidden, 3, dilation=2),
+        )
+        self.strides = sorted((s for s in spec.channels if s < self.deepest), reverse=True)  # e.g. 16, 8, 4, 2
+        self.use_semantic = bool(c_sem)
+        stages, width = [], hidden
+        for s in self.strides:
+            out = max(width // 2, min_width)
+            extra = c_sem if (s == 8 and c_sem) else 0
+            stages.append(nn.Sequential(ConvNormAct(width + spec.channels[s] + extra, out, 3), ConvNormAct(out, out, 3)))
+            width = out
+        self.stages = nn.ModuleList(stages)
+        self.out = nn.Sequential(ConvNormAct(width + 3, min_width, 3), nn.Conv2d(min_width, 1, 1))
+        self.out_channels = width
+
+    def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor, context: dict | None = None) -> dict[str, torch.Tensor]:
+        h, w = image.shape[-2:]
+        x = self.bridge(feats[self.deepest])  # (B, hidden, H/32, W/32)
+        detail_s2 = None
+        for s, stage in zip(self.strides, self.stages):
+            parts = [resize_to(x, feats[s].shape[-2:]), feats[s]]
+            if s == 8 and self.use_semantic:
+                parts.append(resize_to(context["semantic_s8"], feats[s].shape[-2:]))
+            x = stage(torch.cat(parts, 1))  # (B, C_s, H/s, W/s)
+            if s == 2:
+                detail_s2 = x
+        if detail_s2 is None:
+            detail_s2 = resize_to(x, (h // 2, w // 2))
+        logits = self.out(torch.cat([resize_to(x, (h, w)), image], 1))  # (B, 1, H, W)
+        return {"pred_detail": torch.sigmoid(logits), "detail_s2": detail_s2}

@@ -1,0 +1,122 @@
+"""Semantic (coarse) decoders: what is subject, at low resolution.
+
+Heads are built from a :class:`FeatureSpec` and called as ``head(feats, image, context)``, where
+``context`` holds the outputs of heads that ran before; each returns a dict of named outputs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import ConvNormAct, SEBlock, downsample_image, resize_to
+from .encoder import FeatureSpec
+
+
+class SemanticHead(nn.Module):
+    """Coarse semantic decoder (MODNet's low-resolution branch): what is subject, at 1/16.
+
+    SE attention on the deepest encoder level, two upsampling 5x5 conv stages to 1/16 and 1/8,
+    and a stride-2 3x3 conv to a 1-channel coarse alpha at 1/16.
+
+    Args:
+        spec: encoder feature spec.
+        hidden_s16: channels of the 1/16 stage.
+        hidden_s8: channels of the 1/8 stage, exposed to later heads as ``semantic_s8``.
+
+    Inputs:
+        feats: dict stride -> (B, C, H/stride, W/stride).
+    Outputs:
+        pred_semantic: (B, 1, H/16, W/16) in [0, 1], coarse alpha.
+        semantic_s8: (B, hidden_s8, H/8, W/8) hidden features.
+    """
+
+    def __init__(self, spec: FeatureSpec, hidden_s16: int = 96, hidden_s8: int = 32):
+        super().__init__()
+        self.deepest = spec.deepest
+        c_deep = spec.channels[self.deepest]
+        self.se = SEBlock(c_deep, reduction=4)
+        self.conv_s16 = ConvNormAct(c_deep, hidden_s16, 5)
+        self.conv_s8 = ConvNormAct(hidden_s16, hidden_s8, 5)
+        self.out = nn.Conv2d(hidden_s8, 1, 3, stride=2, padding=1)
+        self.out_channels = hidden_s8
+
+    def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor, context: dict | None = None) -> dict[str, torch.Tensor]:
+        h, w = image.shape[-2:]
+        x = self.se(feats[self.deepest])  # (B, C, H/32, W/32)
+        x = self.conv_s16(resize_to(x, (h // 16, w // 16)))  # (B, hidden_s16, H/16, W/16)
+        semantic_s8 = self.conv_s8(resize_to(x, (h // 8, w // 8)))  # (B, hidden_s8, H/8, W/8)
+        pred_semantic = torch.sigmoid(self.out(semantic_s8))  # (B, 1, H/16, W/16)
+        return {"pred_semantic": pred_semantic, "semantic_s8": semantic_s8}
+
+
+
+
+class PyramidPooling(nn.Module):
+    """PSP module: average-pool to each bin size, project, upsample, concatenate with the input."""
+
+    def __init__(self, in_ch: int, out_ch: int, bins: tuple[int, ...] = (1, 3, 5)):
+        super().__init__()
+        branch = max(in_ch // len(bins), 16)
+        self.bins = bins
+        self.branches = nn.ModuleList(nn.Sequential(nn.Conv2d(in_ch, branch, 1, bias=False), nn.ReLU(inplace=True)) for _ in bins)
+        self.project = ConvNormAct(in_ch + branch * len(bins), out_ch, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        pooled = [resize_to(b(F.adaptive_avg_pool2d(x, n)), size) for n, b in zip(self.bins, self.branches)]
+        return self.project(torch.cat([x, *pooled], 1))
+
+
+class GlanceHead(nn.Module):
+    """GFM's glance decoder: pyramid pooling on the deepest level, then upsampling stages to 1/4.
+
+    Predicts class logits: with ``classes=3`` background / transition / foreground (GFM's TT
+    target); with ``classes=2`` the binary target of the FT or BT fusion (see
+    :class:`CollaborativeFusion`). The pooled global context is injected into every stage, as
+    GFM does, so that the whole image informs what is subject.
+
+    Args:
+        spec: encoder feature spec.
+        hidden: width of the decoder stages (exposed to later heads as ``semantic_s8``).
+        classes: 3 (TT) or 2 (FT / BT).
+        bins: pyramid pooling bin sizes.
+
+    Outputs:
+        pred_glance: (B, classes, H/4, W/4) logits.
+        pred_semantic_alpha: (B, 1, H/4, W/4) in [0, 1], P(foreground) (+ P(transition) / 2 for
+            TT): a coarse alpha for fusions and reports.
+        semantic_s8: (B, hidden, H/8, W/8) hidden features.
+    """
+
+    def __init__(self, spec: FeatureSpec, hidden: int = 64, classes: int = 3, bins: tuple[int, ...] = (1, 3, 5)):
+        super().__init__()
+        if classes not in (2, 3):
+            raise ValueError(f"GlanceHead classes must be 2 or 3, got {classes}")
+        self.deepest = spec.deepest
+        self.classes = classes
+        self.psp = PyramidPooling(spec.channels[self.deepest], hidden, bins)
+        # One stage per stride from the deepest level down to 1/4, each fed the pooled context.
+        self.strides = [s for s in (16, 8, 4) if s < self.deepest] or [4]
+        self.stages = nn.ModuleList(
+            nn.Sequential(ConvNormAct(2 * hidden, hidden, 3), ConvNormAct(hidden, hidden, 3)) for _ in self.strides
+        )
+        self.out = nn.Conv2d(hidden, classes, 3, padding=1)
+        self.out_channels = hidden
+
+    def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor, context: dict | None = None) -> dict[str, torch.Tensor]:
+        h, w = image.shape[-2:]
+        global_ctx = self.psp(feats[self.deepest])  # (B, hidden, H/32, W/32)
+        x, semantic_s8 = global_ctx, None
+        for stride, stage in zip(self.strides, self.stages):
+            size = (h // stride, w // stride)
+            x = stage(torch.cat([resize_to(x, size), resize_to(global_ctx, size)], 1))  # (B, hidden, H/s, W/s)
+            if stride == 8:
+                semantic_s8 = x
+        if semantic_s8 is None:
+            semantic_s8 = resize_to(x, (h // 8, w // 8))
+        logits = self.out(x)  # (B, classes, H/4, W/4)
+        probs = logits.softmax(1)
+        coarse = probs[:, 2:3] + 0.5 * probs[:, 1:2] if self.classes == 3 else probs[:, 1:2]
+        return {"pred_glance": logits, "pred_semantic_alpha": coarse, "semantic_s8": semantic_s8}
