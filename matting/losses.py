@@ -102,6 +102,8 @@ class MattingLoss(nn.Module):
             the batch, |pred_alpha*F + (1-pred_alpha)*B - I|; otherwise MODNet's |I*pred - I*gt|.
         laplacian: weight of :func:`laplacian_loss` on the final alpha.
         gradient: weight of :func:`gradient_loss` on the final alpha.
+        alpha_base: with a refiner, weight of the alpha term on the base pass's ``pred_alpha_base``.
+        error: with a patch refiner, weight of MSE(pred_error, |pred_alpha_base - gt|) (target detached).
         band_boost: extra weight on the transition band in the alpha and composition terms.
 
     Inputs:
@@ -123,11 +125,14 @@ class MattingLoss(nn.Module):
         composition: float = 1.0,
         laplacian: float = 0.0,
         gradient: float = 0.0,
+        alpha_base: float = 1.0,
+        error: float = 1.0,
         band_boost: float = 4.0,
     ):
         super().__init__()
         self.weights = {"semantic": semantic, "glance": glance, "detail": detail, "alpha": alpha,
-                        "composition": composition, "laplacian": laplacian, "gradient": gradient}
+                        "composition": composition, "laplacian": laplacian, "gradient": gradient,
+                        "alpha_base": alpha_base, "error": error}
         self.band_boost = band_boost
 
     def _boosted_l1(self, pred: torch.Tensor, gt: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
@@ -138,18 +143,27 @@ class MattingLoss(nn.Module):
         gt_alpha, image = batch["alpha"], batch["image"]
         pred_alpha = outputs["pred_alpha"]
         terms: dict[str, torch.Tensor] = {}
+
+        def at(t: torch.Tensor, like: torch.Tensor, binary: bool = False) -> torch.Tensor:
+            """Target ``t`` at the resolution of prediction ``like`` (heads of a refined net run smaller)."""
+            if t.shape[-2:] == like.shape[-2:]:
+                return t
+            small = F.interpolate(t, size=like.shape[-2:], mode="area")
+            return (small > 0).to(t.dtype) if binary else small
+
         w = self.weights
         if w["semantic"] and "pred_semantic" in outputs:
             pred_sem = outputs["pred_semantic"]
             terms["semantic"] = w["semantic"] * F.mse_loss(pred_sem, semantic_target(gt_alpha, pred_sem.shape[-2:]))
         if w["glance"] and "pred_glance" in outputs:
             logits = outputs["pred_glance"]
-            target = glance_target(F.interpolate(gt_alpha, size=logits.shape[-2:], mode="area"),
-                                   F.interpolate(band, size=logits.shape[-2:], mode="area"), mode)
+            target = glance_target(at(gt_alpha, logits), at(band, logits), mode)
             terms["glance"] = w["glance"] * F.cross_entropy(logits.float(), target)
         if w["detail"] and "pred_detail" in outputs:
-            detail_target = 1 - gt_alpha if mode == "BT" else gt_alpha
-            terms["detail"] = w["detail"] * ((outputs["pred_detail"] - detail_target).abs() * band).mean()
+            pred_detail = outputs["pred_detail"]
+            gt_small = at(gt_alpha, pred_detail)
+            detail_target = 1 - gt_small if mode == "BT" else gt_small
+            terms["detail"] = w["detail"] * ((pred_detail - detail_target).abs() * at(band, pred_detail, binary=True)).mean()
         if w["alpha"]:
             terms["alpha"] = w["alpha"] * self._boosted_l1(pred_alpha, gt_alpha, band)
         if w["composition"]:
@@ -158,6 +172,13 @@ class MattingLoss(nn.Module):
                 terms["composition"] = w["composition"] * self._boosted_l1(recomposed, image, band)
             else:
                 terms["composition"] = w["composition"] * self._boosted_l1(image * pred_alpha, image * gt_alpha, band)
+        if "pred_alpha_base" in outputs:
+            base_alpha = outputs["pred_alpha_base"]
+            gt_small = at(gt_alpha, base_alpha)
+            if w["alpha_base"]:
+                terms["alpha_base"] = w["alpha_base"] * self._boosted_l1(base_alpha, gt_small, at(band, base_alpha, binary=True))
+            if w["error"] and "pred_error" in outputs:
+                terms["error"] = w["error"] * F.mse_loss(outputs["pred_error"], (base_alpha - gt_small).abs().detach())
         if w["laplacian"]:
             terms["laplacian"] = w["laplacian"] * laplacian_loss(pred_alpha, gt_alpha)
         if w["gradient"]:

@@ -4,6 +4,7 @@ from .detail import DetailHead, FocusHead
 from .encoder import FeatureSpec, TimmEncoder
 from .fusion import CollaborativeFusion, LearnedFusion, ModnetFusion
 from .net import MattingNet
+from .refiner import GuidedFilterRefiner, PatchRefiner
 from .semantic import GlanceHead, SemanticHead
 
 __all__ = [
@@ -16,5 +17,7 @@ __all__ = [
     "ModnetFusion",
     "CollaborativeFusion",
     "LearnedFusion",
+    "PatchRefiner",
+    "GuidedFilterRefiner",
     "MattingNet",
 ]

@@ -31,15 +31,22 @@ class MattingNet(nn.Module):
         detail_head: builds the detail head (DetailHead, FocusHead) from the FeatureSpec, or None.
         fusion: builds the fusion (ModnetFusion, CollaborativeFusion, LearnedFusion); used only
             when both heads exist.
+        refiner: builds a coarse-to-fine refiner (PatchRefiner, GuidedFilterRefiner), or None.
+            With a refiner, the heads run on the image downsampled by ``base_scale`` (or to
+            ``base_size`` given to forward) and the refiner produces the full-resolution alpha.
+        base_scale: downsampling of the base pass when a refiner exists (BGMv2: 1/4 for HD).
 
     Inputs:
         image: (B, 3, H, W) float RGB in [0, 1]; any H, W (padded internally to the encoder stride).
+        base_size: optional (h, w) of the base pass when a refiner exists (multiples of 32).
     Outputs (dict):
         pred_alpha: (B, 1, H, W) in [0, 1], always present.
         pred_semantic: (B, 1, H'/16, W'/16) in [0, 1], MODNet coarse alpha (SemanticHead); H', W'
             are H, W rounded up to the stride.
         pred_glance: (B, classes, H'/4, W'/4) logits and pred_semantic_alpha (B, 1, H'/4, W'/4) (GlanceHead).
         pred_detail: (B, 1, H, W) in [0, 1] (detail head).
+        With a refiner, the head outputs are at the base size, plus pred_alpha_base (B, 1, h, w)
+        (the base's alpha) and, for PatchRefiner, pred_error (B, 1, h, w) and refined_cells.
     """
 
     def __init__(
@@ -48,6 +55,8 @@ class MattingNet(nn.Module):
         semantic_head: Callable[[FeatureSpec], nn.Module] | None = None,
         detail_head: Callable[[FeatureSpec], nn.Module] | None = None,
         fusion: Callable[[FeatureSpec], nn.Module] | None = None,
+        refiner: Callable[[FeatureSpec], nn.Module] | None = None,
+        base_scale: float = 0.25,
     ):
         super().__init__()
         if semantic_head is None and detail_head is None:
@@ -62,6 +71,10 @@ class MattingNet(nn.Module):
             spec = spec.with_context(detail_s2=self.detail_head.out_channels)
         both = self.semantic_head is not None and self.detail_head is not None
         self.fusion = fusion(spec) if (fusion and both) else None
+        self.refiner = refiner(spec) if refiner else None
+        if not 0 < base_scale <= 1:
+            raise ValueError(f"base_scale must be in (0, 1], got {base_scale}")
+        self.base_scale = base_scale
         self.stride = max(32, spec.deepest)
 
     @property
@@ -69,7 +82,24 @@ class MattingNet(nn.Module):
         """GFM fusion form (TT, FT or BT) that the loss's glance and detail targets must follow."""
         return getattr(self.fusion, "mode", "TT")
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    def base_shape(self, height: int, width: int) -> tuple[int, int]:
+        """Base-pass size for a full-size input: scaled by base_scale, rounded to the stride (at least one)."""
+        s = self.stride
+        return (max(s, round(height * self.base_scale / s) * s), max(s, round(width * self.base_scale / s) * s))
+
+    def forward(self, image: torch.Tensor, base_size: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+        if self.refiner is None:
+            return self._forward_base(image)
+        size = tuple(base_size) if base_size else self.base_shape(*image.shape[-2:])
+        # Antialiased downsampling: the base must see the structure, not aliased strands.
+        small = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+        base = self._forward_base(small, keep_hidden=True)
+        out = {k: v for k, v in base.items() if k not in HIDDEN_KEYS}
+        out["pred_alpha_base"] = out.pop("pred_alpha")
+        out.update(self.refiner(image, small, base))
+        return out
+
+    def _forward_base(self, image: torch.Tensor, keep_hidden: bool = False) -> dict[str, torch.Tensor]:
         h, w = image.shape[-2:]
         pad_h, pad_w = (-h) % self.stride, (-w) % self.stride
         x = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate") if (pad_h or pad_w) else image
@@ -84,7 +114,7 @@ class MattingNet(nn.Module):
             context["pred_alpha"] = context["pred_detail"]
         else:
             context["pred_alpha"] = resize_to(coarse_alpha(context), x.shape[-2:])
-        out = {k: v for k, v in context.items() if k not in HIDDEN_KEYS}
+        out = {k: v for k, v in context.items() if keep_hidden or k not in HIDDEN_KEYS}
         for key in ("pred_alpha", "pred_detail"):
             if key in out:
                 out[key] = out[key][..., :h, :w]

@@ -1,0 +1,166 @@
+"""Coarse-to-fine refiners: the base network runs at reduced resolution, a refiner restores edges.
+
+Both are built from the FeatureSpec (its ``context`` gives the width of the base's hidden
+features) and called as ``refiner(image, small_image, base)``, where ``base`` is the base pass's
+output dict at the reduced size (``pred_alpha`` plus hidden features), and both return
+``pred_alpha`` at full resolution.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blocks import ConvNormAct, resize_to
+from .encoder import FeatureSpec
+
+
+def base_hidden(base: dict[str, torch.Tensor], size) -> torch.Tensor:
+    """The finest hidden features of the base pass, resized to ``size``: (B, C, *size)."""
+    hidden = base["detail_s2"] if "detail_s2" in base else base["semantic_s8"]
+    return resize_to(hidden, size)
+
+
+def hidden_width(spec: FeatureSpec) -> int:
+    return spec.context.get("detail_s2") or spec.context["semantic_s8"]
+
+
+def _crop_patches(x: torch.Tensor, b: torch.Tensor, y: torch.Tensor, x0: torch.Tensor, size: int) -> torch.Tensor:
+    """Gather (N, C, size, size) windows with top-left corners (y, x0) from images b of (B, C, H, W)."""
+    offs = torch.arange(size, device=x.device)
+    rows = (y[:, None] + offs)[:, :, None]  # (N, size, 1)
+    cols = (x0[:, None] + offs)[:, None, :]  # (N, 1, size)
+    return x[b[:, None, None], :, rows, cols].permute(0, 3, 1, 2)  # (N, C, size, size)
+
+
+class PatchRefiner(nn.Module):
+    """BackgroundMattingV2's error-guided patch refiner.
+
+    The refiner predicts an error map from the base pass; on the grid of 4x4 full-resolution
+    cells, the cells with the largest predicted error are refined: first at 1/2 resolution from
+    the upsampled base alpha, hidden features and image (8x8 windows = 2x2 cells + 3 px context,
+    two valid 3x3 convs -> 4x4), then at full resolution with the image (8x8 windows = 4x4 cell +
+    2 px context, two valid 3x3 convs -> 4x4), and the 4x4 results replace those cells of the
+    bilinearly upsampled base alpha.
+
+    Args:
+        spec: FeatureSpec whose context gives the base's hidden width.
+        mode: ``sampling`` (top-k cells, k = ``pixel_fraction`` x full pixels / 16, or
+            ``sample_pixels`` / 16 when set), ``thresholding`` (cells with error > ``threshold``)
+            or ``full`` (every cell).
+        pixel_fraction: share of full-resolution pixels refined in ``sampling`` mode.
+        sample_pixels: fixed pixel budget instead of the fraction (BGMv2 HD: 80,000).
+        threshold: error threshold of ``thresholding`` mode.
+        widths: channels of the four refinement convs (BGMv2: 24, 16, 12).
+        chunk: refine at most this many cells at once (bounds memory at 4K).
+
+    Outputs (added to the base's):
+        pred_alpha: (B, 1, H, W) in [0, 1]; pred_error: (B, 1, h, w) in [0, 1] at base resolution;
+        refined_cells: (B, 1, H/4, W/4) 1 where a cell was refined.
+    """
+
+    def __init__(self, spec: FeatureSpec, mode: str = "sampling", pixel_fraction: float = 1 / 16, sample_pixels: int | None = None,
+                 threshold: float = 0.1, widths: tuple[int, int, int] = (24, 16, 12), chunk: int = 65536):
+        super().__init__()
+        if mode not in ("sampling", "thresholding", "full"):
+            raise ValueError(f"PatchRefiner mode must be sampling, thresholding or full, got {mode!r}")
+        self.mode, self.pixel_fraction, self.sample_pixels, self.threshold, self.chunk = mode, pixel_fraction, sample_pixels, threshold, chunk
+        c_hid = hidden_width(spec)
+        w1, w2, w3 = widths
+        self.error_head = nn.Sequential(ConvNormAct(c_hid + 1 + 3, 16, 3), nn.Conv2d(16, 1, 1))
+        conv = lambda i, o: nn.Sequential(nn.Conv2d(i, o, 3, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True))
+        self.stage_half = nn.Sequential(conv(c_hid + 1 + 3, w1), conv(w1, w2))  # 8x8 -> 4x4 at 1/2 res
+        self.stage_full = nn.Sequential(conv(w2 + 3, w3), nn.Conv2d(w3, 1, 3))  # 8x8 -> 4x4 at full res
+
+    def select(self, error_cells: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H/4, W/4) predicted error per cell -> (B, 1, H/4, W/4) bool cells to refine."""
+        if self.mode == "full":
+            return torch.ones_like(error_cells, dtype=torch.bool)
+        if self.mode == "thresholding":
+            return error_cells > self.threshold
+        b, _, h, w = error_cells.shape
+        budget = self.sample_pixels if self.sample_pixels else self.pixel_fraction * h * w * 16
+        k = max(1, min(int(budget // 16), h * w))
+        flat = error_cells.reshape(b, -1)
+        idx = flat.topk(k, dim=1).indices
+        chosen = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, idx, True) & (flat > 0)
+        return chosen.view(b, 1, h, w)
+
+    def forward(self, image: torch.Tensor, small: torch.Tensor, base: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        full_h, full_w = image.shape[-2:]
+        pad_h, pad_w = (-full_h) % 4, (-full_w) % 4
+        if pad_h or pad_w:
+            image = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
+        H, W = image.shape[-2:]
+        base_alpha = base["pred_alpha"]
+        hid = base_hidden(base, base_alpha.shape[-2:])
+        pred_error = torch.sigmoid(self.error_head(torch.cat([hid, base_alpha, small], 1)))  # (B, 1, h, w)
+        alpha = resize_to(base_alpha, (H, W))  # (B, 1, H, W) coarse result everywhere
+        cells = self.select(resize_to(pred_error, (H // 4, W // 4)))
+        b, _, cy, cx = cells.nonzero(as_tuple=True)
+        if b.numel():
+            half = torch.cat([resize_to(torch.cat([hid, base_alpha], 1), (H // 2, W // 2)), resize_to(small, (H // 2, W // 2))], 1)
+            half = F.pad(half, (3, 3, 3, 3), mode="replicate")
+            full = F.pad(image, (2, 2, 2, 2), mode="replicate")
+            refined = []
+            for s in range(0, b.numel(), self.chunk):
+                bb, yy, xx = b[s:s + self.chunk], cy[s:s + self.chunk], cx[s:s + self.chunk]
+                x = self.stage_half(_crop_patches(half, bb, 2 * yy, 2 * xx, 8))  # (N, w2, 4, 4)
+                x = F.interpolate(x, size=(8, 8), mode="nearest")
+                x = torch.cat([x, _crop_patches(full, bb, 4 * yy, 4 * xx, 8)], 1)  # (N, w2 + 3, 8, 8)
+                refined.append(self.stage_full(x))  # (N, 1, 4, 4)
+            refined = torch.cat(refined).clamp(0, 1).to(alpha.dtype)
+            grid = alpha.view(-1, 1, H // 4, 4, W // 4, 4).permute(0, 2, 4, 1, 3, 5).clone()  # (B, H/4, W/4, 1, 4, 4)
+            grid[b, cy, cx] = refined
+            alpha = grid.permute(0, 3, 1, 4, 2, 5).reshape(-1, 1, H, W)
+        return {"pred_alpha": alpha[..., :full_h, :full_w], "pred_error": pred_error, "refined_cells": cells}
+
+
+def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """Mean over a (2r+1)^2 window, windows clipped at the border (normalised by the valid count)."""
+    k = 2 * radius + 1
+    return F.avg_pool2d(x, k, stride=1, padding=radius, count_include_pad=False)
+
+
+class GuidedFilterRefiner(nn.Module):
+    """Deep guided filter (as in RobustVideoMatting): a learned, edge-aware upsampler.
+
+    At base resolution, a local linear model alpha ~ A . guide + b is fitted in every window
+    from box-filter statistics of the guide (RGB + gray) and the base alpha; a 1x1-conv network
+    predicts A from the local covariances and the base's hidden features, b = mean_alpha -
+    A . mean_guide. A and b are upsampled bilinearly and applied to the full-resolution guide.
+
+    Args:
+        spec: FeatureSpec whose context gives the base's hidden width.
+        hidden: width of the 1x1-conv network.
+        radius: box-filter radius (1 -> 3x3 windows).
+
+    Outputs (added to the base's): pred_alpha (B, 1, H, W) in [0, 1].
+    """
+
+    def __init__(self, spec: FeatureSpec, hidden: int = 16, radius: int = 1):
+        super().__init__()
+        self.radius = radius
+        c_hid = hidden_width(spec)
+        self.coeffs = nn.Sequential(
+            nn.Conv2d(4 + 4 + c_hid, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, 4, 1),
+        )
+
+    @staticmethod
+    def guide(image: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, 4, H, W): RGB and its channel mean."""
+        return torch.cat([image, image.mean(1, keepdim=True)], 1)
+
+    def forward(self, image: torch.Tensor, small: torch.Tensor, base: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x, y = self.guide(small), base["pred_alpha"]  # (B, 4, h, w), (B, 1, h, w)
+        mean_x, mean_y = box_filter(x, self.radius), box_filter(y, self.radius)
+        cov_xy = box_filter(x * y, self.radius) - mean_x * mean_y
+        var_x = box_filter(x * x, self.radius) - mean_x * mean_x
+        A = self.coeffs(torch.cat([cov_xy, var_x, base_hidden(base, y.shape[-2:])], 1))  # (B, 4, h, w)
+        b = mean_y - (A * mean_x).sum(1, keepdim=True)  # (B, 1, h, w)
+        size = image.shape[-2:]
+        alpha = (resize_to(A, size) * self.guide(image)).sum(1, keepdim=True) + resize_to(b, size)
+        return {"pred_alpha": alpha.clamp(0, 1)}
