@@ -102,6 +102,8 @@ class MattingLoss(nn.Module):
             the batch, |pred_alpha*F + (1-pred_alpha)*B - I|; otherwise MODNet's |I*pred - I*gt|.
         laplacian: weight of :func:`laplacian_loss` on the final alpha.
         gradient: weight of :func:`gradient_loss` on the final alpha.
+        segmentation: weight of the binary cross-entropy of ``pred_alpha`` against the mask
+            ``gt_alpha > 0.5`` (segmentation baselines trained on binary masks).
         alpha_base: with a refiner, weight of the alpha term on the base pass's ``pred_alpha_base``.
         error: with a patch refiner, weight of MSE(pred_error, |pred_alpha_base - gt|) (target detached).
         band_boost: extra weight on the transition band in the alpha and composition terms.
@@ -125,6 +127,7 @@ class MattingLoss(nn.Module):
         composition: float = 1.0,
         laplacian: float = 0.0,
         gradient: float = 0.0,
+        segmentation: float = 0.0,
         alpha_base: float = 1.0,
         error: float = 1.0,
         band_boost: float = 4.0,
@@ -132,7 +135,7 @@ class MattingLoss(nn.Module):
         super().__init__()
         self.weights = {"semantic": semantic, "glance": glance, "detail": detail, "alpha": alpha,
                         "composition": composition, "laplacian": laplacian, "gradient": gradient,
-                        "alpha_base": alpha_base, "error": error}
+                        "segmentation": segmentation, "alpha_base": alpha_base, "error": error}
         self.band_boost = band_boost
 
     def _boosted_l1(self, pred: torch.Tensor, gt: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
@@ -172,6 +175,10 @@ class MattingLoss(nn.Module):
                 terms["composition"] = w["composition"] * self._boosted_l1(recomposed, image, band)
             else:
                 terms["composition"] = w["composition"] * self._boosted_l1(image * pred_alpha, image * gt_alpha, band)
+        if w["segmentation"]:
+            with torch.autocast(pred_alpha.device.type, enabled=False):  # BCE is unsafe in half precision
+                mask = (gt_alpha > 0.5).float()
+                terms["segmentation"] = w["segmentation"] * F.binary_cross_entropy(pred_alpha.float().clamp(1e-6, 1 - 1e-6), mask)
         if "pred_alpha_base" in outputs:
             base_alpha = outputs["pred_alpha_base"]
             gt_small = at(gt_alpha, base_alpha)

@@ -7,6 +7,9 @@ import random
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import BinaryJaccardIndex, BinaryPrecision, BinaryRecall
 
 from .losses import MattingLoss, random_band_radius, transition_band
 from .metrics import MattingMetrics
@@ -19,7 +22,8 @@ class MattingModule(L.LightningModule):
     Batches are dicts with ``image`` (B, 3, H, W) and ``alpha`` (B, 1, H, W) in [0, 1], and
     optionally ``fg``/``bg`` (B, 3, H, W) for the composition loss. Logged keys:
     ``train/loss`` and ``train/loss_<term>``, ``val/<metric>`` and ``test/<metric>`` (whole-image
-    metrics; units in :mod:`matting.metrics`).
+    metrics; units in :mod:`matting.metrics`), and ``val/iou``, ``val/precision``,
+    ``val/recall`` of the mask ``alpha > 0.5``.
 
     Args:
         net: the network.
@@ -27,6 +31,12 @@ class MattingModule(L.LightningModule):
         optimizer: optimizer factory, e.g. ``torch.optim.AdamW``.
         scheduler: optional LR scheduler factory, stepped every optimizer step.
         channels_last: run convolutions in NHWC, faster on CPU and on tensor cores.
+        lr_scales: learning-rate multipliers by parameter-name prefix, longest prefix wins, e.g.
+            ``{"net.encoder": 0.1, "net.refiner": 1.0}``; 0 freezes those parameters (two-stage
+            training: freeze or slow the base while the refiner learns).
+        init_weights: checkpoint (``.ckpt`` written by ``matting fit``, or ``.safetensors``) whose
+            network weights initialise this one before training; keys missing on either side are
+            listed (a refiner added in stage 2 starts from scratch). Loaded without unpickling objects.
     """
 
     def __init__(
@@ -36,6 +46,8 @@ class MattingModule(L.LightningModule):
         optimizer: OptimizerCallable = torch.optim.AdamW,
         scheduler: LRSchedulerCallable | None = None,
         channels_last: bool = True,
+        lr_scales: dict[str, float] | None = None,
+        init_weights: str | None = None,
     ):
         super().__init__()
         # Keep every init argument (LightningCLI stores them as config) so load_from_checkpoint rebuilds the net.
@@ -45,21 +57,39 @@ class MattingModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.channels_last = channels_last
-        self.val_metrics = MattingMetrics(protocol="whole")
-        self.test_metrics = MattingMetrics(protocol="whole")
+        self.metrics = nn.ModuleDict({stage: MattingMetrics(protocol="whole") for stage in ("val", "test")})
+        self.seg_metrics = nn.ModuleDict({stage: MetricCollection({"iou": BinaryJaccardIndex(), "precision": BinaryPrecision(),
+                                                                   "recall": BinaryRecall()}) for stage in ("val", "test")})
+        # Trimap-based variant at evaluation without a dataset trimap: the GT band of this radius.
+        self.eval_band_radius = 10
         self._band_rng = random.Random(0)
+        self.lr_scales = dict(lr_scales or {})
+        if init_weights:
+            self._load_init_weights(init_weights)
+        for name, param in self.named_parameters():
+            if self._lr_scale(name) == 0:
+                param.requires_grad_(False)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, trimap: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
-        return self.net(image)
+        return self.net(image, trimap=trimap) if self.net.trimap_input else self.net(image)
+
+    @staticmethod
+    def _trimap_input(batch: dict, band: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) in {0, 0.5, 1}: the batch's trimap (0/128/255) when it has one, else the
+        ground truth's band (unknown) and its sides (known), for the trimap-based variant."""
+        if batch.get("trimap") is not None:
+            return batch["trimap"].float() / 255
+        return torch.where(band > 0, 0.5, (batch["alpha"] > 0.5).float())
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        outputs = self(batch["image"])
         radius = random_band_radius(min(batch["alpha"].shape[-2:]), self._band_rng)
         band = transition_band(batch["alpha"], radius)
+        trimap = self._trimap_input({**batch, "trimap": None}, band) if self.net.trimap_input else None
+        outputs = self(batch["image"], trimap)
         terms = self.loss(outputs, batch, band, mode=self.net.collaborative_mode)
         for name, value in terms.items():
             if not torch.isfinite(value):
@@ -69,31 +99,72 @@ class MattingModule(L.LightningModule):
         self.log("loss", terms["loss"].detach(), prog_bar=True, logger=False, batch_size=batch["image"].shape[0])
         return terms["loss"]
 
-    def _eval_step(self, batch: dict, metrics: MattingMetrics) -> dict[str, torch.Tensor]:
-        outputs = self(batch["image"])
-        metrics.update(outputs["pred_alpha"].float(), batch["alpha"].float(), batch.get("trimap"))
+    def _eval_step(self, batch: dict, stage: str) -> dict[str, torch.Tensor]:
+        trimap = None
+        if self.net.trimap_input:
+            trimap = self._trimap_input(batch, transition_band(batch["alpha"], self.eval_band_radius))
+        outputs = self(batch["image"], trimap)
+        pred, gt = outputs["pred_alpha"].float(), batch["alpha"].float()
+        self.metrics[stage].update(pred, gt, batch.get("trimap"))
+        # Segmentation view of the matte (alpha > 0.5), reported next to the matting metrics.
+        self.seg_metrics[stage].update(pred.flatten(), (gt > 0.5).flatten().long())
         return outputs
 
+    def _log_epoch(self, stage: str, prog_bar: bool) -> None:
+        values = {**self.metrics[stage].compute(), **self.seg_metrics[stage].compute()}
+        self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=prog_bar)
+        self.metrics[stage].reset()
+        self.seg_metrics[stage].reset()
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, self.val_metrics)
+        self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
-        self.log_dict({f"val/{k}": v for k, v in self.val_metrics.compute().items()}, prog_bar=True)
-        self.val_metrics.reset()
+        self._log_epoch("val", prog_bar=True)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, self.test_metrics)
+        self._eval_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict({f"test/{k}": v for k, v in self.test_metrics.compute().items()})
-        self.test_metrics.reset()
+        self._log_epoch("test", prog_bar=False)
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self(batch["image"])["pred_alpha"]
+        trimap = None
+        if self.net.trimap_input:
+            trimap = self._trimap_input(batch, transition_band(batch["alpha"], self.eval_band_radius))
+        return self(batch["image"], trimap)["pred_alpha"]
+
+    def _load_init_weights(self, path: str) -> None:
+        from .inference import load_net_parts
+
+        _, state = load_net_parts(path)
+        own = self.net.state_dict()
+        fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        self.net.load_state_dict(fitting, strict=False)
+        skipped = sorted(set(state) - set(fitting))
+        fresh = sorted(set(own) - set(fitting))
+        print(f"init_weights {path}: loaded {len(fitting)} tensors; "
+              f"{len(fresh)} start fresh ({', '.join(sorted({k.split('.')[0] for k in fresh})) or 'none'}); "
+              f"{len(skipped)} in the file unused")
+
+    def _lr_scale(self, name: str) -> float:
+        matches = [p for p in self.lr_scales if name == p or name.startswith(p + ".")]
+        return self.lr_scales[max(matches, key=len)] if matches else 1.0
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
+        groups: dict[float, list] = {}
+        for name, param in self.named_parameters():
+            if param.requires_grad:
+                groups.setdefault(self._lr_scale(name), []).append(param)
+        optimizer = self.optimizer_factory([{"params": p, "lr_scale": s} for s, p in groups.items()])
+        for group in optimizer.param_groups:
+            group["lr"] *= group["lr_scale"]
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
+        for group in optimizer.param_groups:
+            # Schedulers that set the lr from their own arguments (OneCycleLR's max_lr) get the scale here.
+            if "max_lr" in group and group["lr_scale"] != 1:
+                for key in ("lr", "initial_lr", "max_lr", "min_lr"):
+                    group[key] *= group["lr_scale"]
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -21,7 +21,7 @@ def test_fit_writes_checkpoints_config_and_log(tmp_path):
     assert (run / "config.yaml").is_file()
     assert "test_resnet" in (run / "config.yaml").read_text()
     metrics = (run / "metrics.csv").read_text()
-    assert "val/sad" in metrics and "train/loss" in metrics
+    assert "val/sad" in metrics and "train/loss" in metrics and "val/iou" in metrics
     ckpts = {p.name for p in (run / "checkpoints").iterdir()}
     assert "last.ckpt" in ckpts and any(n.startswith("best-") for n in ckpts)
     # The checkpoint rebuilds the injected network on its own.

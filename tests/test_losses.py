@@ -92,3 +92,10 @@ def test_structure_terms_are_zero_only_for_the_truth():
     assert laplacian_loss(blurred, gt).item() > 0.01 and gradient_loss(blurred, gt).item() > 0.01
     terms = MattingLoss(laplacian=1, gradient=1)({"pred_alpha": blurred}, {"image": torch.rand(1, 3, 32, 32), "alpha": gt}, transition_band(gt, 2))
     assert {"laplacian", "gradient"} <= set(terms)
+
+
+def test_segmentation_term_is_bce_against_the_binary_mask():
+    gt = torch.tensor([[[[0.0, 0.4, 0.6, 1.0]]]])
+    pred = torch.tensor([[[[0.5, 0.5, 0.5, 0.5]]]])
+    terms = MattingLoss(semantic=0, detail=0, alpha=0, composition=0, segmentation=2.0)({"pred_alpha": pred}, {"image": torch.rand(1, 3, 1, 4), "alpha": gt}, torch.zeros_like(gt))
+    assert abs(terms["segmentation"].item() - 2.0 * 0.693147) < 1e-4

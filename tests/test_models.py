@@ -112,3 +112,16 @@ def test_collaborative_ft_and_bt_forms():
     image = torch.zeros(1, 3, 1, 2)
     assert torch.allclose(CollaborativeFusion(mode="FT")(image, ctx)["pred_alpha"][0, 0, 0], torch.tensor([0.3, 1.0]))
     assert torch.allclose(CollaborativeFusion(mode="BT")(image, ctx)["pred_alpha"][0, 0, 0], torch.tensor([0.0, 0.7]))
+
+
+def test_trimap_based_variant_needs_a_four_channel_encoder_and_a_trimap():
+    with pytest.raises(ValueError, match="in_chans=4"):
+        MattingNet(TimmEncoder("test_resnet"), SemanticHead, DetailHead, ModnetFusion, trimap_input=True)
+    net = MattingNet(TimmEncoder("test_resnet", in_chans=4), SemanticHead, DetailHead, ModnetFusion, trimap_input=True).eval()
+    image, trimap = torch.rand(1, 3, 64, 64), torch.full((1, 1, 64, 64), 0.5)
+    with pytest.raises(ValueError, match="trimap"):
+        net(image)
+    with torch.no_grad():
+        a = net(image, trimap=trimap)["pred_alpha"]
+        b = net(image, trimap=torch.zeros_like(trimap))["pred_alpha"]
+    assert a.shape == (1, 1, 64, 64) and not torch.equal(a, b), "the trimap must reach the network"

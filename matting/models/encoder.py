@@ -47,16 +47,18 @@ class TimmEncoder(nn.Module):
         weights_file: optional local checkpoint for the backbone (loaded through timm's
             ``pretrained_cfg_overlay``); the hub is never contacted.
         stem_channels: width of the added stem levels, when the backbone lacks stride 2 or 4.
+        in_chans: input channels: 3 (RGB), or 4 (RGB + trimap, for the trimap-based upper bound).
 
     Inputs:
-        image: (B, 3, H, W) float in [0, 1], H and W multiples of the deepest stride.
+        image: (B, in_chans, H, W) float in [0, 1], H and W multiples of the deepest stride.
     Outputs:
         dict stride -> (B, C_stride, H / stride, W / stride).
     """
 
-    def __init__(self, name: str = "mobilenetv3_large_100", weights_file: str | None = None, stem_channels: int = 16):
+    def __init__(self, name: str = "mobilenetv3_large_100", weights_file: str | None = None, stem_channels: int = 16, in_chans: int = 3):
         super().__init__()
-        kwargs = {}
+        self.in_chans = in_chans
+        kwargs = {"in_chans": in_chans}
         if weights_file:
             kwargs["pretrained_cfg_overlay"] = dict(file=weights_file)
         try:
@@ -69,13 +71,16 @@ class TimmEncoder(nn.Module):
         self._index_of_stride = {s: i for i, s in enumerate(info.reduction())}
         channels = {s: info.channels()[i] for s, i in self._index_of_stride.items()}
         cfg = self.backbone.pretrained_cfg
-        self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1), persistent=False)
+        # Extra input channels (a trimap in [0, 1]) are centred like the image: (x - 0.5) / 0.5.
+        mean = list(cfg.get("mean", (0.485, 0.456, 0.406))) + [0.5] * (in_chans - 3)
+        std = list(cfg.get("std", (0.229, 0.224, 0.225))) + [0.5] * (in_chans - 3)
+        self.register_buffer("mean", torch.tensor(mean).view(1, in_chans, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, in_chans, 1, 1), persistent=False)
         self.stems = nn.ModuleDict()
         for stride in (2, 4):
             if stride not in channels:
                 # (B, 3, H, W) -> (B, stem_channels, H/stride, W/stride)
-                layers = [ConvNormAct(3, stem_channels, 3, stride=2)]
+                layers = [ConvNormAct(in_chans, stem_channels, 3, stride=2)]
                 if stride == 4:
                     layers.append(ConvNormAct(stem_channels, stem_channels, 3, stride=2))
                 self.stems[str(stride)] = nn.Sequential(*layers)

@@ -35,10 +35,13 @@ class MattingNet(nn.Module):
             With a refiner, the heads run on the image downsampled by ``base_scale`` (or to
             ``base_size`` given to forward) and the refiner produces the full-resolution alpha.
         base_scale: downsampling of the base pass when a refiner exists (BGMv2: 1/4 for HD).
+        trimap_input: the trimap-based upper bound (DIM-style): the encoder (built with
+            ``in_chans=4``) sees the image and a trimap; the heads see the image as usual.
 
     Inputs:
         image: (B, 3, H, W) float RGB in [0, 1]; any H, W (padded internally to the encoder stride).
         base_size: optional (h, w) of the base pass when a refiner exists (multiples of 32).
+        trimap: (B, 1, H, W) in {0, 0.5, 1}, required with ``trimap_input``.
     Outputs (dict):
         pred_alpha: (B, 1, H, W) in [0, 1], always present.
         pred_semantic: (B, 1, H'/16, W'/16) in [0, 1], MODNet coarse alpha (SemanticHead); H', W'
@@ -57,10 +60,15 @@ class MattingNet(nn.Module):
         fusion: Callable[[FeatureSpec], nn.Module] | None = None,
         refiner: Callable[[FeatureSpec], nn.Module] | None = None,
         base_scale: float = 0.25,
+        trimap_input: bool = False,
     ):
         super().__init__()
         if semantic_head is None and detail_head is None:
             raise ValueError("MattingNet needs at least one of semantic_head and detail_head")
+        expected = 4 if trimap_input else 3
+        if encoder.in_chans != expected:
+            raise ValueError(f"trimap_input={trimap_input} needs an encoder with in_chans={expected}, got {encoder.in_chans}")
+        self.trimap_input = trimap_input
         self.encoder = encoder
         spec = encoder.spec
         self.semantic_head = semantic_head(spec) if semantic_head else None
@@ -87,23 +95,27 @@ class MattingNet(nn.Module):
         s = self.stride
         return (max(s, round(height * self.base_scale / s) * s), max(s, round(width * self.base_scale / s) * s))
 
-    def forward(self, image: torch.Tensor, base_size: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, base_size: tuple[int, int] | None = None, trimap: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        if self.trimap_input and trimap is None:
+            raise ValueError("this network takes a trimap (trimap_input=True): call net(image, trimap=...)")
         if self.refiner is None:
-            return self._forward_base(image)
+            return self._forward_base(image, trimap=trimap)
         size = tuple(base_size) if base_size else self.base_shape(*image.shape[-2:])
         # Antialiased downsampling: the base must see the structure, not aliased strands.
         small = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
-        base = self._forward_base(small, keep_hidden=True)
+        small_trimap = None if trimap is None else F.interpolate(trimap, size=size, mode="nearest")
+        base = self._forward_base(small, keep_hidden=True, trimap=small_trimap)
         out = {k: v for k, v in base.items() if k not in HIDDEN_KEYS}
         out["pred_alpha_base"] = out.pop("pred_alpha")
         out.update(self.refiner(image, small, base))
         return out
 
-    def _forward_base(self, image: torch.Tensor, keep_hidden: bool = False) -> dict[str, torch.Tensor]:
+    def _forward_base(self, image: torch.Tensor, keep_hidden: bool = False, trimap: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         h, w = image.shape[-2:]
         pad_h, pad_w = (-h) % self.stride, (-w) % self.stride
-        x = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate") if (pad_h or pad_w) else image
-        feats = self.encoder(x)
+        pad = lambda t: F.pad(t, (0, pad_w, 0, pad_h), mode="replicate") if (pad_h or pad_w) else t
+        x = pad(image)
+        feats = self.encoder(torch.cat([x, pad(trimap)], 1) if self.trimap_input else x)
         context: dict[str, torch.Tensor] = {}
         for head in (self.semantic_head, self.detail_head):
             if head is not None:
