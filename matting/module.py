@@ -13,7 +13,6 @@ from torchmetrics.classification import BinaryJaccardIndex, BinaryPrecision, Bin
 
 from .losses import MattingLoss, random_band_radius, transition_band
 from .metrics import MattingMetrics
-from .models import MattingNet
 
 
 class MattingModule(L.LightningModule):
@@ -26,7 +25,8 @@ class MattingModule(L.LightningModule):
     ``val/recall`` of the mask ``alpha > 0.5``.
 
     Args:
-        net: the network.
+        net: the network: a :class:`MattingNet`, or any module mapping an image (B, 3, H, W) to a
+            dict with ``pred_alpha`` (the segmentation baselines).
         loss: loss terms and weights (defaults: MODNet's).
         optimizer: optimizer factory, e.g. ``torch.optim.AdamW``.
         scheduler: optional LR scheduler factory, stepped every optimizer step.
@@ -41,7 +41,7 @@ class MattingModule(L.LightningModule):
 
     def __init__(
         self,
-        net: MattingNet,
+        net: nn.Module,
         loss: MattingLoss | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         scheduler: LRSchedulerCallable | None = None,
@@ -57,6 +57,7 @@ class MattingModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.channels_last = channels_last
+        self._trimap_input_net = getattr(net, "trimap_input", False)
         self.metrics = nn.ModuleDict({stage: MattingMetrics(protocol="whole") for stage in ("val", "test")})
         self.seg_metrics = nn.ModuleDict({stage: MetricCollection({"iou": BinaryJaccardIndex(), "precision": BinaryPrecision(),
                                                                    "recall": BinaryRecall()}) for stage in ("val", "test")})
@@ -75,7 +76,7 @@ class MattingModule(L.LightningModule):
     def forward(self, image: torch.Tensor, trimap: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
-        return self.net(image, trimap=trimap) if self.net.trimap_input else self.net(image)
+        return self.net(image, trimap=trimap) if self._trimap_input_net else self.net(image)
 
     @staticmethod
     def _trimap_input(batch: dict, band: torch.Tensor) -> torch.Tensor:
@@ -88,9 +89,9 @@ class MattingModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         radius = random_band_radius(min(batch["alpha"].shape[-2:]), self._band_rng)
         band = transition_band(batch["alpha"], radius)
-        trimap = self._trimap_input({**batch, "trimap": None}, band) if self.net.trimap_input else None
+        trimap = self._trimap_input({**batch, "trimap": None}, band) if self._trimap_input_net else None
         outputs = self(batch["image"], trimap)
-        terms = self.loss(outputs, batch, band, mode=self.net.collaborative_mode)
+        terms = self.loss(outputs, batch, band, mode=getattr(self.net, "collaborative_mode", "TT"))
         for name, value in terms.items():
             if not torch.isfinite(value):
                 raise FloatingPointError(f"non-finite loss term {name!r}={value.item()} at global step {self.global_step}")
@@ -101,7 +102,7 @@ class MattingModule(L.LightningModule):
 
     def _eval_step(self, batch: dict, stage: str) -> dict[str, torch.Tensor]:
         trimap = None
-        if self.net.trimap_input:
+        if self._trimap_input_net:
             trimap = self._trimap_input(batch, transition_band(batch["alpha"], self.eval_band_radius))
         outputs = self(batch["image"], trimap)
         pred, gt = outputs["pred_alpha"].float(), batch["alpha"].float()
@@ -130,7 +131,7 @@ class MattingModule(L.LightningModule):
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         trimap = None
-        if self.net.trimap_input:
+        if self._trimap_input_net:
             trimap = self._trimap_input(batch, transition_band(batch["alpha"], self.eval_band_radius))
         return self(batch["image"], trimap)["pred_alpha"]
 
