@@ -73,6 +73,15 @@ class MattingModule(L.LightningModule):
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
 
+    def train(self, mode: bool = True):
+        """Frozen parts (lr scale 0) stay in eval mode: their BatchNorm statistics must not drift."""
+        super().train(mode)
+        if mode:
+            for m in self.net.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(p.requires_grad for p in m.parameters()):
+                    m.eval()
+        return self
+
     def forward(self, image: torch.Tensor, trimap: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         if self.channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
