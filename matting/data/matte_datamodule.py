@@ -1,0 +1,179 @@
+"""LightningDataModule for the public matting datasets, read through their manifests.
+
+One config file switches the data (``configs/data/<name>.yaml``)::
+
+    matting fit -c configs/default.yaml -c configs/data/am2k.yaml
+    matting test -c configs/default.yaml -c configs/data/ppm100.yaml --ckpt_path ...
+
+Each split is named ``<dataset>/<split>`` (``am2k/train``, ``p3m10k/p3m500np``, ``bg20k/train``;
+a bare dataset name takes its first training or evaluation split). A dataset's files are in
+``<root>/<dataset>`` (override per dataset with ``paths``) and its manifests, written by
+``matting prepare-data``, in ``<that folder>/manifests`` (override with ``manifests``). ``root``
+defaults to the ``MATTING_DATA_ROOT`` environment variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from matting.errors import MattingInputError
+
+from .augment import Augment
+from .layouts import get_layout
+from .manifest import Resolver, data_root, dataset_folder, read_split
+from .matte_dataset import BackgroundPool, MatteEvalDataset, MatteTrainDataset
+
+__all__ = ["MatteDataModule", "parse_split"]
+
+
+def parse_split(spec: str, purpose: str) -> tuple[str, str]:
+    """``"am2k/train"`` -> ("am2k", "train"); a bare name takes the layout's first split for ``purpose``."""
+    dataset, _, split = spec.partition("/")
+    layout = get_layout(dataset)
+    if split:
+        return dataset, split
+    choices = layout.train_splits if purpose == "train" else layout.eval_splits
+    if not choices:
+        raise MattingInputError(f"dataset '{dataset}' has no {purpose} split; name one as '{dataset}/<split>'")
+    return dataset, choices[0]
+
+
+class MatteDataModule(L.LightningDataModule):
+    """Training, validation and test sets from prepared manifests.
+
+    Args:
+        train: training split (``am2k/train``), or None for evaluation-only use.
+        val: validation split (``am2k/validation``), or None.
+        test: test split, or None.
+        backgrounds: background split for composited training (``bg20k/train``, ``coco/train2014``).
+        root: data root (default: ``$MATTING_DATA_ROOT``); a relative root resolves against that variable.
+        paths: dataset -> folder, relative to ``root`` or absolute, when not ``<root>/<dataset>``.
+        manifests: dataset -> manifest directory, when not ``<dataset folder>/manifests``.
+        mode: ``composite`` (foregrounds over random backgrounds), ``original`` (the dataset's photos),
+            or ``auto``: composite when the dataset ships foregrounds instead of photos.
+        foreground: ``auto``, ``true``, ``estimated`` or ``none`` (see :class:`MatteTrainDataset`).
+        augment: the augmentation recipe (:class:`matting.data.augment.Augment`; None: its defaults).
+        crop_size: side of the square training crops.
+        samples_per_epoch: training samples per epoch (default: one per training record).
+        batch_size: training batch size (evaluation uses 1: sizes differ).
+        num_workers: DataLoader worker processes.
+        val_max_side / test_max_side: cap on the long side of evaluation images (None: full size).
+        val_samples: validate on this many samples, evenly spaced over the split (None: all).
+        trimap: which trimap evaluation samples carry (``trimap``; alphamatting also has ``trimap2``).
+        on_error: ``raise`` or ``skip`` for bad training samples (evaluation always raises).
+    """
+
+    def __init__(
+        self,
+        train: str | None = None,
+        val: str | None = None,
+        test: str | None = None,
+        backgrounds: str | None = None,
+        root: str | None = None,
+        paths: dict[str, str] | None = None,
+        manifests: dict[str, str] | None = None,
+        mode: str = "auto",
+        foreground: str = "auto",
+        augment: Augment | None = None,
+        crop_size: int = 512,
+        samples_per_epoch: int | None = None,
+        batch_size: int = 8,
+        num_workers: int = 2,
+        val_max_side: int | None = 1024,
+        test_max_side: int | None = None,
+        val_samples: int | None = None,
+        trimap: str = "trimap",
+        on_error: str = "raise",
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["augment"])
+        self.augment = augment or Augment()
+        if mode not in ("auto", "composite", "original"):
+            raise MattingInputError(f"mode must be auto, composite or original, got '{mode}'")
+        self.train_set = self.val_set = self.test_set = None
+
+    # -- locating --------------------------------------------------------------------------
+
+    def _root(self) -> Path:
+        return data_root(self.hparams.root)
+
+    def folder(self, dataset: str) -> Path:
+        """Folder of ``dataset`` on disk."""
+        return dataset_folder(dataset, self._root(), self.hparams.paths)
+
+    def manifest_dir(self, dataset: str) -> Path:
+        given = (self.hparams.manifests or {}).get(dataset)
+        if given is None:
+            return self.folder(dataset) / "manifests"
+        path = Path(given).expanduser()
+        return path if path.is_absolute() else self._root() / path
+
+    def _records(self, spec: str, purpose: str):
+        dataset, split = parse_split(spec, purpose)
+        resolver = Resolver(self.folder(dataset), self.manifest_dir(dataset), other=self.folder)
+        return dataset, read_split(self.manifest_dir(dataset), split), resolver
+
+    # -- building ----------------------------------------------------------------------------
+
+    def _train_set(self) -> MatteTrainDataset:
+        hp = self.hparams
+        if hp.train is None:
+            raise MattingInputError(
+                "this data config has no training split (data.init_args.train); it is for evaluation "
+                "(matting validate / test), or combine it with a training data config"
+            )
+        dataset, records, resolver = self._records(hp.train, "train")
+        if not records:
+            raise MattingInputError(f"{self.manifest_dir(dataset)}: the training split of '{hp.train}' is empty")
+        mode = hp.mode
+        if mode == "auto":  # datasets of foregrounds (Composition-1k, Distinctions-646) are composited
+            mode = "original" if "image" in records[0].files else "composite"
+        pool = None
+        if mode == "composite":
+            if hp.backgrounds is None:
+                raise MattingInputError(f"composited training on {dataset} needs backgrounds: set data.init_args.backgrounds "
+                                        "(e.g. coco/train2014 or bg20k/train)")
+            _, bg_records, bg_resolver = self._records(hp.backgrounds, "train")
+            pool = BackgroundPool([(bg_resolver(r.files["image"].path), (r.files["image"].width, r.files["image"].height))
+                                   for r in bg_records])
+        return MatteTrainDataset(records, resolver, hp.crop_size, self.augment, mode, pool, hp.foreground,
+                                 hp.samples_per_epoch, hp.on_error)
+
+    def _eval_set(self, spec: str, max_side: int | None, limit: int | None = None) -> MatteEvalDataset:
+        _, records, resolver = self._records(spec, "eval")
+        if limit is not None and 0 < limit < len(records):
+            step = len(records) / limit
+            records = [records[int(i * step)] for i in range(limit)]
+        return MatteEvalDataset(records, resolver, max_side, self.hparams.trimap)
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        if stage in (None, "fit"):
+            self.train_set = self._train_set()
+        if stage in (None, "fit", "validate") and hp.val is not None:
+            self.val_set = self._eval_set(hp.val, hp.val_max_side, hp.val_samples)
+        if stage in (None, "test") and hp.test is not None:
+            self.test_set = self._eval_set(hp.test, hp.test_max_side)
+        if stage == "validate" and hp.val is None:
+            raise MattingInputError("this data config has no validation split (data.init_args.val)")
+        if stage == "test" and hp.test is None:
+            raise MattingInputError("this data config has no test split (data.init_args.test)")
+
+    # -- loaders -------------------------------------------------------------------------------
+
+    def train_dataloader(self) -> DataLoader:
+        hp = self.hparams
+        return DataLoader(self.train_set, batch_size=hp.batch_size, shuffle=True, num_workers=hp.num_workers,
+                          persistent_workers=hp.num_workers > 0, drop_last=len(self.train_set) >= hp.batch_size)
+
+    def _eval_loader(self, dataset) -> DataLoader:
+        return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=min(self.hparams.num_workers, 1))
+
+    def val_dataloader(self):
+        return self._eval_loader(self.val_set) if self.val_set is not None else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.test_set)
