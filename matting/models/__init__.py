@@ -5,6 +5,7 @@ from .encoder import FeatureSpec, TimmEncoder
 from .fusion import CollaborativeFusion, LearnedFusion, ModnetFusion
 from .net import MattingNet
 from .refiner import GuidedFilterRefiner, PatchRefiner
+from .segmentation import FCDenseNet, PatchClassifier
 from .semantic import GlanceHead, SemanticHead
 
 __all__ = [
@@ -20,4 +21,6 @@ __all__ = [
     "PatchRefiner",
     "GuidedFilterRefiner",
     "MattingNet",
+    "PatchClassifier",
+    "FCDenseNet",
 ]
