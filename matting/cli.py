@@ -44,16 +44,26 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> MattingCLI:
 
 
 # Tool name -> module with ``main(argv) -> int``; imported only when used.
-TOOLS = {"evaluate": "matting.evaluate", "demo": "matting.demo", "make-data": "matting.data.make_data"}
+TOOLS = {
+    "evaluate": "matting.evaluate",
+    "demo": "matting.demo",
+    "make-data": "matting.data.make_data",
+    "prepare-data": "matting.data.prepare",
+    "predict": "matting.predict",
+    "export": "matting.export",
+}
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 USAGE = """usage: matting COMMAND [options]   (matting COMMAND --help for its options)
 
 training (LightningCLI, configured by YAML: -c configs/default.yaml):
   fit, validate, test, predict
 tools:
-  demo        the main job: train on synthetic data, evaluate against baselines, write a report
-  evaluate    SAD / MSE / MAD / Grad / Conn of predicted alpha mattes under a benchmark protocol
-  make-data   write a split of the embedded synthetic dataset to disk"""
+  demo          the main job: train on synthetic data, evaluate against baselines, write a report
+  evaluate      SAD / MSE / MAD / Grad / Conn of predicted alpha mattes under a benchmark protocol
+  make-data     write a split of the embedded synthetic dataset to disk
+  prepare-data  check a downloaded dataset (am2k, comp1k, ...) and write its manifests
+  predict       alpha mattes, cutouts and composites for your photos, from a checkpoint
+  export        a checkpoint to ONNX (dynamic size) or safetensors"""
 
 
 def main(argv: list[str] | None = None) -> int:
