@@ -7,7 +7,7 @@ Stage 1 is any base checkpoint written by ``matting fit`` (e.g. the best checkpo
 ``make demo``, trained at 256 px). For each refiner, stage 2 trains it on ``--train-size``
 synthetic crops with the base frozen (``lr_scales {net: 0, net.refiner: 1}``), from the same
 stage-1 weights, for the same number of steps. All three are then scored on a high-resolution
-synthetic test split at the same base resolution (``base_scale`` 1/4): "base only" is the frozen
+synthetic test split with the base pass at its stage-1 size (``--base-size``): "base only" is the frozen
 base's alpha upsampled bilinearly. Metrics use the ``comp1k`` protocol with a trimap made from
 the ground truth (unknown band of radius ``--band`` px), so SAD / MSE / Grad / Conn count the
 transition region only, where a refiner can make a difference. Writes ``results.md`` and
@@ -32,13 +32,15 @@ REFINERS = {"patch": "configs/refiner/patch.yaml", "guided": "configs/refiner/gu
 METRICS = ["sad", "mse", "grad", "conn"]
 
 
-def train_refiner(name: str, stage1: str, steps: int, size: int, run_dir: Path):
+def train_refiner(name: str, stage1: str, steps: int, size: int, base_size: int, run_dir: Path):
     from matting.cli import build_cli
 
     logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(run_dir), "name": name}}
     args = ["-c", str(REPO / "configs/default.yaml"), "-c", str(REPO / REFINERS[name]), "-c", str(REPO / "configs/refiner/stage2.yaml"),
             f"--model.init_weights={stage1}", "--model.lr_scales={net: 0.0, net.refiner: 1.0}",
-            f"--data.init_args.size={size}", "--data.init_args.val_length=8", "--trainer.precision=bf16-mixed",
+            f"--data.init_args.size={size}", "--data.init_args.val_length=8",
+            # The base keeps the input size it was trained at; the refiner covers the rest.
+            f"--model.net.init_args.base_scale={base_size / size}", "--trainer.precision=bf16-mixed",
             f"--trainer.max_steps={steps}", "--trainer.max_epochs=-1", f"--trainer.val_check_interval={steps}",
             "--trainer.check_val_every_n_epoch=null", "--trainer.num_sanity_val_steps=0",
             f"--trainer.default_root_dir={run_dir}", f"--trainer.logger={json.dumps(logger)}"]
@@ -55,11 +57,13 @@ def trimap_from(alpha: np.ndarray, radius: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def evaluate(models: dict, test_size: int, length: int, band: int) -> dict:
+def evaluate(models: dict, test_size: int, length: int, band: int, base_size: int) -> dict:
     from matting.data.synthetic import SyntheticMattingDataset
     from matting.metrics import compute_metrics
 
     data = SyntheticMattingDataset("test", length, test_size, seed=0)
+    for module in models.values():
+        module.net.base_scale = base_size / test_size
     rows = {k: [] for k in ["base only", *models]}
     seconds = {k: [] for k in rows}
     for i in range(len(data)):
@@ -90,6 +94,7 @@ def main(argv=None) -> int:
     p.add_argument("--test-size", type=int, default=1024)
     p.add_argument("--test-length", type=int, default=24)
     p.add_argument("--band", type=int, default=12, help="radius in px of the evaluated transition band")
+    p.add_argument("--base-size", type=int, default=256, help="input size of the base pass (the stage-1 training size)")
     p.add_argument("--out", type=Path, default=REPO / "experiments/refiner")
     args = p.parse_args(argv)
     from matting.metrics import METRIC_HEADERS, format_metric
@@ -98,9 +103,9 @@ def main(argv=None) -> int:
     tune_malloc()
     torch.manual_seed(0)
     runs = args.out / "runs"
-    models = {name: train_refiner(name, args.stage1, args.steps, args.train_size, runs) for name in REFINERS}
+    models = {name: train_refiner(name, args.stage1, args.steps, args.train_size, args.base_size, runs) for name in REFINERS}
     torch.set_num_threads(2)
-    results = evaluate(models, args.test_size, args.test_length, args.band)
+    results = evaluate(models, args.test_size, args.test_length, args.band, args.base_size)
     head = "| method | " + " | ".join(METRIC_HEADERS[m] for m in METRICS) + " | s / image |"
     lines = [head, "|---|" + "---:|" * (len(METRICS) + 1)]
     for name, r in results.items():
@@ -109,7 +114,7 @@ def main(argv=None) -> int:
     cmd = "python experiments/refiner/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
     (args.out / "results.json").write_text(json.dumps({"results": results, "args": {k: str(v) for k, v in vars(args).items()}}, indent=2))
     (args.out / "results.md").write_text(
-        f"# Refiner comparison ({args.test_length} synthetic test images at {args.test_size} px, base at 1/4)\n\n"
+        f"# Refiner comparison ({args.test_length} synthetic test images at {args.test_size} px, base pass at {args.base_size} px)\n\n"
         f"comp1k protocol over a ground-truth band of radius {args.band} px; each refiner trained "
         f"{args.steps} steps on {args.train_size} px crops from the same frozen stage-1 base.\n\n{table}\n\n"
         f"Command: `{cmd}`  \nMachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads "

@@ -1,0 +1,325 @@
+"""``matting predict``: alpha mattes and cutouts of your own photos.
+
+    matting predict --ckpt CKPT INPUT... --out DIR [--background COLOUR|IMAGE]
+                    [--base-size 512] [--base-side long|short] [--bf16]
+                    [--overwrite | --skip-existing] [--no-cutout] [--no-progress]
+
+INPUT is any mix of image files, folders (their images, not sub-folders) and glob patterns
+(``'photos/**/*.jpg'``; quote them so the shell leaves them to us). For each image, named by its
+file stem, it writes into DIR:
+
+- ``alpha/<stem>.png``: the alpha matte, 8-bit gray, at the image's full resolution.
+- ``cutout/<stem>.png``: RGBA, colours = the estimated foreground (:mod:`matting.foreground`, so
+  no old-background colour halos around hair), A = the matte (exactly ``alpha/<stem>.png``).
+- ``composite/<stem>.png`` (with ``--background``): the subject over a solid colour (``white``,
+  ``'#00ff00'``, ``0,255,0``) or over an image (scaled to cover and centre-cropped).
+
+Images are read with :mod:`matting.imageio` (EXIF orientation applied; gray, RGBA, 16-bit; any
+size). The network runs on the image resized to ``--base-size`` on its long (or short) side,
+rounded to multiples of 32, and alpha is upsampled to full resolution (see
+:func:`matting.inference.predict_alpha`). The network runs as TorchScript graphs frozen once
+per base shape, channels_last, BatchNorm folded (:func:`matting.inference.prepare_for_inference`:
+the same alpha up to float rounding, about 2x faster on CPU than plain PyTorch float32);
+``--eager`` turns the graphs off. Checkpoints are loaded without unpickling objects
+(:func:`matting.inference.load_net`).
+
+Every file is written atomically (temporary file, then rename), and an existing output is never
+replaced without ``--overwrite``; ``--skip-existing`` skips images whose outputs all exist (to
+resume an interrupted run). A problem with one input (unreadable, outputs already there) is
+reported on stderr and the others are still processed; the exit status is then 1. Problems with
+the command itself (checkpoint, output folder, background) exit with status 2 before any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import MattingInputError
+from .imageio import IMAGE_EXTENSIONS, list_images, read_image, to_uint8, write_png
+
+OUTPUT_KINDS = ("alpha", "cutout", "composite")
+NAMED_COLOURS = {
+    "white": (255, 255, 255),
+    "black": (0, 0, 0),
+    "gray": (128, 128, 128),
+    "grey": (128, 128, 128),
+    "red": (255, 0, 0),
+    "green": (0, 255, 0),
+    "blue": (0, 0, 255),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="matting predict",
+        description="Alpha mattes, RGBA cutouts and composites of photos, from a trained checkpoint.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Outputs: DIR/alpha/<stem>.png, DIR/cutout/<stem>.png, DIR/composite/<stem>.png (with --background).",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    p.add_argument("--ckpt", required=True, type=Path, help="checkpoint: .ckpt from `matting fit`, or .safetensors")
+    p.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
+    p.add_argument("--background", help="also write a composite over this colour (white, '#00ff00', 0,255,0) or image file")
+    p.add_argument("--base-size", type=int, default=512, help="size of the base pass on --base-side (default 512)")
+    p.add_argument("--base-side", choices=("long", "short"), default="long", help="side scaled to --base-size (default long)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast: faster on CPUs with native bf16, but alpha may differ from float32 by up to ~0.2 "
+                   "at edges (docs/speed.md)")
+    p.add_argument("--eager", action="store_true", help="run the network eagerly, not as frozen TorchScript graphs")
+    p.add_argument("--no-cutout", action="store_true", help="write only the alpha matte (and composite), no RGBA cutout")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    group.add_argument("--skip-existing", action="store_true", help="skip images whose outputs all exist")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def _is_glob(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
+def collect_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
+    """Expand files, folders and globs into image paths (in order, without repeats).
+
+    Returns:
+        (paths, problems): the images found, and one message per input that matched nothing.
+    """
+    paths: list[Path] = []
+    problems: list[str] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            try:
+                found = list(list_images(path).values())
+            except MattingInputError as exc:
+                problems.append(str(exc))
+                continue
+            if not found:
+                problems.append(f"{path}: folder has no images ({', '.join(IMAGE_EXTENSIONS)})")
+            paths.extend(found)
+        elif path.exists():
+            paths.append(path)
+        elif _is_glob(item):
+            found = [Path(p) for p in sorted(glob.glob(item, recursive=True))]
+            found = [p for p in found if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
+            if not found:
+                problems.append(f"{item}: pattern matches no image")
+            paths.extend(found)
+        else:
+            problems.append(f"{path}: file not found")
+    unique = list(dict.fromkeys(p.resolve() for p in paths))
+    return [Path(p) for p in unique], problems
+
+
+def _check_stems(paths: list[Path]) -> None:
+    by_stem: dict[str, Path] = {}
+    clashes = []
+    for path in paths:
+        if path.stem in by_stem:
+            clashes.append(f"{by_stem[path.stem]} and {path}")
+        else:
+            by_stem[path.stem] = path
+    if clashes:
+        raise MattingInputError(
+            f"inputs share a file stem, so their outputs would collide: {'; '.join(clashes[:5])}"
+            + (f" (and {len(clashes) - 5} more)" if len(clashes) > 5 else "")
+        )
+
+
+def _check_out(out: Path, kinds: list[str]) -> None:
+    if out.exists() and not out.is_dir():
+        raise MattingInputError(f"--out {out}: exists and is not a folder")
+    for kind in kinds:
+        sub = out / kind
+        if sub.exists() and not sub.is_dir():
+            raise MattingInputError(f"--out {out}: {sub} exists and is not a folder")
+
+
+def _make_out(out: Path, kinds: list[str]) -> None:
+    try:
+        for kind in kinds:
+            (out / kind).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MattingInputError(f"--out {out}: cannot create the output folder ({exc})") from exc
+
+
+# ---------------------------------------------------------------------------- backgrounds
+
+
+def parse_colour(text: str) -> np.ndarray | None:
+    """'white' / '#RRGGBB' / '#RGB' / 'R,G,B' (0..255) -> float32 (3,) in [0, 1]; None when not a colour."""
+    value = text.strip().lower()
+    rgb: tuple[int, ...] | None = None
+    if value in NAMED_COLOURS:
+        rgb = NAMED_COLOURS[value]
+    elif value.startswith("#") and len(value) in (4, 7):
+        digits = value[1:] if len(value) == 7 else "".join(c * 2 for c in value[1:])
+        try:
+            rgb = tuple(int(digits[i:i + 2], 16) for i in (0, 2, 4))
+        except ValueError:
+            return None
+    elif value.count(",") == 2:
+        try:
+            rgb = tuple(int(v) for v in value.split(","))
+        except ValueError:
+            return None
+        if not all(0 <= v <= 255 for v in rgb):
+            return None
+    return None if rgb is None else np.asarray(rgb, np.float32) / np.float32(255)
+
+
+def load_background(text: str) -> np.ndarray:
+    """A background: float32 (3,) colour or (H, W, 3) image; MattingInputError when it is neither."""
+    if Path(text).is_file():
+        return read_image(text)
+    colour = parse_colour(text)
+    if colour is None:
+        raise MattingInputError(
+            f"--background {text!r}: neither an image file nor a colour (white, black, gray, red, green, blue, "
+            "'#RRGGBB' or R,G,B with 0..255)"
+        )
+    return colour
+
+
+def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Colour or image -> (H, W, 3): an image is scaled to cover (H, W) and centre-cropped."""
+    if background.ndim == 1:
+        return np.broadcast_to(background, (height, width, 3))
+    from .inference import resize_image
+
+    bh, bw = background.shape[:2]
+    scale = max(height / bh, width / bw)
+    sh, sw = max(height, int(np.ceil(bh * scale))), max(width, int(np.ceil(bw * scale)))
+    scaled = resize_image(background, sh, sw)
+    top, left = (sh - height) // 2, (sw - width) // 2
+    return scaled[top:top + height, left:left + width]
+
+
+# ---------------------------------------------------------------------------- per image
+
+
+def cutout_rgba(foreground: np.ndarray, alpha8: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 4): estimated foreground colours, A = the 8-bit matte; colour 0 where A is 0."""
+    rgb = to_uint8(foreground)
+    rgb[alpha8 == 0] = 0
+    return np.dstack([rgb, alpha8])
+
+
+def composite(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """alpha * F + (1 - alpha) * B, float32 (H, W, 3) in [0, 1]."""
+    a = alpha[..., None]
+    out = foreground * a  # in place from here on: full-resolution temporaries are the memory peak
+    out += (1.0 - a) * background
+    return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
+
+
+def process_image(net, path: Path, out: Path, kinds: list[str], args, background) -> None:
+    """Predict and write the outputs of one image (those in ``kinds``)."""
+    from .foreground import estimate_foreground
+    from .inference import predict_alpha
+
+    image = read_image(path)
+    alpha = predict_alpha(net, image, base_size=args.base_size, base_side=args.base_side, bf16=args.bf16)
+    alpha8 = to_uint8(alpha)
+    quantised = alpha8.astype(np.float32) / np.float32(255)
+    foreground = None
+    if "cutout" in kinds or "composite" in kinds:
+        foreground = estimate_foreground(image, quantised)
+    for kind in kinds:
+        target = out / kind / f"{path.stem}.png"
+        if kind == "alpha":
+            data = alpha8
+        elif kind == "cutout":
+            data = cutout_rgba(foreground, alpha8)
+        else:
+            data = composite(foreground, quantised, fit_background(background, *alpha.shape))
+        write_png(target, data, overwrite=args.overwrite)
+
+
+def _targets(out: Path, kinds: list[str], path: Path) -> list[Path]:
+    return [out / kind / f"{path.stem}.png" for kind in kinds]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the tool. Returns 0 when every image was written, 1 when some inputs failed."""
+    args = build_parser().parse_args(argv)
+    if args.base_size < 32:
+        raise MattingInputError(f"--base-size must be at least 32, got {args.base_size}")
+    kinds = ["alpha"] + ([] if args.no_cutout else ["cutout"]) + (["composite"] if args.background else [])
+    background = load_background(args.background) if args.background else None
+    paths, problems = collect_inputs(args.inputs)
+    if not paths:
+        raise MattingInputError("no input images: " + "; ".join(problems))
+    _check_stems(paths)
+    _check_out(args.out, kinds)
+
+    import torch
+    from tqdm import tqdm
+
+    from .inference import load_net, prepare_for_inference
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)  # denormal activations can make CPU convolutions many times slower
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as exc:
+        raise MattingInputError(f"--device {args.device!r}: {exc}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MattingInputError(f"--device {args.device!r}: CUDA is not available on this machine")
+    net = prepare_for_inference(load_net(args.ckpt, device=device), jit=not args.eager)
+    _make_out(args.out, kinds)
+
+    for message in problems:
+        print(f"matting predict: {message}", file=sys.stderr)
+    written = skipped = 0
+    start = time.perf_counter()
+    bar = tqdm(paths, desc="predict", unit="img", disable=args.no_progress or None, file=sys.stderr)
+    for path in bar:
+        targets = _targets(args.out, kinds, path)
+        todo = kinds
+        if not args.overwrite:
+            existing = [t for t in targets if t.exists()]
+            if existing and args.skip_existing:
+                todo = [k for k, t in zip(kinds, targets) if not t.exists()]
+                if not todo:
+                    skipped += 1
+                    continue
+            elif existing:
+                problems.append(f"{existing[0]}: exists already (pass --overwrite to replace, --skip-existing to keep)")
+                tqdm.write(f"matting predict: {problems[-1]}", file=sys.stderr)
+                continue
+        try:
+            process_image(net, path, args.out, todo, args, background)
+            written += 1
+        except (MattingInputError, cv2.error, MemoryError) as exc:
+            problems.append(str(exc) if isinstance(exc, MattingInputError) else f"{path}: {type(exc).__name__}: {exc}")
+            tqdm.write(f"matting predict: {exc}", file=sys.stderr)
+    bar.close()
+    seconds = time.perf_counter() - start
+    summary = f"{written} image(s) written to {args.out} in {seconds:.1f} s"
+    if skipped:
+        summary += f", {skipped} skipped (outputs exist)"
+    if problems:
+        summary += f", {len(problems)} problem(s) (listed above)"
+    print(summary)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except MattingInputError as exc:
+        print(f"matting predict: error: {exc}", file=sys.stderr)
+        sys.exit(2)
