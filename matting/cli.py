@@ -52,11 +52,12 @@ TOOLS = {
     "predict": "matting.predict",
     "export": "matting.export",
 }
-LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+# Lightning's own `predict` subcommand is replaced by the `predict` tool (photos in, mattes out).
+LIGHTNING_COMMANDS = ("fit", "validate", "test")
 USAGE = """usage: matting COMMAND [options]   (matting COMMAND --help for its options)
 
 training (LightningCLI, configured by YAML: -c configs/default.yaml):
-  fit, validate, test, predict
+  fit, validate, test
 tools:
   demo          the main job: train on synthetic data, evaluate against baselines, write a report
   evaluate      SAD / MSE / MAD / Grad / Conn of predicted alpha mattes under a benchmark protocol

@@ -42,6 +42,8 @@ import numpy as np
 
 from matting.errors import MattingInputError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once at import: os.umask can only be read by setting it
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")
 # Largest channel spread (8-bit levels) accepted in a lossy gray file stored as colour.
@@ -289,6 +291,7 @@ def write_png(path: str | os.PathLike, array: np.ndarray, overwrite: bool = Fals
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(encoded.tobytes())
+        os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -239,3 +239,12 @@ def test_list_images_duplicate_stems_and_missing_dir(tmp_path):
         list_images(tmp_path)
     with pytest.raises(MattingInputError, match="nowhere"):
         list_images(tmp_path / "nowhere")
+
+
+def test_write_png_uses_normal_file_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = write_png(tmp_path / "a.png", np.zeros((2, 2), np.float32))
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
