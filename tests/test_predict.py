@@ -28,13 +28,7 @@ from matting.inference import (
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine, two spinning OpenMP threads make tiny convolutions 100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # The network config exactly as LightningCLI stores it in a checkpoint's hyper_parameters (tiny widths).
 NET_CONFIG = {
