@@ -7,8 +7,8 @@ Rows: the base alone at 1/4 resolution with bilinear upsampling (what the refine
 the patch refiner (configs/refiner/patch.yaml) and the guided filter (configs/refiner/guided.yaml),
 all on the default model (configs/default.yaml), random weights (timing does not depend on them;
 the patch refiner's cell count is fixed by its pixel budget). Each (method, size) runs in a fresh
-process so its peak resident memory is its own: ``peak MB`` = peak RSS during the timed runs minus
-RSS before them. fp32, channels_last, batch 1, 2 threads, median of ``--repeats`` after one warm-up.
+process so its peak resident memory is its own: ``peak MB`` = peak RSS while running minus RSS
+with the model built and the input made (the memory one inference needs). fp32, channels_last, batch 1, 2 threads, median of ``--repeats`` after one warm-up.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ def worker(method: str, size: str, repeats: int) -> dict:
             small = F.interpolate(image, size=base_size, mode="bilinear", antialias=True)
             return F.interpolate(net._forward_base(small)["pred_alpha"], size=(h, w), mode="bilinear")
 
+    before = _rss_mb()  # model built, input made; ru_maxrss is a lifetime peak, so read it first
     run()  # warm-up
-    before = _rss_mb()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()

@@ -38,7 +38,7 @@ def train_refiner(name: str, stage1: str, steps: int, size: int, base_size: int,
     logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(run_dir), "name": name}}
     args = ["-c", str(REPO / "configs/default.yaml"), "-c", str(REPO / REFINERS[name]), "-c", str(REPO / "configs/refiner/stage2.yaml"),
             f"--model.init_weights={stage1}", "--model.lr_scales={net: 0.0, net.refiner: 1.0}",
-            f"--data.init_args.size={size}", "--data.init_args.val_length=8",
+            f"--data.init_args.size={size}", "--data.init_args.val_length=8", "--data.init_args.num_workers=0",
             # The base keeps the input size it was trained at; the refiner covers the rest.
             f"--model.net.init_args.base_scale={base_size / size}", "--trainer.precision=bf16-mixed",
             f"--trainer.max_steps={steps}", "--trainer.max_epochs=-1", f"--trainer.val_check_interval={steps}",
