@@ -41,7 +41,6 @@ def _neighbour_weights(alpha: np.ndarray, regularization: float, gradient_weight
     At the image border the missing neighbour is the pixel itself (its term then only damps the update).
     """
     padded = np.pad(alpha, 1, mode="edge")
-    h, w = alpha.shape
     shifts = (padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:])
     return [np.float32(regularization) + np.float32(gradient_weight) * np.abs(alpha - s) for s in shifts]
 

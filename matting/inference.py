@@ -169,8 +169,10 @@ def _torch_load(path: Path) -> Any:
             ) from exc
         raise MattingInputError(f"{path}: not a PyTorch checkpoint ({text.splitlines()[0] if text else 'unpickling failed'})") from exc
     except Exception as exc:  # garbage makes the unpickler fail in many ways (IndexError, EOFError, ...)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MattingInputError(f"{path}: not a readable PyTorch checkpoint (truncated or another format: {first})") from exc
+        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+        raise MattingInputError(
+            f"{path}: not a readable PyTorch checkpoint: truncated or another format ({type(exc).__name__}: {first})"
+        ) from exc
 
 
 def _sidecar_config(path: Path) -> dict | None:
