@@ -1,0 +1,47 @@
+"""Reproducibility and numerical guards of a training run (CPU, tiny model)."""
+
+import pytest
+import torch
+
+from matting.cli import build_cli
+
+from .conftest import REPO
+
+CFG = ["-c", str(REPO / "configs" / "default.yaml"), "-c", str(REPO / "configs" / "smoke.yaml")]
+
+
+def _fit(tmp_path, *extra):
+    cli = build_cli(CFG + [f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
+                           "--trainer.enable_checkpointing=false", "--trainer.callbacks=[]", *extra], run=False)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    return cli
+
+
+def test_same_seed_same_config_same_validation_metrics(tmp_path):
+    first = _fit(tmp_path / "a", "--trainer.max_steps=3").trainer.callback_metrics
+    second = _fit(tmp_path / "b", "--trainer.max_steps=3").trainer.callback_metrics
+    assert set(first) >= {"val/sad", "val/grad"}
+    for key in ("val/sad", "val/mse", "val/grad", "val/conn"):
+        assert torch.equal(first[key], second[key]), key
+
+
+def test_a_different_seed_changes_the_run(tmp_path):
+    a = _fit(tmp_path / "a", "--trainer.max_steps=3", "--seed_everything=0").trainer.callback_metrics["val/sad"]
+    b = _fit(tmp_path / "b", "--trainer.max_steps=3", "--seed_everything=1").trainer.callback_metrics["val/sad"]
+    assert not torch.equal(a, b)
+
+
+def test_non_finite_loss_stops_with_the_step_and_the_term(tmp_path):
+    cli = build_cli(CFG + [f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
+                           "--trainer.enable_checkpointing=false", "--trainer.callbacks=[]"], run=False)
+    loss = cli.model.loss
+    original = loss.forward
+
+    def poisoned(outputs, batch, band, mode="TT"):
+        terms = original(outputs, batch, band, mode)
+        terms["detail"] = terms["detail"] * float("nan")
+        return terms
+
+    loss.forward = poisoned
+    with pytest.raises(FloatingPointError, match=r"'detail'.*global step 0"):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
