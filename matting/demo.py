@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .baselines import ColorThresholdRemover, best_constant, tune_threshold
+from .baselines import best_constant, tune_threshold
 from .errors import MattingInputError
 from .evaluate import evaluate_dirs, per_image_csv
 from .imageio import write_png

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ConvNormAct, SEBlock, downsample_image, resize_to
+from .blocks import ConvNormAct, downsample_image, resize_to
 from .encoder import FeatureSpec
 
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ConvNormAct, SEBlock, downsample_image, resize_to
+from .blocks import ConvNormAct, SEBlock, resize_to
 from .encoder import FeatureSpec
 
 
