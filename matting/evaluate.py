@@ -386,8 +386,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except MattingInputError as exc:
-        print(f"matting evaluate: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    # `python -m matting.evaluate` takes the same path as `matting evaluate`, errors included.
+    from matting.cli import main as cli_main
+
+    sys.exit(cli_main(["evaluate", *sys.argv[1:]]))

@@ -203,8 +203,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except MattingInputError as exc:
-        print(f"matting export: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    # `python -m matting.export` takes the same path as `matting export`, errors included.
+    from matting.cli import main as cli_main
+
+    sys.exit(cli_main(["export", *sys.argv[1:]]))

@@ -318,8 +318,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except MattingInputError as exc:
-        print(f"matting predict: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    # `python -m matting.predict` takes the same path as `matting predict`, errors included.
+    from matting.cli import main as cli_main
+
+    sys.exit(cli_main(["predict", *sys.argv[1:]]))
