@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
+from .checkpoint_io import CheckpointWriteError, remove_stale_temps
 from .errors import MattingInputError
 from .runtime import quiet_defaults, tune_malloc
 
@@ -21,7 +23,50 @@ class MattingCLI(LightningCLI):
     """LightningCLI for :class:`matting.module.MattingModule` with any LightningDataModule."""
 
     def add_arguments_to_parser(self, parser) -> None:
+        from .run_record import RunRecord
+
         parser.set_defaults({"trainer.enable_model_summary": False})
+        # Always present, configured under its own key: --run_record.grid_samples 8, --run_record.enabled false.
+        parser.add_lightning_class_args(RunRecord, "run_record")
+
+    def instantiate_trainer(self, **kwargs):
+        """The trainer, writing checkpoints atomically unless the config chose its own CheckpointIO."""
+        from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+        from .checkpoint_io import AtomicCheckpointIO
+
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+
+    def before_fit(self) -> None:
+        """``--ckpt_path last`` means the newest ``last*.ckpt`` anywhere under the run folder.
+
+        Lightning looks only in the checkpoint folder of the new logger version, which a
+        restarted run has just created empty, and would silently train from scratch.
+        """
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") != "last":
+            return
+        newest = find_last_checkpoint(self.trainer)
+        if newest is None:
+            print(f"--ckpt_path last: no last*.ckpt under {self.trainer.default_root_dir}; starting from scratch")
+            return
+        print(f"--ckpt_path last: resuming from {newest}")
+        remove_stale_temps(newest.parent)  # a write the kill interrupted
+        config["ckpt_path"] = str(newest)
+
+
+def find_last_checkpoint(trainer) -> Path | None:
+    """The newest ``last*.ckpt`` under the trainer's root folder and its checkpoint callbacks' folders."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    roots = {Path(trainer.default_root_dir)}
+    roots |= {Path(cb.dirpath) for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint) and cb.dirpath}
+    found = [p for root in roots if root.is_dir() for p in root.rglob("last*.ckpt") if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> MattingCLI:
@@ -51,6 +96,9 @@ TOOLS = {
     "prepare-data": "matting.data.prepare",
     "predict": "matting.predict",
     "export": "matting.export",
+    "gallery": "matting.gallery",
+    "finetune": "matting.finetune",
+    "adapt": "matting.soc",
 }
 # Lightning's own `predict` subcommand is replaced by the `predict` tool (photos in, mattes out).
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
@@ -64,7 +112,10 @@ tools:
   make-data     write a split of the embedded synthetic dataset to disk
   prepare-data  check a downloaded dataset (am2k, comp1k, ...) and write its manifests
   predict       alpha mattes, cutouts and composites for your photos, from a checkpoint
-  export        a checkpoint to ONNX (dynamic size) or safetensors"""
+  export        a checkpoint to ONNX (dynamic size) or safetensors
+  gallery       an HTML page comparing checkpoints side by side on the same images, with metrics
+  finetune      fine-tune a checkpoint on a folder of your photos and their alpha mattes
+  adapt         adapt a checkpoint to unlabeled photos (MODNet's self-supervised SOC)"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     except (MattingInputError, argparse.ArgumentError) as exc:
         print(f"matting: error: {exc}", file=sys.stderr)
         return 2
+    except CheckpointWriteError as exc:
+        print(f"matting: error: {exc.strerror}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -72,6 +72,8 @@ class MattingModule(L.LightningModule):
                 param.requires_grad_(False)
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
+        # Lightning keeps each layer's mode as it finds it at fit start: put frozen BatchNorm in eval now.
+        self.train()
 
     def train(self, mode: bool = True):
         """Frozen parts (lr scale 0) stay in eval mode: their BatchNorm statistics must not drift."""
@@ -126,8 +128,9 @@ class MattingModule(L.LightningModule):
         self.metrics[stage].reset()
         self.seg_metrics[stage].reset()
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+    def validation_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
+        # The outputs reach callbacks' on_validation_batch_end (RunRecord draws prediction grids from them).
+        return self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val", prog_bar=True)
@@ -143,6 +146,15 @@ class MattingModule(L.LightningModule):
         if self._trimap_input_net:
             trimap = self._trimap_input(batch, transition_band(batch["alpha"], self.eval_band_radius))
         return self(batch["image"], trimap)["pred_alpha"]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The training step's own random draws, so a resumed run continues the same sequence.
+        checkpoint["band_rng_state"] = self._band_rng.getstate()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "band_rng_state" in checkpoint:
+            state = checkpoint["band_rng_state"]
+            self._band_rng.setstate((state[0], tuple(state[1]), state[2]))
 
     def _load_init_weights(self, path: str) -> None:
         from .inference import load_net_parts

@@ -55,3 +55,22 @@ def test_frozen_parts_keep_their_batchnorm_statistics():
     before = encoder_bn.running_mean.clone()
     module(torch.rand(2, 3, 128, 128))
     assert torch.equal(encoder_bn.running_mean, before)
+
+
+def test_fit_keeps_frozen_batchnorm_statistics(tmp_path):
+    """Through Lightning's fit loop, not just module.train(): the encoder (lr scale 0) must not drift."""
+    from matting.cli import build_cli
+
+    from .conftest import REPO
+
+    cli = build_cli(["-c", str(REPO / "configs" / "default.yaml"), "-c", str(REPO / "configs" / "smoke.yaml"),
+                     f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
+                     "--trainer.enable_checkpointing=false", "--trainer.callbacks=[]", "--trainer.max_steps=2",
+                     "--model.lr_scales={net.encoder: 0.0}"], run=False)
+    encoder = cli.model.net.encoder
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    head_before = {k: v.clone() for k, v in cli.model.net.detail_head.state_dict().items()}
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert any(not torch.equal(v, head_before[k]) for k, v in cli.model.net.detail_head.state_dict().items())

@@ -5,10 +5,12 @@ from __future__ import annotations
 import lightning as L
 from torch.utils.data import DataLoader
 
+from .resumable import ResumableTrainData
 from .synthetic import SyntheticMattingDataset
+from .workers import worker_context
 
 
-class SyntheticDataModule(L.LightningDataModule):
+class SyntheticDataModule(ResumableTrainData, L.LightningDataModule):
     """Train / val / test splits of :class:`SyntheticMattingDataset`, generated on the fly.
 
     Samples are pure functions of (seed, split, index), so every worker, process and rerun sees
@@ -20,6 +22,7 @@ class SyntheticDataModule(L.LightningDataModule):
         eval_size: side of validation and test samples (defaults to ``size``).
         batch_size: training batch size; evaluation uses the same.
         num_workers: DataLoader worker processes.
+        worker_start_method: ``spawn`` (default) or ``fork`` (see :mod:`matting.data.workers`).
         seed: dataset seed (independent of the training seed).
     """
 
@@ -33,10 +36,12 @@ class SyntheticDataModule(L.LightningDataModule):
         batch_size: int = 8,
         num_workers: int = 1,
         seed: int = 0,
+        worker_start_method: str | None = "spawn",
     ):
         super().__init__()
         self.save_hyperparameters()
         self.eval_size = eval_size or size
+        worker_context(num_workers, worker_start_method)  # validates the name now, not at the first loader
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
@@ -44,16 +49,21 @@ class SyntheticDataModule(L.LightningDataModule):
         self.val_set = SyntheticMattingDataset("val", hp.val_length, self.eval_size, hp.seed)
         self.test_set = SyntheticMattingDataset("test", hp.test_length, self.eval_size, hp.seed)
 
-    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+    def _loader(self, dataset) -> DataLoader:
         hp = self.hparams
-        return DataLoader(dataset, batch_size=hp.batch_size, shuffle=shuffle, num_workers=hp.num_workers,
-                          persistent_workers=hp.num_workers > 0, drop_last=shuffle)
+        return DataLoader(dataset, batch_size=hp.batch_size, shuffle=False, num_workers=hp.num_workers,
+                          persistent_workers=hp.num_workers > 0,
+                          multiprocessing_context=worker_context(hp.num_workers, hp.worker_start_method))
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        hp = self.hparams
+        # Shuffled by (training seed, epoch) and resumable mid-epoch (see matting.data.resumable).
+        return self.resumable_loader(self.train_set, batch_size=hp.batch_size, num_workers=hp.num_workers,
+                                     persistent_workers=hp.num_workers > 0, drop_last=True,
+                                     multiprocessing_context=worker_context(hp.num_workers, hp.worker_start_method))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        return self._loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, shuffle=False)
+        return self._loader(self.test_set)

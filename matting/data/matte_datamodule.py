@@ -25,6 +25,8 @@ from .augment import Augment
 from .layouts import get_layout
 from .manifest import Resolver, data_root, dataset_folder, read_split
 from .matte_dataset import BackgroundPool, MatteEvalDataset, MatteTrainDataset
+from .resumable import ResumableTrainData
+from .workers import worker_context
 
 __all__ = ["MatteDataModule", "parse_split"]
 
@@ -41,7 +43,7 @@ def parse_split(spec: str, purpose: str) -> tuple[str, str]:
     return dataset, choices[0]
 
 
-class MatteDataModule(L.LightningDataModule):
+class MatteDataModule(ResumableTrainData, L.LightningDataModule):
     """Training, validation and test sets from prepared manifests.
 
     Args:
@@ -60,6 +62,7 @@ class MatteDataModule(L.LightningDataModule):
         samples_per_epoch: training samples per epoch (default: one per training record).
         batch_size: training batch size (evaluation uses 1: sizes differ).
         num_workers: DataLoader worker processes.
+        worker_start_method: ``spawn`` (default) or ``fork`` (see :mod:`matting.data.workers`).
         val_max_side / test_max_side: cap on the long side of evaluation images (None: full size).
         val_samples: validate on this many samples, evenly spaced over the split (None: all).
         trimap: which trimap evaluation samples carry (``trimap``; alphamatting also has ``trimap2``).
@@ -87,10 +90,12 @@ class MatteDataModule(L.LightningDataModule):
         val_samples: int | None = None,
         trimap: str = "trimap",
         on_error: str = "raise",
+        worker_start_method: str | None = "spawn",
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["augment"])
         self.augment = augment or Augment()
+        worker_context(num_workers, worker_start_method)  # validates the name now
         if mode not in ("auto", "composite", "original"):
             raise MattingInputError(f"mode must be auto, composite or original, got '{mode}'")
         self.train_set = self.val_set = self.test_set = None
@@ -166,11 +171,16 @@ class MatteDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
-        return DataLoader(self.train_set, batch_size=hp.batch_size, shuffle=True, num_workers=hp.num_workers,
-                          persistent_workers=hp.num_workers > 0, drop_last=len(self.train_set) >= hp.batch_size)
+        # Shuffled by (training seed, epoch) and resumable mid-epoch (see matting.data.resumable).
+        return self.resumable_loader(self.train_set, batch_size=hp.batch_size, num_workers=hp.num_workers,
+                                     persistent_workers=hp.num_workers > 0,
+                                     drop_last=len(self.train_set) >= hp.batch_size,
+                                     multiprocessing_context=worker_context(hp.num_workers, hp.worker_start_method))
 
     def _eval_loader(self, dataset) -> DataLoader:
-        return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=min(self.hparams.num_workers, 1))
+        workers = min(self.hparams.num_workers, 1)
+        return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=workers,
+                          multiprocessing_context=worker_context(workers, self.hparams.worker_start_method))
 
     def val_dataloader(self):
         return self._eval_loader(self.val_set) if self.val_set is not None else []
