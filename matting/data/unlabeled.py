@@ -1,0 +1,115 @@
+"""Photos without ground truth, as random square crops (self-supervised adaptation, ``matting adapt``).
+
+The folder's images (directly inside it, any extension :func:`matting.imageio.list_images`
+reads) are checked up front: every unreadable file is named in one :class:`MattingInputError`.
+A sample is the photo scaled so that its short side is ``size`` times a random factor in
+[1, ``max_zoom``], a random ``size`` x ``size`` crop of it, flipped horizontally half the time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from matting.errors import MattingInputError
+from matting.imageio import list_images, read_image
+
+from .augment import resize_colour
+from .manifest import image_size
+from .matte_dataset import sample_rng
+from .workers import worker_context
+
+__all__ = ["UnlabeledImageDataModule", "UnlabeledImageDataset", "scan_images"]
+
+MAX_LISTED_PROBLEMS = 20
+
+
+def scan_images(root: str | Path) -> list[Path]:
+    """The folder's images, sorted by stem; raises naming every unreadable one (all at once)."""
+    root = Path(root)
+    if not root.exists():
+        raise MattingInputError(f"{root}: image folder not found")
+    if not root.is_dir():
+        raise MattingInputError(f"{root}: not a folder")
+    paths = list(list_images(root).values())
+    problems = []
+    for path in paths:
+        try:
+            image_size(path)
+        except MattingInputError as exc:
+            problems.append(str(exc))
+    if problems:
+        more = f"\n  ... and {len(problems) - MAX_LISTED_PROBLEMS} more" if len(problems) > MAX_LISTED_PROBLEMS else ""
+        raise MattingInputError(f"{root}: {len(problems)} unreadable image(s):\n  " + "\n  ".join(problems[:MAX_LISTED_PROBLEMS]) + more)
+    if not paths:
+        raise MattingInputError(f"{root}: no images in this folder (sub-folders are not searched)")
+    return paths
+
+
+class UnlabeledImageDataset(Dataset):
+    """Random crops of photos: ``{"image": (3, size, size) float32 RGB in [0, 1], "name": stem}``.
+
+    Args:
+        paths: the photos.
+        size: crop side in pixels.
+        length: samples per epoch (default: one per photo); sample ``i`` uses photo ``i % len(paths)``.
+        max_zoom: the short side is scaled to ``size`` x U(1, max_zoom) before cropping.
+    """
+
+    def __init__(self, paths: list[Path], size: int = 512, length: int | None = None, max_zoom: float = 1.25):
+        if not paths:
+            raise MattingInputError("the unlabeled image set is empty")
+        self.paths, self.size, self.max_zoom = list(paths), int(size), float(max_zoom)
+        self.length = int(length or len(self.paths))
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        rng = sample_rng(index)
+        path = self.paths[index % len(self.paths)]
+        image = read_image(path)
+        h, w = image.shape[:2]
+        scale = self.size * rng.uniform(1.0, self.max_zoom) / min(h, w)
+        nh, nw = max(self.size, round(h * scale)), max(self.size, round(w * scale))
+        image = resize_colour(image, nh, nw)
+        y0, x0 = int(rng.integers(0, nh - self.size + 1)), int(rng.integers(0, nw - self.size + 1))
+        crop = image[y0:y0 + self.size, x0:x0 + self.size]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        tensor = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32))
+        return {"image": tensor, "name": path.stem}
+
+
+class UnlabeledImageDataModule(L.LightningDataModule):
+    """Training batches of random crops from a folder of photos (no validation: there are no labels).
+
+    Args:
+        root: the image folder.
+        size: crop side in pixels.
+        batch_size: batch size (MODNet's SOC: 1).
+        num_workers: DataLoader worker processes.
+        samples_per_epoch: crops per epoch (default: one per photo).
+        worker_start_method: ``spawn`` (default) or ``fork`` (see :mod:`matting.data.workers`).
+    """
+
+    def __init__(self, root: str, size: int = 512, batch_size: int = 1, num_workers: int = 2,
+                 samples_per_epoch: int | None = None, worker_start_method: str | None = "spawn"):
+        super().__init__()
+        self.save_hyperparameters()
+        worker_context(num_workers, worker_start_method)  # validates the name now
+        self.train_set = None
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        self.train_set = UnlabeledImageDataset(scan_images(hp.root), hp.size, hp.samples_per_epoch)
+
+    def train_dataloader(self) -> DataLoader:
+        hp = self.hparams
+        return DataLoader(self.train_set, batch_size=hp.batch_size, shuffle=True, num_workers=hp.num_workers,
+                          persistent_workers=hp.num_workers > 0, drop_last=len(self.train_set) >= hp.batch_size,
+                          multiprocessing_context=worker_context(hp.num_workers, hp.worker_start_method))

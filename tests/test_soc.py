@@ -1,0 +1,163 @@
+"""``matting adapt`` (MODNet's SOC) on unlabeled photos: loss, backup, frozen norms, loadable result."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from matting import predict
+from matting.data.synthetic import SyntheticMattingDataset
+from matting.errors import MattingInputError
+from matting.inference import (
+    build_net,
+    load_net,
+    load_net_parts,
+    net_from_parts,
+    predict_alpha,
+)
+from matting.soc import main
+from matting.soc_loss import band_window, soc_band, soc_losses
+from matting.soc_module import SOCModule, norm_layers
+
+from .tiny_checkpoint import make_tiny_checkpoint, state_of
+
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.filterwarnings("ignore")]
+
+EPOCHS = 4
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    # 25 steps: enough for mattes with a subject outline, so that the detail term has a band.
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"), "--trainer.max_steps=25", "--trainer.max_epochs=-1",
+                                "--data.init_args.train_length=64", "--model.optimizer.init_args.lr=3e-3")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """Four unlabeled photos (synthetic composites, 64x80: not square, so the crop is exercised)."""
+    folder = tmp_path_factory.mktemp("photos")
+    dataset = SyntheticMattingDataset("val", 4, 80, seed=0)
+    for i in range(len(dataset)):
+        image = (dataset.arrays(i)["image"][:64] * 255).round().astype(np.uint8)
+        cv2.imwrite(str(folder / f"photo_{i}.png"), image[..., ::-1])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def adapted_run(tiny_ckpt, photos, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("adapt") / "run"
+    assert main([str(tiny_ckpt), "--images", str(photos), "--epochs", str(EPOCHS), "--size", "64", "--lr", "1e-3",
+                 "--num-workers", "0", "--out", str(out)]) == 0
+    return out
+
+
+def _metrics(run: Path) -> list[dict]:
+    with open(run / "logs" / "version_0" / "metrics.csv") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_adapt_lowers_the_soc_loss_and_logs_its_terms(adapted_run):
+    rows = _metrics(adapted_run)
+    epoch_means = [float(r["train/soc_loss_epoch"]) for r in rows if r.get("train/soc_loss_epoch")]
+    assert len(epoch_means) == EPOCHS
+    assert epoch_means[-1] < 0.7 * epoch_means[0], epoch_means
+    steps = [r for r in rows if r.get("train/soc_loss")]
+    assert steps and all(r.get("train/soc_semantic") and r.get("train/soc_detail") for r in steps)
+    assert any(float(r["train/soc_detail"]) > 0 for r in steps)  # the band around the subject is not empty
+    for r in steps:
+        assert float(r["train/soc_loss"]) == pytest.approx(float(r["train/soc_semantic"]) + float(r["train/soc_detail"]), rel=1e-5)
+
+
+def test_backup_is_refreshed_once_per_epoch(adapted_run):
+    checkpoints = adapted_run / "checkpoints"
+    for epoch in range(EPOCHS):
+        saved = torch.load(checkpoints / f"adapted-epoch={epoch}.ckpt", map_location="cpu", weights_only=True)
+        assert saved["soc"]["backup_refreshes"] == epoch + 1
+        assert not any(k.startswith("_backup") or ".backup" in k for k in saved["state_dict"])  # never saved
+
+
+def test_normalisation_layers_keep_their_statistics_and_parameters(tiny_ckpt, adapted_run):
+    before, after = state_of(tiny_ckpt), state_of(adapted_run / "checkpoints" / "last.ckpt")
+    net = build_net(load_net_parts(tiny_ckpt)[0])
+    norm_names = {name for name, m in net.named_modules() if m in norm_layers(net)}
+    norm_keys = [k for k in before if k.rsplit(".", 1)[0] in norm_names]
+    assert any(k.endswith("running_var") for k in norm_keys) and any(k.endswith(".weight") for k in norm_keys)
+    for key in norm_keys:
+        assert torch.equal(before[key], after[key]), key
+    assert any(not torch.equal(before[k], after[k]) for k in before if k not in norm_keys)  # the rest adapted
+
+
+def test_adapted_checkpoint_loads_and_predicts(adapted_run, photos, tmp_path):
+    last = adapted_run / "checkpoints" / "last.ckpt"
+    alpha = predict_alpha(load_net(last), np.random.default_rng(0).random((48, 72, 3), dtype=np.float32), base_size=64)
+    assert alpha.shape == (48, 72) and 0 <= alpha.min() <= alpha.max() <= 1
+    out = tmp_path / "cutouts"
+    assert predict.main(["--ckpt", str(last), str(photos), "--out", str(out), "--eager", "--base-size", "64", "--no-progress"]) == 0
+    assert sorted(p.name for p in (out / "alpha").iterdir()) == [f"photo_{i}.png" for i in range(4)]
+
+
+def test_backup_is_a_frozen_unsaved_copy_and_norms_stay_in_eval(tiny_ckpt):
+    config, state = load_net_parts(tiny_ckpt)
+    module = SOCModule(net_from_parts(config, state), config)
+    module.train()
+    assert all(not m.training for m in module.norm_modules) and module.net.training
+    assert all(not p.requires_grad for m in module.norm_modules for p in m.parameters())
+    module.refresh_backup()
+    first = module.backup_net
+    assert not first.training and not any(p.requires_grad for p in first.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), module.net.state_dict().values()))
+    with torch.no_grad():
+        module.net.detail_head.out[1].weight.add_(1.0)  # training moves the network ...
+    assert not torch.equal(first.detail_head.out[1].weight, module.net.detail_head.out[1].weight)  # ... not the backup
+    module.refresh_backup()
+    assert module.backup_net is not first and module.backup_refreshes == 2
+    assert torch.equal(module.backup_net.detail_head.out[1].weight, module.net.detail_head.out[1].weight)
+    assert all(k.startswith("net.") for k in module.state_dict())
+
+
+def test_a_network_without_a_semantic_head_is_refused(tiny_ckpt, photos, tmp_path):
+    config, _ = load_net_parts(tiny_ckpt)
+    config = {**config, "init_args": {**config["init_args"], "semantic_head": None}}
+    net = build_net(config)
+    path = tmp_path / "detail_only.ckpt"
+    torch.save({"hyper_parameters": {"net": config}, "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, path)
+    out = tmp_path / "run"
+    with pytest.raises(MattingInputError, match=r"SOC needs both a semantic head \(pred_semantic.*without pred_semantic"):
+        main([str(path), "--images", str(photos), "--out", str(out), "--num-workers", "0"])
+    assert not out.exists()
+
+
+def test_band_is_the_outline_of_the_predicted_subject():
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    disc = (((yy - 32) ** 2 + (xx - 32) ** 2) < 20**2).float()[None, None]  # (1, 1, 64, 64)
+    coarse = F.interpolate(disc, size=(4, 4), mode="area")  # (1, 1, 4, 4), as a 1/16 head would see it
+    band = soc_band(disc, coarse)
+    # The definition, computed independently: dilation minus erosion of the subject mask, not zero.
+    subject = (disc > 0.1).float() * F.interpolate((coarse > 0.1).float(), scale_factor=16, mode="bilinear")
+    side = band_window(64, 64)
+    mask = subject[0, 0].numpy()
+    expected = ndimage.grey_dilation(mask, size=(side, side)) != ndimage.grey_erosion(mask, size=(side, side))
+    assert side == 3 and np.array_equal(band[0, 0].numpy() > 0, expected)
+    assert band[0, 0, 32, 32] == 0 and band[0, 0, 0, 0] == 0 and band[0, 0, 32, 52] == 1
+
+
+def test_soc_terms_vanish_when_the_predictions_agree():
+    semantic = torch.full((2, 1, 4, 4), 0.6)
+    alpha = torch.full((2, 1, 64, 64), 0.6)
+    outputs = {"pred_alpha": alpha, "pred_semantic": semantic, "pred_detail": alpha}
+    terms = soc_losses(outputs, {"pred_alpha": alpha, "pred_detail": alpha})
+    assert terms["loss"].item() == pytest.approx(0.0, abs=1e-10)
+    # Disagreeing with the backup inside the band costs L1 averaged over the band.
+    edge = alpha.clone()
+    edge[..., 32:] = 0.0
+    terms = soc_losses({**outputs, "pred_alpha": edge, "pred_detail": edge},
+                       {"pred_alpha": edge, "pred_detail": torch.where(edge > 0, 0.4, 0.0)})
+    assert 0 < terms["detail"].item() < 0.2
