@@ -1,4 +1,4 @@
-"""Faults injected into a training subprocess by the resume tests (importable as ``tests.fault_probe``)."""
+"""Faults and probes injected into training subprocesses by the tests (importable as ``tests.fault_probe``)."""
 
 from __future__ import annotations
 
@@ -35,3 +35,25 @@ class KillMidWrite(L.Callback):
                 os.kill(os.getpid(), signal.SIGKILL)
 
             checkpoint_io.write_all = half_then_die
+
+
+class RecordSamples(L.Callback):
+    """Writes ``<folder>/rank<r>.json``: the names of the samples each rank trained and validated on."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+        self.seen: dict[str, list] = {"train": [], "val": []}
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        self.seen["train"].append([trainer.current_epoch, list(batch["name"])])
+
+    def on_validation_batch_start(self, trainer, module, batch, batch_idx, dataloader_idx=0) -> None:
+        if not trainer.sanity_checking:
+            self.seen["val"].append([trainer.current_epoch, list(batch["name"])])
+
+    def on_fit_end(self, trainer, module) -> None:
+        import json
+        from pathlib import Path
+
+        Path(self.folder).mkdir(parents=True, exist_ok=True)
+        Path(self.folder, f"rank{trainer.global_rank}.json").write_text(json.dumps(self.seen))

@@ -39,6 +39,7 @@ from matting.imageio import list_images
 from .augment import Augment, resize_alpha, resize_colour
 from .manifest import FileEntry, Record, Resolver, image_size
 from .matte_dataset import MatteEvalDataset, MatteTrainDataset
+from .resumable import ResumableTrainData
 from .workers import worker_context
 
 __all__ = ["FOLDER_NAMES", "FolderDataModule", "photo_augment", "scan_pairs", "split_by_stem", "train_batches"]
@@ -172,7 +173,7 @@ class _CappedTrainDataset(MatteTrainDataset):
         return _downscale(alpha, colours, self.max_side)
 
 
-class FolderDataModule(L.LightningDataModule):
+class FolderDataModule(ResumableTrainData, L.LightningDataModule):
     """Training and validation sets from a folder of photo / matte pairs (see the module docstring).
 
     Batches are dicts: ``image`` (B, 3, crop, crop) and ``alpha`` (B, 1, crop, crop) float32 in
@@ -223,9 +224,11 @@ class FolderDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         hp = self.hparams
-        return DataLoader(self.train_set, batch_size=hp.batch_size, shuffle=True, num_workers=hp.num_workers,
-                          persistent_workers=hp.num_workers > 0, drop_last=len(self.train_set) >= hp.batch_size,
-                          multiprocessing_context=worker_context(hp.num_workers, hp.worker_start_method))
+        # Shuffled by (training seed, epoch) and resumable mid-epoch (see matting.data.resumable).
+        return self.resumable_loader(self.train_set, batch_size=hp.batch_size, num_workers=hp.num_workers,
+                                     persistent_workers=hp.num_workers > 0,
+                                     drop_last=len(self.train_set) >= hp.batch_size,
+                                     multiprocessing_context=worker_context(hp.num_workers, hp.worker_start_method))
 
     def _eval_loader(self) -> DataLoader:
         workers = min(self.hparams.num_workers, 1)
