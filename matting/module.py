@@ -7,6 +7,7 @@ import random
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryJaccardIndex, BinaryPrecision, BinaryRecall
@@ -128,6 +129,12 @@ class MattingModule(L.LightningModule):
         self.metrics[stage].reset()
         self.seg_metrics[stage].reset()
 
+    def on_validation_start(self) -> None:
+        _warn_if_padded(self.trainer, self.trainer.val_dataloaders, "validation")
+
+    def on_test_start(self) -> None:
+        _warn_if_padded(self.trainer, self.trainer.test_dataloaders, "test")
+
     def validation_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
         # The outputs reach callbacks' on_validation_batch_end (RunRecord draws prediction grids from them).
         return self._eval_step(batch, "val")
@@ -162,6 +169,13 @@ class MattingModule(L.LightningModule):
         _, state = load_net_parts(path)
         own = self.net.state_dict()
         fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        if not fitting:  # another architecture entirely: training would silently start from scratch
+            from .errors import MattingInputError
+
+            raise MattingInputError(
+                f"{path}: none of its {len(state)} network tensors fits this network (e.g. {', '.join(sorted(state)[:3])}), "
+                "so model.init_weights would load nothing; pick a checkpoint of the configured network"
+            )
         self.net.load_state_dict(fitting, strict=False)
         skipped = sorted(set(state) - set(fitting))
         fresh = sorted(set(own) - set(fitting))
@@ -190,3 +204,16 @@ class MattingModule(L.LightningModule):
                 for key in ("lr", "initial_lr", "max_lr", "min_lr"):
                     group[key] *= group["lr_scale"]
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _warn_if_padded(trainer, loaders, split: str) -> None:
+    """Under DDP the distributed sampler repeats samples to fill the last round: they count twice."""
+    world = trainer.world_size
+    if world <= 1 or loaders is None:
+        return
+    for loader in loaders if isinstance(loaders, (list, tuple)) else [loaders]:
+        size = len(getattr(loader, "dataset", ()) or ())
+        if size % world:
+            rank_zero_warn(f"the {split} split has {size} samples, not a multiple of the {world} processes: "
+                           f"{world - size % world} of them are scored twice; report benchmark numbers from "
+                           "one device (matting test --trainer.devices=1)")

@@ -34,9 +34,15 @@ def smoke_for(config: Path, tmp_path: Path) -> Path:
 def test_config_instantiates_and_trains_one_step(config: Path, tmp_path):
     files = [BASE] + ([config] if config not in (BASE, SMOKE) else []) + [smoke_for(config, tmp_path)]
     args = [a for f in files for a in ("-c", str(f))]
+    if (REPO / "configs" / "scale") in config.parents and not torch.cuda.is_available():
+        args += ["--trainer.sync_batchnorm=false"]  # SyncBatchNorm needs CUDA; the rest runs on CPU
     cli = build_cli(args + [f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
                             "--trainer.enable_checkpointing=false", "--trainer.callbacks=[]",
                             "--trainer.max_steps=1", "--trainer.limit_val_batches=0"], run=False)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    try:
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    finally:
+        if torch.distributed.is_initialized():  # configs/scale/ddp.yaml: a one-process group on CPU
+            torch.distributed.destroy_process_group()
     assert cli.trainer.global_step == 1
     assert all(torch.isfinite(p).all() for p in cli.model.parameters())

@@ -57,7 +57,10 @@ def _last_val(root: Path) -> dict[str, float]:
 def ddp_run(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("ddp")
     probe = {"class_path": "tests.fault_probe.RecordSamples", "init_args": {"folder": str(tmp / "seen")}}
-    _run(tmp, "fit", "--trainer.devices=2", "--trainer.strategy=ddp", "--trainer.callbacks+=" + json.dumps(probe))
+    # The shipped multi-GPU config, on two CPU processes (gloo); SyncBatchNorm needs CUDA.
+    _run(tmp, "fit", "-c", str(REPO / "configs" / "scale" / "ddp.yaml"), "--trainer.devices=2",
+         "--trainer.accelerator=cpu", "--trainer.sync_batchnorm=false", "--trainer.precision=32-true",
+         "--trainer.callbacks+=" + json.dumps(probe))
     return tmp
 
 
