@@ -67,6 +67,17 @@ def test_runner_and_collector_end_to_end(tmp_path, capsys):
     assert "colour threshold (+-" in text and "two-decoder" in text and "seed baseline" in text
     assert "**Does the two-decoder model (`modnet_fusion`" in text
     assert "python tools/run_study.py" in text and "python tools/collect_results.py" in text
+    assert "measured right after each training" in text
+
+    # Re-timing on a quiet machine replaces ms in every seed's result and says so in results.md.
+    before = {arm: json.loads((runs / arm / "seed0" / "result.json").read_text())["ms"] for arm in ARMS}
+    assert _tool("retime_study").main([str(runs), "--size", "32", "--runs", "1"]) == 0
+    for arm in ARMS:
+        result = json.loads((runs / arm / "seed0" / "result.json").read_text())
+        assert result["ms_during_study"] == before[arm] and result["ms"] > 0
+        assert result["timing"]["retimed"]["size"] == 32
+    assert collect.main([str(runs), "--out", str(out)]) == 0
+    assert "re-measured after the study" in (out / "results.md").read_text()
 
 
 def test_labels_come_from_the_config():

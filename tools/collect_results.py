@@ -202,8 +202,18 @@ def held_fixed(rows: list[dict]) -> list[str]:
                      + "; ".join(f"`{' '.join(json.loads(o)) or '(none)'}`" for o in sorted(options)))
     lines.append(f"- seeds: {', '.join(map(str, seeds))} (training seed; the colour threshold's border-sampling seed)")
     timing = everything[0].get("timing", {})
-    lines.append(f"- inference: median of {timing.get('runs')} runs at {timing.get('size')} x {timing.get('size')} px, "
-                 f"batch 1, float32, {timing.get('threads')} threads, on {everything[0].get('machine', '?')}")
+    retimed = {json.dumps(r.get("timing", {}).get("retimed"), sort_keys=True) for r in everything}
+    if len(retimed) == 1 and timing.get("retimed"):
+        again = timing["retimed"]
+        lines.append(f"- inference: re-measured after the study on a quiet machine by `{again['command']}` "
+                     f"({again['when']}): median of {again['runs']} runs at {again['size']} x {again['size']} px, "
+                     f"batch 1, float32, {again['threads']} threads, on {everything[0].get('machine', '?')}")
+    else:
+        if len(retimed) > 1:
+            lines.append("- **warning: only some runs were re-timed by tools/retime_study.py**")
+        lines.append(f"- inference: median of {timing.get('runs')} runs at {timing.get('size')} x {timing.get('size')} px, "
+                     f"batch 1, float32, {timing.get('threads')} threads, on {everything[0].get('machine', '?')}, "
+                     "measured right after each training (other work on the machine adds noise)")
     return lines
 
 
