@@ -10,13 +10,37 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from pathlib import Path
 
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from .checkpoint_io import CheckpointWriteError, remove_stale_temps
 from .errors import MattingInputError
+from .run_folder import file_in_the_way
 from .runtime import quiet_defaults, tune_malloc
+
+# ckpt_path values that name no file: Lightning resolves them itself (``last`` we resolve in before_fit).
+SPECIAL_CKPT_PATHS = ("last", "best", "hpc")
+
+
+class MattingSaveConfigCallback(SaveConfigCallback):
+    """Lightning's config saver, refusing to replace an earlier run's config.yaml with one clean line.
+
+    Lightning raises a RuntimeError (a traceback) when the log folder already holds a config.yaml:
+    a second run into the same folder with ``--trainer.logger=false`` or a fixed logger version.
+    """
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if not self.already_saved and self.save_to_log_dir and not self.overwrite:
+            path = Path(trainer.log_dir) / self.config_filename
+            exists = trainer.strategy.broadcast(path.is_file() if trainer.is_global_zero else False)
+            if exists:
+                raise MattingInputError(
+                    f"{path} exists already: an earlier run wrote into {path.parent}; choose another "
+                    "--trainer.default_root_dir (or logger version) so that its results are kept"
+                )
+        super().setup(trainer, pl_module, stage)
 
 
 class MattingCLI(LightningCLI):
@@ -28,6 +52,46 @@ class MattingCLI(LightningCLI):
         parser.set_defaults({"trainer.enable_model_summary": False})
         # Always present, configured under its own key: --run_record.grid_samples 8, --run_record.enabled false.
         parser.add_lightning_class_args(RunRecord, "run_record")
+
+    def parse_arguments(self, parser, args) -> None:
+        """Parse, then check ``--ckpt_path`` before LightningCLI reads it.
+
+        LightningCLI then loads the file itself (a traceback for a missing or garbage file) and
+        replaces the configured network with the one in the checkpoint's hyper_parameters, so a
+        conflicting ``-c configs/model/gfm.yaml`` would be silently ignored: both are refused here.
+        """
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or str(ckpt_path) in SPECIAL_CKPT_PATHS or str(ckpt_path).startswith("registry"):
+            return
+        path = Path(ckpt_path)
+        if not path.exists():
+            raise MattingInputError(f"--ckpt_path {path}: checkpoint not found")
+        if not path.is_file():
+            raise MattingInputError(f"--ckpt_path {path}: not a file")
+        hparams = read_checkpoint(path).get("hyper_parameters")
+        stored = hparams.get("net") if isinstance(hparams, dict) else None
+        configured = self.config[subcommand].get("model.net")
+        if isinstance(stored, dict) and configured is not None:
+            configured = configured.as_dict() if hasattr(configured, "as_dict") else configured
+            conflicts = config_conflicts(stored, configured, "model.net")
+            if conflicts:
+                raise MattingInputError(
+                    f"{path} does not fit this network: it was trained with another model.net, which LightningCLI would "
+                    f"silently use instead of the configured one ({'; '.join(conflicts[:4])}"
+                    + (f"; {len(conflicts) - 4} more" if len(conflicts) > 4 else "")
+                    + "). Pass the config the checkpoint was trained with, or start the configured network from its "
+                    "weights with --model.init_weights"
+                )
+
+    def before_instantiate_classes(self) -> None:
+        """Batch sizes and worker counts LightningCLI accepts but the DataLoader refuses mid-run with a traceback."""
+        config = self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
+        for key, least in (("data.init_args.batch_size", 1), ("data.init_args.num_workers", 0)):
+            value = config.get(key)
+            if isinstance(value, int) and value < least:
+                raise MattingInputError(f"{key} must be at least {least}, got {value}")
 
     def instantiate_trainer(self, **kwargs):
         """The trainer, writing checkpoints atomically unless the config chose its own CheckpointIO."""
@@ -47,16 +111,107 @@ class MattingCLI(LightningCLI):
         Lightning looks only in the checkpoint folder of the new logger version, which a
         restarted run has just created empty, and would silently train from scratch.
         """
+        self._check_output_folders()
         config = self.config_init[self.subcommand]
-        if config.get("ckpt_path") != "last":
+        if config.get("ckpt_path") == "last":
+            newest = find_last_checkpoint(self.trainer)
+            if newest is None:
+                print(f"--ckpt_path last: no last*.ckpt under {self.trainer.default_root_dir}; starting from scratch")
+            else:
+                print(f"--ckpt_path last: resuming from {newest}")
+                remove_stale_temps(newest.parent)  # a write the kill interrupted
+                config["ckpt_path"] = str(newest)
+        self._check_checkpoint_fits()
+
+    def before_validate(self) -> None:
+        self._check_output_folders()
+        self._check_checkpoint_fits()
+
+    def before_test(self) -> None:
+        self._check_output_folders()
+        self._check_checkpoint_fits()
+
+    def _check_output_folders(self) -> None:
+        """A file where the run's folders go is an error before any work, naming it (and it stays untouched)."""
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        trainer = self.trainer
+        folders = [("--trainer.default_root_dir", trainer.default_root_dir)]
+        for logger in trainer.loggers:
+            folder = getattr(logger, "root_dir", None) or getattr(logger, "save_dir", None)
+            folders.append((f"the {type(logger).__name__} folder", folder))
+        folders += [("the checkpoint folder", cb.dirpath) for cb in trainer.callbacks if isinstance(cb, ModelCheckpoint)]
+        for label, folder in folders:
+            if not folder or "://" in str(folder):
+                continue
+            blocker = file_in_the_way(folder)
+            if blocker is not None:
+                where = "" if Path(blocker) == Path(folder) else f" ({blocker})"
+                raise MattingInputError(f"{label} {folder}: a file is in the way{where}; expected a folder")
+
+    def _check_checkpoint_fits(self) -> None:
+        """Refuse a ``--ckpt_path`` whose weights do not fit the model, naming it and a few keys.
+
+        Lightning would fail while restoring with a RuntimeError listing every key of both sides.
+        """
+        path = self.config_init[self.subcommand].get("ckpt_path")
+        if not path or str(path) in SPECIAL_CKPT_PATHS or not Path(path).is_file():
             return
-        newest = find_last_checkpoint(self.trainer)
-        if newest is None:
-            print(f"--ckpt_path last: no last*.ckpt under {self.trainer.default_root_dir}; starting from scratch")
+        if not getattr(self.model, "strict_loading", True):
             return
-        print(f"--ckpt_path last: resuming from {newest}")
-        remove_stale_temps(newest.parent)  # a write the kill interrupted
-        config["ckpt_path"] = str(newest)
+        state = read_checkpoint(Path(path)).get("state_dict")
+        if not isinstance(state, dict):
+            raise MattingInputError(f"{path}: no state_dict in it; not a checkpoint written by `matting fit`")
+        own = self.model.state_dict()
+        missing = sorted(k for k in own if k not in state)
+        unexpected = sorted(k for k in state if k not in own)
+        reshaped = sorted(k for k in own if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape))
+        if not (missing or unexpected or reshaped):
+            return
+        counts = f"{len(missing)} missing / {len(unexpected)} unexpected keys"
+        if reshaped:
+            counts += f" / {len(reshaped)} of another shape"
+        examples = [f"missing {k}" for k in missing[:2]] + [f"unexpected {k}" for k in unexpected[:2]]
+        examples += [f"{k} is {tuple(state[k].shape)} in the file, {tuple(own[k].shape)} here" for k in reshaped[:2]]
+        raise MattingInputError(f"{path} does not fit this network: {counts}, e.g. {', '.join(examples)}")
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A checkpoint's contents, loaded without unpickling objects; tensors memory-mapped where the format allows.
+
+    MattingInputError naming the file when it is not a readable checkpoint dict.
+    """
+    import torch
+
+    from .inference import _torch_load
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pickle-protocol noise on files that are no checkpoint
+            contents = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        contents = _torch_load(path)  # legacy (non-zip) files cannot be memory-mapped; garbage raises a clean error
+    if not isinstance(contents, dict):
+        raise MattingInputError(f"{path}: expected a checkpoint dict, found a {type(contents).__name__}")
+    return contents
+
+
+def config_conflicts(stored, configured, where: str) -> list[str]:
+    """Keys that a checkpoint's stored config sets to another value than the configured one.
+
+    Keys absent from the stored config are no conflict (LightningCLI keeps the configured value),
+    nor are ``weights_file`` entries (pretrained backbones that the checkpoint's weights replace).
+    """
+    if isinstance(stored, dict) and isinstance(configured, dict):
+        if "class_path" in stored and stored.get("class_path") != configured.get("class_path"):
+            return [f"{where}.class_path: checkpoint {stored.get('class_path')}, configured {configured.get('class_path')}"]
+        return [c for key, value in stored.items() if key != "weights_file" and key in configured
+                for c in config_conflicts(value, configured[key], f"{where}.{key}")]
+    if isinstance(stored, (list, tuple)) and isinstance(configured, (list, tuple)):
+        stored, configured = list(stored), list(configured)
+    if stored != configured:
+        return [f"{where}: checkpoint {stored!r}, configured {configured!r}"]
+    return []
 
 
 def find_last_checkpoint(trainer) -> Path | None:
@@ -82,6 +237,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> MattingCLI:
         subclass_mode_data=True,
         args=args,
         run=run,
+        save_config_callback=MattingSaveConfigCallback,
         save_config_kwargs={"overwrite": False},
         # Raise instead of printing the whole usage text, so main() can name just the bad key.
         parser_kwargs={"exit_on_error": False},
@@ -118,6 +274,15 @@ tools:
   adapt         adapt a checkpoint to unlabeled photos (MODNet's self-supervised SOC)"""
 
 
+def _one_line(exc: argparse.ArgumentError) -> str:
+    """jsonargparse's nested ``Parser key "model.net":`` / ``Parser key "base_scale":`` chain as one line.
+
+    Messages that list alternatives (``- Expected ...`` lines of a Union) keep their lines.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return str(exc) if any(line.startswith("- ") for line in lines) else " ".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     tune_malloc()
     quiet_defaults()
@@ -133,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             return importlib.import_module(TOOLS[argv[0]]).main(argv[1:]) or 0
         build_cli(argv)
     except (MattingInputError, argparse.ArgumentError) as exc:
-        print(f"matting: error: {exc}", file=sys.stderr)
+        print(f"matting: error: {_one_line(exc) if isinstance(exc, argparse.ArgumentError) else exc}", file=sys.stderr)
         return 2
     except CheckpointWriteError as exc:
         print(f"matting: error: {exc.strerror}", file=sys.stderr)

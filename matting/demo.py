@@ -27,18 +27,19 @@ import numpy as np
 import torch
 
 from .baselines import best_constant, tune_threshold
-from .errors import MattingInputError
+from .errors import MattingInputError, ToolArgumentParser
 from .evaluate import evaluate_dirs, per_image_csv
 from .imageio import write_png
 from .metrics import METRIC_HEADERS, sad
 from .report import method_table, save_grid
+from .run_folder import file_in_the_way
 
 DEFAULT_CONFIGS = ["configs/default.yaml", "configs/demo.yaml"]
 REPORT_METRICS = ["sad", "mse", "mad", "grad", "conn"]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="matting demo", description=__doc__.split("\n\n")[0])
+    p = ToolArgumentParser(prog="matting demo", description=__doc__.split("\n\n")[0])
     p.add_argument("-c", "--config", action="append", help=f"LightningCLI config, repeatable (default: {' '.join(DEFAULT_CONFIGS)})")
     p.add_argument("--run-dir", type=Path, help="output folder (default: runs/demo/<date-time>); must not exist")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --run-dir")
@@ -51,6 +52,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def _prepare_run_dir(run_dir: Path, overwrite: bool) -> Path:
     if run_dir.exists() and not run_dir.is_dir():
         raise MattingInputError(f"--run-dir {run_dir} exists and is not a folder")
+    blocker = file_in_the_way(run_dir.parent)  # mkdir of <run-dir>.partial would fail with a traceback
+    if blocker is not None:
+        raise MattingInputError(f"--run-dir {run_dir}: {blocker} is a file, not a folder")
     if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
         raise MattingInputError(f"--run-dir {run_dir} already exists and is not empty; pass --overwrite to replace it")
     partial = run_dir.with_name(run_dir.name + ".partial")

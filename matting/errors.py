@@ -1,5 +1,7 @@
 """The one exception type that the command-line tools turn into a clean message."""
 
+import argparse
+
 
 class MattingInputError(Exception):
     """Bad user input: a missing or unreadable file, a size mismatch, a wrong key or value.
@@ -7,3 +9,14 @@ class MattingInputError(Exception):
     The message names the offending file, key or value. The CLI prints it on one line and
     exits non-zero, without a traceback.
     """
+
+
+class ToolArgumentParser(argparse.ArgumentParser):
+    """argparse for the ``matting`` tools: a bad option raises MattingInputError naming it.
+
+    Plain argparse prints its usage text and exits; here ``--steps x`` is reported like every
+    other bad input, as one ``matting: error: ...`` line with exit status 2.
+    """
+
+    def error(self, message: str):
+        raise MattingInputError(f"{message} (see {self.prog} --help)")

@@ -42,9 +42,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from matting.errors import MattingInputError
+from matting.errors import MattingInputError, ToolArgumentParser
 from matting.imageio import list_images, read_alpha, read_trimap
 from matting.metrics import DISPLAY_SCALES, METRIC_HEADERS, PROTOCOLS, compute_metrics, format_metric, metric_keys
+from matting.run_folder import file_in_the_way
 
 PROTOCOL_REGIONS = {
     "comp1k": "Composition-1k (official MATLAB definitions): unknown region of the trimap (trimap == 128), "
@@ -339,7 +340,7 @@ def write_report(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ToolArgumentParser(
         prog="matting evaluate",
         description="Score predicted alpha mattes against ground truth (files matched by stem).",
     )
@@ -370,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 1:
         raise MattingInputError(f"--workers must be at least 1, got {args.workers}")
     out_dir = args.out if args.out is not None else default_out_dir(args.pred, args.protocol)
+    blocker = file_in_the_way(out_dir)
+    if blocker is not None:  # --overwrite replaces a report folder, never a file (it would be deleted)
+        raise MattingInputError(f"--out {out_dir}: {blocker} is a file, not a folder")
     if out_dir.exists() and not args.overwrite:  # fail before the work, not after
         raise MattingInputError(f"{out_dir}: exists already (pass --overwrite to replace it)")
     rows, problems = evaluate_dirs(

@@ -36,15 +36,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import MattingInputError
+from .errors import MattingInputError, ToolArgumentParser
 from .inference import METADATA_KEY, AlphaOnly, load_net_parts, net_from_parts
+from .run_folder import file_in_the_way
 
 DEFAULT_OPSET = 17
 DEFAULT_TOLERANCE = 1e-4
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ToolArgumentParser(
         prog="matting export",
         description="Export a trained checkpoint to ONNX (dynamic height and width) and/or safetensors.",
     )
@@ -78,8 +79,9 @@ def _check_target(target: Path, overwrite: bool, flag: str) -> None:
         raise MattingInputError(f"{flag} {target}: is a folder, expected a file name")
     if target.exists() and not overwrite:
         raise MattingInputError(f"{flag} {target}: exists already (pass --overwrite to replace it)")
-    if target.parent.exists() and not target.parent.is_dir():
-        raise MattingInputError(f"{flag} {target}: {target.parent} is not a folder")
+    blocker = file_in_the_way(target.parent)  # any parent, not just the nearest: mkdir would fail after the work
+    if blocker is not None:
+        raise MattingInputError(f"{flag} {target}: {blocker} is not a folder")
 
 
 def trace_shape(stride: int) -> tuple[int, int]:
@@ -123,6 +125,9 @@ def export_onnx(net: nn.Module, target: Path, opset: int = DEFAULT_OPSET, metada
             entry.key, entry.value = key, value
         onnx.save(model, str(tmp))
         _finish(tmp, target)
+    except OSError as exc:  # a full disk, no permission: one line naming the file, no partial file left
+        tmp.unlink(missing_ok=True)
+        raise MattingInputError(f"{target}: could not write it ({exc.strerror or exc})") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -149,6 +154,7 @@ def verify_onnx(net: nn.Module, path: Path, shapes: list[tuple[int, int]], seed:
 
 def export_safetensors(net: nn.Module, config: dict, target: Path) -> None:
     """Write the network's weights with its config (metadata ``net_config``), atomically."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
@@ -156,6 +162,9 @@ def export_safetensors(net: nn.Module, config: dict, target: Path) -> None:
     try:
         save_file(state, str(tmp), metadata={METADATA_KEY: json.dumps(config), "format": "pt"})
         _finish(tmp, target)
+    except (OSError, SafetensorError) as exc:  # a full disk, no permission: one line naming the file, no partial file
+        tmp.unlink(missing_ok=True)
+        raise MattingInputError(f"{target}: could not write it ({getattr(exc, 'strerror', None) or exc})") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from .errors import MattingInputError
+from .errors import MattingInputError, ToolArgumentParser
 from .run_folder import check_run_folder, make_run_folder
 
 MARKER = "from_checkpoint.yaml"
@@ -64,7 +64,7 @@ def _finetune_defaults(configs: Path) -> dict[str, Any]:
 
 
 def build_parser(defaults: dict[str, Any]) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ToolArgumentParser(
         prog="matting finetune",
         allow_abbrev=False,  # --data.init_args.x and other LightningCLI keys must pass through untouched
         description="Fine-tune a checkpoint on a folder of photos (image/) and alpha mattes (alpha/).",

@@ -53,7 +53,7 @@ from urllib.parse import quote
 import cv2
 import numpy as np
 
-from .errors import MattingInputError
+from .errors import MattingInputError, ToolArgumentParser
 from .imageio import (
     list_images,
     normalise_trimap,
@@ -130,7 +130,7 @@ class Row:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ToolArgumentParser(
         prog="matting gallery",
         description="Side-by-side HTML gallery of several checkpoints' alpha mattes on the same images, "
         "with per-image metrics when ground truth is given.",

@@ -293,6 +293,9 @@ def write_png(path: str | os.PathLike, array: np.ndarray, overwrite: bool = Fals
             handle.write(encoded.tobytes())
         os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         os.replace(tmp_name, path)
+    except OSError as exc:  # a full disk, no permission: a clean error naming the file, no partial file
+        Path(tmp_name).unlink(missing_ok=True)
+        raise MattingInputError(f"{path}: could not write it ({exc.strerror or exc})") from exc
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise

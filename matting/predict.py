@@ -41,7 +41,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import MattingInputError
+from .errors import MattingInputError, ToolArgumentParser
 from .imageio import IMAGE_EXTENSIONS, list_images, read_image, to_uint8, write_png
 
 OUTPUT_KINDS = ("alpha", "cutout", "composite")
@@ -57,7 +57,7 @@ NAMED_COLOURS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ToolArgumentParser(
         prog="matting predict",
         description="Alpha mattes, RGBA cutouts and composites of photos, from a trained checkpoint.",
         formatter_class=argparse.RawDescriptionHelpFormatter,

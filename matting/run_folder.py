@@ -12,6 +12,14 @@ from pathlib import Path
 from .errors import MattingInputError
 
 
+def file_in_the_way(folder: str | Path) -> Path | None:
+    """``folder`` itself, or its nearest existing parent, when that is a file (so the folder cannot be made); else None."""
+    for candidate in (Path(folder), *Path(folder).parents):
+        if candidate.exists():
+            return None if candidate.is_dir() else candidate
+    return None
+
+
 def check_run_folder(out: Path, overwrite: bool, marker: str) -> None:
     """Raise MattingInputError when ``out`` cannot become a new run folder.
 

@@ -24,14 +24,14 @@ from pathlib import Path
 
 import yaml
 
-from .errors import MattingInputError
+from .errors import MattingInputError, ToolArgumentParser
 from .run_folder import check_run_folder, make_run_folder
 
 MARKER = "adapt.yaml"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ToolArgumentParser(
         prog="matting adapt",
         description="Adapt a trained checkpoint to unlabeled photos with MODNet's self-supervised SOC.",
     )

@@ -9,7 +9,7 @@ import torch
 
 from matting.cli import main
 
-from .conftest import REPO
+from .conftest import REPO, subprocess_env
 
 CFG = ["-c", str(REPO / "configs" / "default.yaml"), "-c", str(REPO / "configs" / "smoke.yaml")]
 
@@ -32,7 +32,8 @@ def test_fit_writes_checkpoints_config_and_log(tmp_path):
 
 
 def _run_cli(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "matting.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run([sys.executable, "-m", "matting.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300, env=subprocess_env())
 
 
 def test_unknown_config_key_is_one_clear_error(tmp_path):

@@ -1,5 +1,6 @@
 """Every YAML under configs/ and experiments/ parses, instantiates, and trains one step."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -39,10 +40,13 @@ def test_config_instantiates_and_trains_one_step(config: Path, tmp_path):
     cli = build_cli(args + [f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
                             "--trainer.enable_checkpointing=false", "--trainer.callbacks=[]",
                             "--trainer.max_steps=1", "--trainer.limit_val_batches=0"], run=False)
+    environ = dict(os.environ)
     try:
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     finally:
         if torch.distributed.is_initialized():  # configs/scale/ddp.yaml: a one-process group on CPU
             torch.distributed.destroy_process_group()
+        os.environ.clear()  # and the rank variables DDP set for it
+        os.environ.update(environ)
     assert cli.trainer.global_step == 1
     assert all(torch.isfinite(p).all() for p in cli.model.parameters())

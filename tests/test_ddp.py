@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import REPO
+from .conftest import REPO, subprocess_env
 
 RUN_CONFIG = """
 trainer:
@@ -41,8 +40,8 @@ def _run(tmp_path: Path, command: str, *extra: str) -> subprocess.CompletedProce
     cmd = [sys.executable, "-m", "matting.cli", command, "-c", str(REPO / "configs" / "default.yaml"),
            "-c", str(REPO / "configs" / "smoke.yaml"), "-c", str(config),
            f"--trainer.default_root_dir={tmp_path / command}", f"--trainer.logger={json.dumps(logger)}", *extra]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    env = subprocess_env()
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import REPO
+from .conftest import REPO, subprocess_env
 
 MAX_STEPS = 12  # 4 batches per epoch: three epochs, the kill lands mid-epoch
 RUN_CONFIG = """
@@ -43,8 +42,8 @@ def _fit(root: Path, *extra: str, expect_kill: bool = False) -> subprocess.Compl
     cmd = [sys.executable, "-m", "matting.cli", "fit", "-c", str(REPO / "configs" / "default.yaml"),
            "-c", str(REPO / "configs" / "smoke.yaml"), "-c", str(config),
            f"--trainer.default_root_dir={root}", f"--trainer.logger={json.dumps(logger)}", *extra]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    env = subprocess_env()
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     if expect_kill:
         assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     else:

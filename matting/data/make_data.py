@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+from ..errors import MattingInputError, ToolArgumentParser
+from ..run_folder import file_in_the_way
 from .synthetic import SyntheticMattingDataset, write_split
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="matting make-data", description=__doc__.split(":", 1)[1].strip())
+    p = ToolArgumentParser(prog="matting make-data", description=__doc__.split(":", 1)[1].strip())
     p.add_argument("--out", type=Path, required=True, help="output folder; must not exist unless --overwrite")
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     p.add_argument("--length", type=int, default=128, help="number of samples")
@@ -19,6 +20,11 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.length < 1 or args.size < 32:
         p.error(f"--length must be >= 1 and --size >= 32 (got {args.length}, {args.size})")
+    blocker = file_in_the_way(args.out)  # write_split's mkdir would fail with a traceback
+    if blocker is not None:
+        raise MattingInputError(f"--out {args.out}: {blocker} is a file, not a folder")
+    if args.out.is_dir() and any(args.out.iterdir()) and not args.overwrite:  # write_split's message names its argument
+        raise MattingInputError(f"--out {args.out}: exists and is not empty (pass --overwrite to replace it)")
     out = write_split(SyntheticMattingDataset(args.split, args.length, args.size, args.seed), args.out, overwrite=args.overwrite)
     print(f"wrote {args.length} {args.split} samples to {out}")
     return 0

@@ -37,7 +37,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from matting.errors import MattingInputError
+from matting.errors import MattingInputError, ToolArgumentParser
 from matting.imageio import read_alpha, read_image, read_trimap, write_png
 
 from .layouts import LAYOUTS, RawSample, ScanOptions, get_layout
@@ -229,7 +229,7 @@ def prepare(dataset: str, root: Path, out: Path | None = None, voc: Path | None 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="matting prepare-data",
+    parser = ToolArgumentParser(prog="matting prepare-data",
                                      description="Scan a downloaded dataset tree, check it and write its manifests "
                                                  "(datasets/README.md describes each dataset).",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
