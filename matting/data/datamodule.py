@@ -56,11 +56,8 @@ class SyntheticDataModule(ResumableTrainData, L.LightningDataModule):
                           multiprocessing_context=worker_context(hp.num_workers, hp.worker_start_method))
 
     def train_dataloader(self) -> DataLoader:
-        hp = self.hparams
         # Shuffled by (training seed, epoch) and resumable mid-epoch (see matting.data.resumable).
-        return self.resumable_loader(self.train_set, batch_size=hp.batch_size, num_workers=hp.num_workers,
-                                     persistent_workers=hp.num_workers > 0, drop_last=True,
-                                     multiprocessing_context=worker_context(hp.num_workers, hp.worker_start_method))
+        return self.training_loader(self.train_set)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set)

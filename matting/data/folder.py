@@ -40,7 +40,7 @@ from .augment import Augment, resize_alpha, resize_colour
 from .manifest import FileEntry, Record, Resolver, image_size
 from .matte_dataset import MatteEvalDataset, MatteTrainDataset
 from .resumable import ResumableTrainData
-from .workers import worker_context
+from .workers import eval_loader, worker_context
 
 __all__ = ["FOLDER_NAMES", "FolderDataModule", "photo_augment", "scan_pairs", "split_by_stem", "train_batches"]
 
@@ -223,17 +223,11 @@ class FolderDataModule(ResumableTrainData, L.LightningDataModule):
         self.val_set = MatteEvalDataset(val, resolve, max_side=hp.max_side)
 
     def train_dataloader(self) -> DataLoader:
-        hp = self.hparams
         # Shuffled by (training seed, epoch) and resumable mid-epoch (see matting.data.resumable).
-        return self.resumable_loader(self.train_set, batch_size=hp.batch_size, num_workers=hp.num_workers,
-                                     persistent_workers=hp.num_workers > 0,
-                                     drop_last=len(self.train_set) >= hp.batch_size,
-                                     multiprocessing_context=worker_context(hp.num_workers, hp.worker_start_method))
+        return self.training_loader(self.train_set)
 
     def _eval_loader(self) -> DataLoader:
-        workers = min(self.hparams.num_workers, 1)
-        return DataLoader(self.val_set, batch_size=1, shuffle=False, num_workers=workers,
-                          multiprocessing_context=worker_context(workers, self.hparams.worker_start_method))
+        return eval_loader(self.val_set, self.hparams.num_workers, self.hparams.worker_start_method)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader()

@@ -26,7 +26,7 @@ from .layouts import get_layout
 from .manifest import Resolver, data_root, dataset_folder, read_split
 from .matte_dataset import BackgroundPool, MatteEvalDataset, MatteTrainDataset
 from .resumable import ResumableTrainData
-from .workers import worker_context
+from .workers import eval_loader, worker_context
 
 __all__ = ["MatteDataModule", "parse_split"]
 
@@ -170,17 +170,11 @@ class MatteDataModule(ResumableTrainData, L.LightningDataModule):
     # -- loaders -------------------------------------------------------------------------------
 
     def train_dataloader(self) -> DataLoader:
-        hp = self.hparams
         # Shuffled by (training seed, epoch) and resumable mid-epoch (see matting.data.resumable).
-        return self.resumable_loader(self.train_set, batch_size=hp.batch_size, num_workers=hp.num_workers,
-                                     persistent_workers=hp.num_workers > 0,
-                                     drop_last=len(self.train_set) >= hp.batch_size,
-                                     multiprocessing_context=worker_context(hp.num_workers, hp.worker_start_method))
+        return self.training_loader(self.train_set)
 
     def _eval_loader(self, dataset) -> DataLoader:
-        workers = min(self.hparams.num_workers, 1)
-        return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=workers,
-                          multiprocessing_context=worker_context(workers, self.hparams.worker_start_method))
+        return eval_loader(dataset, self.hparams.num_workers, self.hparams.worker_start_method)
 
     def val_dataloader(self):
         return self._eval_loader(self.val_set) if self.val_set is not None else []

@@ -96,7 +96,7 @@ class ResumableDataLoader(DataLoader):
 class ResumableTrainData:
     """LightningDataModule mixin: checkpoints record the training loader's position.
 
-    Subclasses build their training loader with :meth:`resumable_loader`.
+    Subclasses build their training loader with :meth:`training_loader` (or :meth:`resumable_loader`).
     """
 
     _resume_position: dict | None = None
@@ -111,6 +111,16 @@ class ResumableTrainData:
 
     def load_state_dict(self, state: dict) -> None:
         self._resume_position = dict(state) if state else None
+
+    def training_loader(self, dataset) -> ResumableDataLoader:
+        """The training loader from the data module's ``batch_size``, ``num_workers`` and
+        ``worker_start_method`` hyper-parameters (a last partial batch is dropped)."""
+        from .workers import worker_context
+
+        hp = self.hparams
+        return self.resumable_loader(dataset, batch_size=hp.batch_size, num_workers=hp.num_workers,
+                                     persistent_workers=hp.num_workers > 0, drop_last=len(dataset) >= hp.batch_size,
+                                     multiprocessing_context=worker_context(hp.num_workers, hp.worker_start_method))
 
     def resumable_loader(self, dataset, **kwargs) -> ResumableDataLoader:
         """A shuffled training loader (seeded by the training seed) at the checkpoint's position."""

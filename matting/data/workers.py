@@ -27,3 +27,12 @@ def worker_context(num_workers: int, start_method: str | None):
     if start_method not in multiprocessing.get_all_start_methods():
         return None  # fork on Windows: the platform default
     return multiprocessing.get_context(start_method)
+
+
+def eval_loader(dataset, num_workers: int, start_method: str | None, batch_size: int = 1):
+    """An evaluation loader in file order (one worker at most: evaluation images differ in size)."""
+    from torch.utils.data import DataLoader
+
+    workers = min(num_workers, 1)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                      multiprocessing_context=worker_context(workers, start_method))
