@@ -34,5 +34,6 @@ def eval_loader(dataset, num_workers: int, start_method: str | None, batch_size:
     from torch.utils.data import DataLoader
 
     workers = min(num_workers, 1)
+    # Persistent: a spawned worker costs seconds to start, and validation runs many times.
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                      multiprocessing_context=worker_context(workers, start_method))
+                      persistent_workers=workers > 0, multiprocessing_context=worker_context(workers, start_method))
