@@ -39,8 +39,11 @@ def arm_forward(config_path: Path):
         return lambda image: remover.predict(image[0].permute(1, 2, 0).numpy())
     from matting.cli import build_cli
 
+    # Only the network matters here; the data module is built but never loaded (its saved worker
+    # start method may predate the current choices).
     cli = build_cli(["-c", str(config_path), "--trainer.logger=false", "--trainer.callbacks=[]",
-                     "--trainer.enable_checkpointing=false", "--run_record.enabled=false"], run=False)
+                     "--trainer.enable_checkpointing=false", "--run_record.enabled=false",
+                     "--data.init_args.num_workers=0", "--data.init_args.worker_start_method=null"], run=False)
     return network_forward(cli.model)
 
 
