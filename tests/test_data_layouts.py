@@ -16,7 +16,7 @@ import pytest
 
 from matting.data.layouts import LAYOUTS, IncompleteTreeError, get_layout
 from matting.data.manifest import read_info, read_split
-from matting.data.prepare import main as prepare_main
+from matting.cli import main as matting_main
 from matting.data.prepare import prepare
 from matting.errors import MattingInputError
 
@@ -206,7 +206,7 @@ def test_prepare_refuses_an_incomplete_tree_naming_what_is_missing(name, remove,
     else:
         target.unlink()
     voc = ["--voc", str(make_voc(tmp_path / "voc"))] if name == "comp1k" else []
-    assert prepare_main([name, "--root", str(root), *voc]) == 2
+    assert matting_main(["prepare-data", name, "--root", str(root), *voc]) == 2
     message = capsys.readouterr().err
     assert expected in message and "incomplete" in message
     assert not (root / "manifests").exists()

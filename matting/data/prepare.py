@@ -249,17 +249,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="do not decode alphas and trimaps (faster)")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     args = parser.parse_args(argv)
-    try:
-        prepare(args.dataset, Path(args.root), Path(args.out) if args.out else None,
-                Path(args.voc) if args.voc else None, [Path(a) for a in args.annotations or []],
-                foreground=args.foreground, skip_bad=args.skip_bad, strict=args.strict,
-                with_hash=not args.no_hash, check_content=not args.quick, refresh=args.refresh, jobs=args.jobs,
-                estimator=args.estimator)
-    except MattingInputError as exc:
-        print(f"matting prepare-data: error: {exc}", file=sys.stderr)
-        return 2
+    prepare(args.dataset, Path(args.root), Path(args.out) if args.out else None,
+            Path(args.voc) if args.voc else None, [Path(a) for a in args.annotations or []],
+            foreground=args.foreground, skip_bad=args.skip_bad, strict=args.strict,
+            with_hash=not args.no_hash, check_content=not args.quick, refresh=args.refresh, jobs=args.jobs,
+            estimator=args.estimator)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m matting.data.prepare` takes the same path as `matting prepare-data`, errors included.
+    from matting.cli import main as cli_main
+
+    sys.exit(cli_main(["prepare-data", *sys.argv[1:]]))
