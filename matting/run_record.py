@@ -38,6 +38,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
 from .errors import MattingInputError
+from .imageio import write_png
 
 __all__ = [
     "GridSample",
@@ -47,7 +48,6 @@ __all__ = [
     "grid_sample",
     "package_versions",
     "prediction_grid",
-    "write_png_atomic",
 ]
 
 RUN_FILE = "run.json"
@@ -295,15 +295,6 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def write_png_atomic(path: str | os.PathLike, rgb: np.ndarray) -> Path:
-    """Save an (H, W, 3) uint8 RGB image as PNG, atomically."""
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
-    if not ok:
-        raise OSError(f"{path}: PNG encoding failed")
-    _write_atomic(Path(path), encoded.tobytes())
-    return Path(path)
-
-
 def _tensorboard_hyperparameters(trainer: L.Trainer, record: dict) -> dict[str, Any]:
     """The record plus what Lightning logs next (module and data module hyper-parameters).
 
@@ -516,6 +507,6 @@ class RunRecord(Callback):
             return
         epoch, step = trainer.current_epoch, trainer.global_step
         grid = prediction_grid(self._samples)
-        write_png_atomic(Path(self.log_dir) / GRID_FOLDER / f"epoch{epoch:03d}-step{step:06d}.png", grid)
+        write_png(Path(self.log_dir) / GRID_FOLDER / f"epoch{epoch:03d}-step{step:06d}.png", grid, overwrite=True)
         log_grid(trainer, grid, caption=f"epoch {epoch}, step {step}: input | ground truth | prediction | error")
         self._samples = []
