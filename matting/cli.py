@@ -70,7 +70,7 @@ class MattingCLI(LightningCLI):
             raise MattingInputError(f"--ckpt_path {path}: checkpoint not found")
         if not path.is_file():
             raise MattingInputError(f"--ckpt_path {path}: not a file")
-        hparams = read_checkpoint(path).get("hyper_parameters")
+        hparams = self._checkpoint(path).get("hyper_parameters")
         stored = hparams.get("net") if isinstance(hparams, dict) else None
         configured = self.config[subcommand].get("model.net")
         if isinstance(stored, dict) and configured is not None:
@@ -84,6 +84,13 @@ class MattingCLI(LightningCLI):
                     + "). Pass the config the checkpoint was trained with, or start the configured network from its "
                     "weights with --model.init_weights"
                 )
+
+    def _checkpoint(self, path: Path) -> dict:
+        """``read_checkpoint``, once per path: the config check and the state-dict check share it."""
+        cache = self.__dict__.setdefault("_checkpoints_read", {})
+        if path.resolve() not in cache:
+            cache[path.resolve()] = read_checkpoint(path)
+        return cache[path.resolve()]
 
     def before_instantiate_classes(self) -> None:
         """Batch sizes and worker counts LightningCLI accepts but the DataLoader refuses mid-run with a traceback."""
@@ -159,7 +166,7 @@ class MattingCLI(LightningCLI):
             return
         if not getattr(self.model, "strict_loading", True):
             return
-        state = read_checkpoint(Path(path)).get("state_dict")
+        state = self._checkpoint(Path(path)).get("state_dict")
         if not isinstance(state, dict):
             raise MattingInputError(f"{path}: no state_dict in it; not a checkpoint written by `matting fit`")
         own = self.model.state_dict()
