@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
+from .workers import worker_context
+
 
 class SeededRandomSampler(RandomSampler):
     """A permutation of ``range(len(data_source))`` that depends on ``(seed, epoch)`` alone.
@@ -115,8 +117,6 @@ class ResumableTrainData:
     def training_loader(self, dataset) -> ResumableDataLoader:
         """The training loader from the data module's ``batch_size``, ``num_workers`` and
         ``worker_start_method`` hyper-parameters (a last partial batch is dropped)."""
-        from .workers import worker_context
-
         hp = self.hparams
         return self.resumable_loader(dataset, batch_size=hp.batch_size, num_workers=hp.num_workers,
                                      persistent_workers=hp.num_workers > 0, drop_last=len(dataset) >= hp.batch_size,

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import multiprocessing
 
+from torch.utils.data import DataLoader
+
 from matting.errors import MattingInputError
 
 START_METHODS = ("spawn", "fork")
@@ -31,8 +33,6 @@ def worker_context(num_workers: int, start_method: str | None):
 
 def eval_loader(dataset, num_workers: int, start_method: str | None, batch_size: int = 1):
     """An evaluation loader in file order (one worker at most: evaluation images differ in size)."""
-    from torch.utils.data import DataLoader
-
     workers = min(num_workers, 1)
     # Persistent: a spawned worker costs seconds to start, and validation runs many times.
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
