@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,3 +48,15 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     """Environment for a training subprocess: offline, one thread per op, no inherited rank settings."""
     env = {k: v for k, v in os.environ.items() if k not in DISTRIBUTED_ENV}
     return {**env, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", **extra}
+
+
+def run_matting(command: str, root: Path, config: Path, *extra: str) -> subprocess.CompletedProcess:
+    """``python -m matting.cli COMMAND`` on default + smoke + ``config`` in a fresh process, logging to ``root``.
+
+    The caller checks the return code (a test may expect a kill).
+    """
+    logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(root), "name": "logs"}}
+    cmd = [sys.executable, "-m", "matting.cli", command, "-c", str(REPO / "configs" / "default.yaml"),
+           "-c", str(REPO / "configs" / "smoke.yaml"), "-c", str(config),
+           f"--trainer.default_root_dir={root}", f"--trainer.logger={json.dumps(logger)}", *extra]
+    return subprocess.run(cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)

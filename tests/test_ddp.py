@@ -5,13 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from .conftest import REPO, subprocess_env
+from .conftest import REPO, run_matting
 
 RUN_CONFIG = """
 trainer:
@@ -35,13 +34,7 @@ VAL_NAMES = {f"val_{i:05d}" for i in range(6)}
 def _run(tmp_path: Path, command: str, *extra: str) -> subprocess.CompletedProcess:
     config = tmp_path / "ddp_run.yaml"
     config.write_text(RUN_CONFIG)
-    logger = {"class_path": "lightning.pytorch.loggers.CSVLogger",
-              "init_args": {"save_dir": str(tmp_path / command), "name": "logs"}}
-    cmd = [sys.executable, "-m", "matting.cli", command, "-c", str(REPO / "configs" / "default.yaml"),
-           "-c", str(REPO / "configs" / "smoke.yaml"), "-c", str(config),
-           f"--trainer.default_root_dir={tmp_path / command}", f"--trainer.logger={json.dumps(logger)}", *extra]
-    env = subprocess_env()
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_matting(command, tmp_path / command, config, *extra)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 

@@ -10,13 +10,12 @@ import csv
 import json
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from .conftest import REPO, subprocess_env
+from .conftest import run_matting
 
 MAX_STEPS = 12  # 4 batches per epoch: three epochs, the kill lands mid-epoch
 RUN_CONFIG = """
@@ -38,12 +37,7 @@ data:
 def _fit(root: Path, *extra: str, expect_kill: bool = False) -> subprocess.CompletedProcess:
     config = root.parent / "resume_run.yaml"
     config.write_text(RUN_CONFIG)
-    logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(root), "name": "logs"}}
-    cmd = [sys.executable, "-m", "matting.cli", "fit", "-c", str(REPO / "configs" / "default.yaml"),
-           "-c", str(REPO / "configs" / "smoke.yaml"), "-c", str(config),
-           f"--trainer.default_root_dir={root}", f"--trainer.logger={json.dumps(logger)}", *extra]
-    env = subprocess_env()
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_matting("fit", root, config, *extra)
     if expect_kill:
         assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     else:
