@@ -15,10 +15,10 @@ from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from .checkpoint_io import CheckpointWriteError, remove_stale_temps
-from .errors import MattingInputError
-from .run_folder import file_in_the_way
-from .runtime import quiet_defaults, tune_malloc
+from matting.checkpoint_io import CheckpointWriteError, remove_stale_temps
+from matting.errors import MattingInputError
+from matting.run_folder import file_in_the_way
+from matting.runtime import quiet_defaults, tune_malloc
 
 # ckpt_path values that name no file: Lightning resolves them itself (``last`` we resolve in before_fit).
 SPECIAL_CKPT_PATHS = ("last", "best", "hpc")
@@ -47,7 +47,7 @@ class MattingCLI(LightningCLI):
     """LightningCLI for :class:`matting.module.MattingModule` with any LightningDataModule."""
 
     def add_arguments_to_parser(self, parser) -> None:
-        from .run_record import RunRecord
+        from matting.run_record import RunRecord
 
         parser.set_defaults({"trainer.enable_model_summary": False})
         # Always present, configured under its own key: --run_record.grid_samples 8, --run_record.enabled false.
@@ -104,7 +104,7 @@ class MattingCLI(LightningCLI):
         """The trainer, writing checkpoints atomically unless the config chose its own CheckpointIO."""
         from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-        from .checkpoint_io import AtomicCheckpointIO
+        from matting.checkpoint_io import AtomicCheckpointIO
 
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
@@ -190,7 +190,7 @@ def read_checkpoint(path: Path) -> dict:
     """
     import torch
 
-    from .inference import _torch_load
+    from matting.inference import _torch_load
 
     try:
         with warnings.catch_warnings():
@@ -235,7 +235,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> MattingCLI:
     """Run (or, with ``run=False``, just build) the Lightning CLI; used by ``main`` and the demo."""
     import lightning as L
 
-    from .module import MattingModule
+    from matting.module import MattingModule
 
     quiet_defaults()
     return MattingCLI(

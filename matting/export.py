@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import MattingInputError, ToolArgumentParser
-from .inference import METADATA_KEY, AlphaOnly, load_net_parts, net_from_parts
-from .run_folder import file_in_the_way
+from matting.errors import MattingInputError, ToolArgumentParser
+from matting.inference import METADATA_KEY, AlphaOnly, load_net_parts, net_from_parts
+from matting.run_folder import file_in_the_way
 
 DEFAULT_OPSET = 17
 DEFAULT_TOLERANCE = 1e-4

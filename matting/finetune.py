@@ -39,8 +39,8 @@ from typing import Any
 
 import yaml
 
-from .errors import MattingInputError, ToolArgumentParser
-from .run_folder import check_run_folder, make_run_folder
+from matting.errors import MattingInputError, ToolArgumentParser
+from matting.run_folder import check_run_folder, make_run_folder
 
 MARKER = "from_checkpoint.yaml"
 LOSS_CLASS = "matting.losses.MattingLoss"
@@ -217,7 +217,7 @@ def write_checkpoint_config(path: Path, ckpt: Path, net_config: dict, loss_confi
 def cli_arguments(args: argparse.Namespace, configs: Path, out: Path, train_pairs: int,
                   lr_scales: dict[str, float], passthrough: list[str], default_steps: int) -> tuple[list[str], int]:
     """The LightningCLI argument list of the run, and its total number of optimizer steps."""
-    from .data.folder import train_batches
+    from matting.data.folder import train_batches
 
     if args.epochs is not None:
         total = args.epochs * train_batches(train_pairs, args.batch_size)
@@ -263,8 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path("runs/finetune") / f"{ckpt.stem}-{args.data.resolve().name}"
     check_run_folder(out, args.overwrite, MARKER)
 
-    from .data.folder import scan_pairs, split_by_stem
-    from .inference import load_net_parts, net_from_parts
+    from matting.data.folder import scan_pairs, split_by_stem
+    from matting.inference import load_net_parts, net_from_parts
 
     train, _ = split_by_stem(scan_pairs(args.data), args.val_fraction)
     net_config, state = load_net_parts(ckpt)
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         write_checkpoint_config(out / MARKER, ckpt, net_config, loss_config)
         cli_args, total = cli_arguments(args, configs, out, len(train), lr_scales, passthrough, defaults["steps"])
-        from .cli import build_cli
+        from matting.cli import build_cli
 
         cli = build_cli(cli_args, run=False)
         _check_same_network(cli, ckpt, net_config, state)

@@ -53,25 +53,9 @@ from urllib.parse import quote
 import cv2
 import numpy as np
 
-from .errors import MattingInputError, ToolArgumentParser
-from .imageio import (
-    list_images,
-    normalise_trimap,
-    read_alpha,
-    read_image,
-    read_trimap,
-    to_uint8,
-    write_png,
-)
-from .metrics import (
-    METRIC_HEADERS,
-    compute_metrics,
-    format_metric,
-    grad,
-    mse,
-    quantize_8bit,
-    sad,
-)
+from matting.errors import MattingInputError, ToolArgumentParser
+from matting.imageio import list_images, normalise_trimap, read_alpha, read_image, read_trimap, to_uint8, write_png
+from matting.metrics import METRIC_HEADERS, compute_metrics, format_metric, grad, mse, quantize_8bit, sad
 
 # Written into every gallery (and its staging folder): --overwrite replaces only folders holding it.
 MARKER = ".matting-gallery"
@@ -265,7 +249,7 @@ def collect_items(args) -> tuple[list[Item], list[str]]:
     Returns:
         (items, skipped): the images to show, and a message per image skipped (--allow-missing).
     """
-    from .predict import _check_stems, collect_inputs
+    from matting.predict import _check_stems, collect_inputs
 
     paths, problems = collect_inputs(args.images)
     if problems:
@@ -294,7 +278,7 @@ def collect_items(args) -> tuple[list[Item], list[str]]:
 
 def load_models(paths: list[Path], names: list[str], eager: bool) -> list[Model]:
     """Load every checkpoint (all of them before any work, so a bad one fails fast)."""
-    from .inference import load_net, prepare_for_inference
+    from matting.inference import load_net, prepare_for_inference
 
     models = []
     for path, name, slug in zip(paths, names, slugs(names)):
@@ -326,7 +310,7 @@ def score(alpha8: np.ndarray, gt: np.ndarray, trimap: np.ndarray | None, protoco
 
 def thumbnail(array: np.ndarray, size: int) -> np.ndarray:
     """Shrink (H, W[, C]) so that its long side is at most ``size`` (area averaging; never enlarged)."""
-    from .inference import resize_image
+    from matting.inference import resize_image
 
     height, width = array.shape[:2]
     scale = size / max(height, width)
@@ -390,7 +374,7 @@ def _disagreement(alphas: list[np.ndarray]) -> float:
 
 def process_image(item: Item, models: list[Model], args, keys: tuple[str, ...], root: Path) -> Row:
     """Predict with every model, write the full-size mattes and thumbnails, score against the ground truth."""
-    from .inference import predict_alpha
+    from matting.inference import predict_alpha
 
     image = read_image(item.image)
     shape = image.shape[:2]

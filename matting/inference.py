@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import MattingInputError
+from matting.errors import MattingInputError
 
 SAFE_CLASS_PREFIXES = ("matting.",)
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -132,7 +132,7 @@ def build_net(config: dict, path: str | os.PathLike = "<config>") -> nn.Module:
     """
     from jsonargparse import ArgumentParser
 
-    from .models import MattingNet
+    from matting.models import MattingNet
 
     path = Path(path)
     if not isinstance(config, dict) or "class_path" not in config:

@@ -41,8 +41,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import MattingInputError, ToolArgumentParser
-from .imageio import IMAGE_EXTENSIONS, list_images, read_image, to_uint8, write_png
+from matting.errors import MattingInputError, ToolArgumentParser
+from matting.imageio import IMAGE_EXTENSIONS, list_images, read_image, to_uint8, write_png
 
 OUTPUT_KINDS = ("alpha", "cutout", "composite")
 NAMED_COLOURS = {
@@ -196,7 +196,7 @@ def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarra
     """Colour or image -> (H, W, 3): an image is scaled to cover (H, W) and centre-cropped."""
     if background.ndim == 1:
         return np.broadcast_to(background, (height, width, 3))
-    from .inference import resize_image
+    from matting.inference import resize_image
 
     bh, bw = background.shape[:2]
     scale = max(height / bh, width / bw)
@@ -226,8 +226,8 @@ def composite(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray)
 
 def process_image(net, path: Path, out: Path, kinds: list[str], args, background) -> None:
     """Predict and write the outputs of one image (those in ``kinds``)."""
-    from .foreground import estimate_foreground
-    from .inference import predict_alpha
+    from matting.foreground import estimate_foreground
+    from matting.inference import predict_alpha
 
     image = read_image(path)
     alpha = predict_alpha(net, image, base_size=args.base_size, base_side=args.base_side, bf16=args.bf16)
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from tqdm import tqdm
 
-    from .inference import load_net, prepare_for_inference
+    from matting.inference import load_net, prepare_for_inference
 
     if args.threads:
         torch.set_num_threads(args.threads)

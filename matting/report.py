@@ -7,8 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .imageio import read_alpha, write_png
-from .metrics import METRIC_HEADERS, format_metric
+from matting.imageio import read_alpha, write_png
+from matting.metrics import METRIC_HEADERS, format_metric
 
 
 def method_table(results: dict[str, list[dict]], labels: dict[str, str], metrics: list[str]) -> str:

@@ -37,8 +37,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
-from .errors import MattingInputError
-from .imageio import write_png
+from matting.errors import MattingInputError
+from matting.imageio import write_png
 
 __all__ = [
     "GridSample",
@@ -367,7 +367,7 @@ def grid_sample(image: torch.Tensor, alpha: torch.Tensor, pred: torch.Tensor, ma
         alpha, pred: (1, H, W) or (H, W) in [0, 1], ground truth and prediction.
         max_side: longest side of the shrunk tiles, in pixels.
     """
-    from .metrics import quantize_8bit, sad
+    from matting.metrics import quantize_8bit, sad
 
     image_np = np.clip(_to_numpy(image).transpose(1, 2, 0), 0, 1)
     alpha_np = np.clip(_to_numpy(alpha).reshape(image_np.shape[:2]), 0, 1)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import yaml
 
-from .errors import MattingInputError, ToolArgumentParser
-from .run_folder import check_run_folder, make_run_folder
+from matting.errors import MattingInputError, ToolArgumentParser
+from matting.run_folder import check_run_folder, make_run_folder
 
 MARKER = "adapt.yaml"
 
@@ -68,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path("runs/adapt") / f"{ckpt.stem}-{images.name}"
     check_run_folder(out, args.overwrite, MARKER)
 
-    from .data.unlabeled import UnlabeledImageDataModule, scan_images
-    from .inference import load_net_parts, net_from_parts
-    from .soc_module import SOCModule
+    from matting.data.unlabeled import UnlabeledImageDataModule, scan_images
+    from matting.inference import load_net_parts, net_from_parts
+    from matting.soc_module import SOCModule
 
     photos = scan_images(images)
     net_config, state = load_net_parts(ckpt)

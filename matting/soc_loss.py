@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .losses import semantic_target
+from matting.losses import semantic_target
 
 SEMANTIC_STRIDE = 16
 TARGET_FLOOR = 0.01  # fixed-side values at or below this count as background (0)

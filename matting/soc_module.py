@@ -20,8 +20,8 @@ import lightning as L
 import torch
 from torch import nn
 
-from .errors import MattingInputError
-from .soc_loss import BAND_FRACTION, soc_losses
+from matting.errors import MattingInputError
+from matting.soc_loss import BAND_FRACTION, soc_losses
 
 REQUIRED_OUTPUTS = ("pred_alpha", "pred_semantic", "pred_detail")
 NORM_TYPES: tuple[type, ...] = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,

@@ -1,9 +1,9 @@
 """Datasets and data modules."""
 
-from .augment import Augment
-from .datamodule import SyntheticDataModule
-from .matte_datamodule import MatteDataModule
-from .matte_dataset import MatteEvalDataset, MatteTrainDataset
-from .synthetic import SyntheticMattingDataset
+from matting.data.augment import Augment
+from matting.data.datamodule import SyntheticDataModule
+from matting.data.matte_datamodule import MatteDataModule
+from matting.data.matte_dataset import MatteEvalDataset, MatteTrainDataset
+from matting.data.synthetic import SyntheticMattingDataset
 
 __all__ = ["Augment", "MatteDataModule", "MatteEvalDataset", "MatteTrainDataset", "SyntheticDataModule", "SyntheticMattingDataset"]

@@ -43,7 +43,7 @@ import numpy as np
 
 from matting.errors import MattingInputError
 
-from .trimap import TRIMAP_KINDS, make_trimap
+from matting.data.trimap import TRIMAP_KINDS, make_trimap
 
 __all__ = [
     "INTERPOLATIONS",

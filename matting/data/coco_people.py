@@ -27,7 +27,7 @@ import numpy as np
 from matting.errors import MattingInputError
 from matting.imageio import write_png
 
-from .layouts import RawSample
+from matting.data.layouts import RawSample
 
 __all__ = ["PeopleImage", "people_split", "select_people"]
 

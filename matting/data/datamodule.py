@@ -5,9 +5,9 @@ from __future__ import annotations
 import lightning as L
 from torch.utils.data import DataLoader
 
-from .resumable import ResumableTrainData
-from .synthetic import SyntheticMattingDataset
-from .workers import worker_context
+from matting.data.resumable import ResumableTrainData
+from matting.data.synthetic import SyntheticMattingDataset
+from matting.data.workers import worker_context
 
 
 class SyntheticDataModule(ResumableTrainData, L.LightningDataModule):

@@ -36,11 +36,11 @@ from torch.utils.data import DataLoader
 from matting.errors import MattingInputError
 from matting.imageio import list_images
 
-from .augment import Augment, resize_alpha, resize_colour
-from .manifest import FileEntry, Record, Resolver, image_size
-from .matte_dataset import MatteEvalDataset, MatteTrainDataset
-from .resumable import ResumableTrainData
-from .workers import eval_loader, worker_context
+from matting.data.augment import Augment, resize_alpha, resize_colour
+from matting.data.manifest import FileEntry, Record, Resolver, image_size
+from matting.data.matte_dataset import MatteEvalDataset, MatteTrainDataset
+from matting.data.resumable import ResumableTrainData
+from matting.data.workers import eval_loader, worker_context
 
 __all__ = ["FOLDER_NAMES", "FolderDataModule", "photo_augment", "scan_pairs", "split_by_stem", "train_batches"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import MattingInputError, ToolArgumentParser
-from ..run_folder import file_in_the_way
-from .synthetic import SyntheticMattingDataset, write_split
+from matting.errors import MattingInputError, ToolArgumentParser
+from matting.run_folder import file_in_the_way
+from matting.data.synthetic import SyntheticMattingDataset, write_split
 
 
 def main(argv: list[str]) -> int:

@@ -21,12 +21,12 @@ from torch.utils.data import DataLoader
 
 from matting.errors import MattingInputError
 
-from .augment import Augment
-from .layouts import get_layout
-from .manifest import Resolver, data_root, dataset_folder, read_split
-from .matte_dataset import BackgroundPool, MatteEvalDataset, MatteTrainDataset
-from .resumable import ResumableTrainData
-from .workers import eval_loader, worker_context
+from matting.data.augment import Augment
+from matting.data.layouts import get_layout
+from matting.data.manifest import Resolver, data_root, dataset_folder, read_split
+from matting.data.matte_dataset import BackgroundPool, MatteEvalDataset, MatteTrainDataset
+from matting.data.resumable import ResumableTrainData
+from matting.data.workers import eval_loader, worker_context
 
 __all__ = ["MatteDataModule", "parse_split"]
 

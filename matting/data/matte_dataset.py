@@ -37,9 +37,9 @@ from torch.utils.data import Dataset
 from matting.errors import MattingInputError
 from matting.imageio import read_alpha, read_image, read_trimap
 
-from .augment import Augment, joint_noise, resize_alpha, resize_colour
-from .composite import comp1k_from_files, composite, merge_foregrounds, random_background_crop, read_background
-from .manifest import Record
+from matting.data.augment import Augment, joint_noise, resize_alpha, resize_colour
+from matting.data.composite import comp1k_from_files, composite, merge_foregrounds, random_background_crop, read_background
+from matting.data.manifest import Record
 
 __all__ = ["BackgroundPool", "MatteEvalDataset", "MatteTrainDataset", "sample_rng"]
 

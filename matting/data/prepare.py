@@ -40,8 +40,8 @@ from pathlib import Path
 from matting.errors import MattingInputError, ToolArgumentParser
 from matting.imageio import read_alpha, read_image, read_trimap, write_png
 
-from .layouts import LAYOUTS, RawSample, ScanOptions, get_layout
-from .manifest import MANIFEST_PREFIX, ManifestInfo, Record, Resolver, describe_file, write_manifest
+from matting.data.layouts import LAYOUTS, RawSample, ScanOptions, get_layout
+from matting.data.manifest import MANIFEST_PREFIX, ManifestInfo, Record, Resolver, describe_file, write_manifest
 
 __all__ = ["describe_sample", "estimate_split_foregrounds", "main", "prepare"]
 
@@ -181,7 +181,7 @@ def prepare(dataset: str, root: Path, out: Path | None = None, voc: Path | None 
     started = time.perf_counter()
     splits, notes = layout.scan(root, ScanOptions(voc=Path(voc).expanduser() if voc else None))
     if annotations:
-        from .coco_people import people_split
+        from matting.data.coco_people import people_split
 
         for annotation_file in annotations:
             split, samples = people_split(root, Path(annotation_file).expanduser(), out)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from .workers import worker_context
+from matting.data.workers import worker_context
 
 
 class SeededRandomSampler(RandomSampler):

@@ -30,7 +30,7 @@ from torch.utils.data import Dataset
 
 from matting.errors import MattingInputError
 
-from . import procedural as P
+from matting.data import procedural as P
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 HARD_FRACTION = 0.3  # share of samples whose fg and bg colours come from one hue family

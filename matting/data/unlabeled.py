@@ -18,10 +18,10 @@ from torch.utils.data import DataLoader, Dataset
 from matting.errors import MattingInputError
 from matting.imageio import list_images, read_image
 
-from .augment import resize_colour
-from .manifest import image_size
-from .matte_dataset import sample_rng
-from .workers import worker_context
+from matting.data.augment import resize_colour
+from matting.data.manifest import image_size
+from matting.data.matte_dataset import sample_rng
+from matting.data.workers import worker_context
 
 __all__ = ["UnlabeledImageDataModule", "UnlabeledImageDataset", "scan_images"]
 

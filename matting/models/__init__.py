@@ -1,12 +1,12 @@
 """Network parts. These explicit imports are the whole registry: configs name ``matting.models.X``."""
 
-from .detail import DetailHead, FocusHead
-from .encoder import FeatureSpec, TimmEncoder
-from .fusion import CollaborativeFusion, LearnedFusion, ModnetFusion
-from .net import MattingNet
-from .refiner import GuidedFilterRefiner, PatchRefiner
-from .segmentation import FCDenseNet, PatchClassifier
-from .semantic import GlanceHead, SemanticHead
+from matting.models.detail import DetailHead, FocusHead
+from matting.models.encoder import FeatureSpec, TimmEncoder
+from matting.models.fusion import CollaborativeFusion, LearnedFusion, ModnetFusion
+from matting.models.net import MattingNet
+from matting.models.refiner import GuidedFilterRefiner, PatchRefiner
+from matting.models.segmentation import FCDenseNet, PatchClassifier
+from matting.models.semantic import GlanceHead, SemanticHead
 
 __all__ = [
     "FeatureSpec",

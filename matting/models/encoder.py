@@ -8,8 +8,8 @@ import timm
 import torch
 from torch import nn
 
-from ..errors import MattingInputError
-from .blocks import ConvNormAct
+from matting.errors import MattingInputError
+from matting.models.blocks import ConvNormAct
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import ConvNormAct, resize_to
-from .encoder import FeatureSpec
+from matting.models.blocks import ConvNormAct, resize_to
+from matting.models.encoder import FeatureSpec
 
 
 class ModnetFusion(nn.Module):

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import resize_to
-from .encoder import FeatureSpec, TimmEncoder
-from .fusion import coarse_alpha
+from matting.models.blocks import resize_to
+from matting.models.encoder import FeatureSpec, TimmEncoder
+from matting.models.fusion import coarse_alpha
 
 # Outputs of the heads that are hidden features, not predictions: dropped from the result.
 HIDDEN_KEYS = ("semantic_s8", "detail_s2")

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ConvNormAct, resize_to
-from .encoder import FeatureSpec
+from matting.models.blocks import ConvNormAct, resize_to
+from matting.models.encoder import FeatureSpec
 
 
 def base_hidden(base: dict[str, torch.Tensor], size) -> torch.Tensor:

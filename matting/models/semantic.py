@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ConvNormAct, SEBlock, resize_to
-from .encoder import FeatureSpec
+from matting.models.blocks import ConvNormAct, SEBlock, resize_to
+from matting.models.encoder import FeatureSpec
 
 
 class SemanticHead(nn.Module):
