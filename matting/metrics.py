@@ -57,7 +57,7 @@ Protocols (``compute_metrics``):
 - ``modnet``: PPM-100. Whole-image mse and mad.
 
 By default the prediction is scored as the 8-bit PNG it would be saved as
-(``round(pred * 255) / 255``, the rounding of ``matting.imageio.write_png``), so a value logged
+(``round(pred * 255) / 255``, the rounding of ``matting.io.images.write_png``), so a value logged
 during training equals what ``matting evaluate`` reports for the saved predictions. The
 ground truth is used as given.
 
@@ -72,8 +72,8 @@ import math
 import cv2
 import numpy as np
 
-from matting.errors import MattingInputError
-from matting.imageio import normalise_trimap
+from matting.io.errors import MattingInputError
+from matting.io.images import normalise_trimap
 
 PROTOCOLS = ("comp1k", "whole", "modnet")
 
@@ -430,7 +430,7 @@ def compute_metrics(
     Args:
         pred_alpha: (H, W) float in [0, 1], the prediction.
         gt_alpha: (H, W) float in [0, 1], the ground truth.
-        trimap: (H, W) with values 0 / 128 / 255 (see ``matting.imageio.normalise_trimap``);
+        trimap: (H, W) with values 0 / 128 / 255 (see ``matting.io.images.normalise_trimap``);
             required by ``comp1k``, optional for ``whole``, ignored by ``modnet``.
         protocol: ``comp1k``, ``whole`` or ``modnet`` (module docstring).
         quantize: score the prediction as its 8-bit PNG (round(pred * 255) / 255).

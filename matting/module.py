@@ -10,7 +10,11 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import BinaryJaccardIndex, BinaryPrecision, BinaryRecall
+from torchmetrics.classification import (
+    BinaryJaccardIndex,
+    BinaryPrecision,
+    BinaryRecall,
+)
 
 from matting.losses import MattingLoss, random_band_radius, transition_band
 from matting.metrics import MattingMetrics
@@ -164,13 +168,13 @@ class MattingModule(L.LightningModule):
             self._band_rng.setstate((state[0], tuple(state[1]), state[2]))
 
     def _load_init_weights(self, path: str) -> None:
-        from matting.inference import load_net_parts
+        from matting.io.checkpoints import load_net_parts
 
         _, state = load_net_parts(path)
         own = self.net.state_dict()
         fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         if not fitting:  # another architecture entirely: training would silently start from scratch
-            from matting.errors import MattingInputError
+            from matting.io.errors import MattingInputError
 
             raise MattingInputError(
                 f"{path}: none of its {len(state)} network tensors fits this network (e.g. {', '.join(sorted(state)[:3])}), "

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from matting.imageio import read_alpha, write_png
+from matting.io.images import read_alpha, write_png
 from matting.metrics import METRIC_HEADERS, format_metric
 
 

@@ -20,7 +20,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from matting.errors import MattingInputError
+from matting.io.errors import MattingInputError
 from matting.soc_loss import BAND_FRACTION, soc_losses
 
 REQUIRED_OUTPUTS = ("pred_alpha", "pred_semantic", "pred_detail")

@@ -7,7 +7,7 @@ import signal
 
 import lightning as L
 
-from matting import checkpoint_io
+from matting.runtime import checkpoint_io
 
 
 class KillAtStep(L.Callback):

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from matting import imageio
 from matting.cli import main
+from matting.io import images as imageio
 from matting.models.segmentation import PatchClassifier
 
 from .tiny_checkpoint import REPO, SMOKE, make_tiny_checkpoint, write_pairs
@@ -365,7 +365,7 @@ def _full_disk_error(*args, **kwargs):
 
 
 def test_make_data_on_a_full_disk(tmp_path, monkeypatch, capsys):
-    from matting.data import synthetic
+    from matting.data.synthetic import dataset as synthetic
 
     real_imwrite, calls = synthetic.cv2.imwrite, []
 
@@ -397,7 +397,7 @@ class _HalfWritten:
 
 
 class _FullDiskOs:
-    """``os`` as seen by matting.imageio, whose files fail like a full disk (the rest is the real module)."""
+    """``os`` as seen by matting.io.images, whose files fail like a full disk (the rest is the real module)."""
 
     def __getattr__(self, name):
         return getattr(os, name)

@@ -1,6 +1,11 @@
 import numpy as np
 
-from matting.baselines import ColorThresholdRemover, ConstantAlpha, best_constant, tune_threshold
+from matting.baselines import (
+    ColorThresholdRemover,
+    ConstantAlpha,
+    best_constant,
+    tune_threshold,
+)
 
 
 def _scene():

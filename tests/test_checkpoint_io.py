@@ -10,9 +10,14 @@ import sys
 import pytest
 import torch
 
-from matting import checkpoint_io
-from matting.checkpoint_io import AtomicCheckpointIO, CheckpointWriteError, atomic_write_bytes, remove_stale_temps
 from matting.cli import main
+from matting.io.errors import CheckpointWriteError
+from matting.runtime import checkpoint_io
+from matting.runtime.checkpoint_io import (
+    AtomicCheckpointIO,
+    atomic_write_bytes,
+    remove_stale_temps,
+)
 
 from .conftest import REPO
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from matting.cli import build_cli
+from matting.runtime.lightning_cli import build_cli
 
 from .conftest import REPO
 

@@ -13,8 +13,8 @@ from torch.utils.data import DataLoader
 
 from matting.data.manifest import read_split
 from matting.data.matte_datamodule import MatteDataModule
-from matting.data.prepare import prepare
-from matting.errors import MattingInputError
+from matting.data.prepare.build import prepare
+from matting.io.errors import MattingInputError
 
 from .test_data_layouts import H, W, make_tree, prepared
 

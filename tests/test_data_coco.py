@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from matting.data.manifest import read_split
-from matting.data.prepare import prepare
-from matting.errors import MattingInputError
+from matting.data.prepare.build import prepare
+from matting.io.errors import MattingInputError
 
 from .test_data_layouts import make_tree
 

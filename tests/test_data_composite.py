@@ -14,8 +14,8 @@ from matting.data.augment import (
     affine_matrix,
     crop_box,
     hsv_jitter,
-    jpeg_recompress,
     joint_noise,
+    jpeg_recompress,
     sharpen,
     warp_alpha,
 )
@@ -28,7 +28,13 @@ from matting.data.composite import (
     random_background_crop,
     read_background,
 )
-from matting.data.trimap import band_trimap, dim_trimap, gfm_trimap, make_trimap, modnet_trimap
+from matting.data.trimap import (
+    band_trimap,
+    dim_trimap,
+    gfm_trimap,
+    make_trimap,
+    modnet_trimap,
+)
 
 
 def _soft_alpha(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:

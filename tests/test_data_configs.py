@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from matting.cli import build_cli
 from matting.data.matte_datamodule import MatteDataModule
-from matting.data.prepare import prepare
-from matting.errors import MattingInputError
+from matting.data.prepare.build import prepare
+from matting.io.errors import MattingInputError
+from matting.runtime.lightning_cli import build_cli
 
 from .conftest import REPO
 from .test_data_layouts import make_tree, prepared

@@ -14,11 +14,11 @@ import cv2
 import numpy as np
 import pytest
 
-from matting.data.layouts import LAYOUTS, IncompleteTreeError, get_layout
-from matting.data.manifest import read_info, read_split
 from matting.cli import main as matting_main
-from matting.data.prepare import prepare
-from matting.errors import MattingInputError
+from matting.data.manifest import read_info, read_split
+from matting.data.prepare.build import prepare
+from matting.data.prepare.layouts import LAYOUTS, IncompleteTreeError, get_layout
+from matting.io.errors import MattingInputError
 
 H, W = 48, 64
 

@@ -11,8 +11,8 @@ import pytest
 
 from matting.data.manifest import read_split
 from matting.data.matte_dataset import BackgroundPool
-from matting.data.prepare import prepare
-from matting.imageio import list_images, read_alpha, read_image
+from matting.data.prepare.build import prepare
+from matting.io.images import list_images, read_alpha, read_image
 
 from .test_data_configs import _cli
 from .test_data_layouts import prepared

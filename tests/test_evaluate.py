@@ -11,9 +11,10 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from matting.errors import MattingInputError
-from matting.evaluate import evaluate_arrays, main, summarise, write_report
-from matting.imageio import read_alpha, read_trimap, write_png
+from matting.commands.evaluate import main
+from matting.evaluation import evaluate_arrays, summarise, write_report
+from matting.io.errors import MattingInputError
+from matting.io.images import read_alpha, read_trimap, write_png
 from matting.metrics import METRIC_HEADERS, MattingMetrics, compute_metrics, metric_keys
 
 NAMES = ("a", "b", "c")

@@ -11,9 +11,10 @@ import pytest
 import torch
 import yaml
 
-from matting import export
-from matting.errors import MattingInputError
-from matting.inference import load_net, predict_alpha
+from matting.commands import export
+from matting.inference.loading import load_net
+from matting.inference.predict import predict_alpha
+from matting.io.errors import MattingInputError
 from tests.test_predict import NET_CONFIG, tiny_net, write_checkpoint
 
 ort = pytest.importorskip("onnxruntime")

@@ -12,12 +12,12 @@ import pytest
 import torch
 import yaml
 
-from matting.cli import build_cli
+from matting.commands.finetune import main, plain_config
 from matting.data.folder import scan_pairs, split_by_stem
 from matting.data.manifest import Record
-from matting.errors import MattingInputError
-from matting.finetune import main, plain_config
-from matting.inference import load_net_parts
+from matting.io.checkpoints import load_net_parts
+from matting.io.errors import MattingInputError
+from matting.runtime.lightning_cli import build_cli
 
 from .tiny_checkpoint import REPO, make_tiny_checkpoint, state_of, write_pairs
 

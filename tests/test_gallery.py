@@ -15,9 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from matting import export, gallery, predict
-from matting.errors import MattingInputError
-from matting.evaluate import evaluate_dirs
+from matting.commands import export, gallery, predict
+from matting.evaluation import evaluate_dirs
+from matting.io.errors import MattingInputError
 from matting.metrics import METRIC_HEADERS, format_metric
 from tests.test_predict import tiny_net, write_checkpoint
 
@@ -324,7 +324,7 @@ def test_overwrite_replaces_the_old_gallery_only_when_the_new_one_is_complete(da
 def test_matting_command_exits_2_naming_the_checkpoint(data, tmp_path, monkeypatch, capsys):
     from matting import cli
 
-    monkeypatch.setitem(cli.TOOLS, "gallery", "matting.gallery")
+    monkeypatch.setitem(cli.TOOLS, "gallery", "matting.commands.gallery")
     missing = tmp_path / "missing.ckpt"
     code = cli.main(["gallery", "--ckpt", str(missing), "--images", str(data / "image"), "--out", str(tmp_path / "o")])
     assert code == 2

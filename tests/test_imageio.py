@@ -1,4 +1,4 @@
-"""Reading and writing of images, alpha mattes and trimaps (matting.imageio)."""
+"""Reading and writing of images, alpha mattes and trimaps (matting.io.images)."""
 
 from pathlib import Path
 
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from matting.errors import MattingInputError
-from matting.imageio import (
+from matting.io.errors import MattingInputError
+from matting.io.images import (
     list_images,
     normalise_trimap,
     read_alpha,

@@ -12,8 +12,8 @@ import pytest
 import torch
 from scipy import ndimage
 
-from matting.errors import MattingInputError
-from matting.imageio import list_images, read_alpha, read_trimap
+from matting.io.errors import MattingInputError
+from matting.io.images import list_images, read_alpha, read_trimap
 from matting.metrics import (
     DISPLAY_SCALES,
     METRIC_HEADERS,

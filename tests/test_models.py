@@ -29,7 +29,7 @@ def test_encoder_channels_match_outputs(name):
 
 
 def test_encoder_unknown_name_is_a_clear_error():
-    from matting.errors import MattingInputError
+    from matting.io.errors import MattingInputError
 
     with pytest.raises(MattingInputError, match="no_such_backbone"):
         TimmEncoder("no_such_backbone")

@@ -4,7 +4,14 @@ import functools
 
 import torch
 
-from matting.models import DetailHead, MattingNet, ModnetFusion, PatchRefiner, SemanticHead, TimmEncoder
+from matting.models import (
+    DetailHead,
+    MattingNet,
+    ModnetFusion,
+    PatchRefiner,
+    SemanticHead,
+    TimmEncoder,
+)
 from matting.module import MattingModule
 
 
@@ -59,7 +66,7 @@ def test_frozen_parts_keep_their_batchnorm_statistics():
 
 def test_fit_keeps_frozen_batchnorm_statistics(tmp_path):
     """Through Lightning's fit loop, not just module.train(): the encoder (lr scale 0) must not drift."""
-    from matting.cli import build_cli
+    from matting.runtime.lightning_cli import build_cli
 
     from .conftest import REPO
 

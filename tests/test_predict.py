@@ -13,17 +13,15 @@ import pytest
 import torch
 from PIL import Image
 
-from matting import predict
-from matting.errors import MattingInputError
-from matting.inference import (
+from matting.commands import predict
+from matting.inference.frozen import (
     FrozenAlphaNet,
-    base_shape,
-    build_net,
     fold_batchnorm,
-    load_net,
-    predict_alpha,
     prepare_for_inference,
 )
+from matting.inference.loading import build_net, load_net
+from matting.inference.predict import base_shape, predict_alpha
+from matting.io.errors import MattingInputError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -251,7 +249,7 @@ def test_weights_that_do_not_fit_the_config(tmp_path):
 @pytest.mark.filterwarnings("ignore")  # LightningCLI / jsonargparse deprecation chatter
 def test_real_lightning_checkpoint_from_cli(tmp_path):
     """A checkpoint written by Lightning's own Trainer for a LightningCLI-built module loads with weights_only=True."""
-    from matting.cli import build_cli
+    from matting.runtime.lightning_cli import build_cli
 
     cli = build_cli(
         ["-c", str(REPO / "configs" / "default.yaml"), "-c", str(REPO / "configs" / "smoke.yaml"),
@@ -352,7 +350,7 @@ def test_existing_outputs_are_never_overwritten_unless_asked(tmp_path, ckpt, cap
 def test_interrupted_run_leaves_no_half_written_file(tmp_path, ckpt, monkeypatch):
     _photos(tmp_path / "in")
     out = tmp_path / "out"
-    import matting.imageio as imageio
+    import matting.io.images as imageio
 
     real_replace, calls = imageio.os.replace, []
 
@@ -392,7 +390,8 @@ def test_command_level_errors(tmp_path, ckpt):
 
 
 def test_cli_exit_status_for_a_bad_checkpoint(tmp_path):
-    from matting.cli import TOOLS, main as cli_main
+    from matting.cli import TOOLS
+    from matting.cli import main as cli_main
 
     if "predict" not in TOOLS:
         pytest.skip("`matting predict` is not registered in matting.cli.TOOLS yet")

@@ -4,7 +4,15 @@ import pytest
 import torch
 
 from matting.losses import MattingLoss, transition_band
-from matting.models import DetailHead, GuidedFilterRefiner, MattingNet, ModnetFusion, PatchRefiner, SemanticHead, TimmEncoder
+from matting.models import (
+    DetailHead,
+    GuidedFilterRefiner,
+    MattingNet,
+    ModnetFusion,
+    PatchRefiner,
+    SemanticHead,
+    TimmEncoder,
+)
 
 
 def _net(refiner, encoder="test_resnet", **kw):

@@ -10,9 +10,9 @@ import cv2
 import pytest
 import torch
 
-from matting.cli import build_cli
 from matting.data import MatteDataModule, SyntheticDataModule
-from matting.run_record import (
+from matting.runtime.lightning_cli import build_cli
+from matting.runtime.run_record import (
     GRID_KEY,
     HEADER_PX,
     LABEL_PX,

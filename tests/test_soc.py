@@ -12,17 +12,13 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from matting import predict
-from matting.data.synthetic import SyntheticMattingDataset
-from matting.errors import MattingInputError
-from matting.inference import (
-    build_net,
-    load_net,
-    load_net_parts,
-    net_from_parts,
-    predict_alpha,
-)
-from matting.soc import main
+from matting.commands import predict
+from matting.commands.adapt import main
+from matting.data.synthetic.dataset import SyntheticMattingDataset
+from matting.inference.loading import build_net, load_net, net_from_parts
+from matting.inference.predict import predict_alpha
+from matting.io.checkpoints import load_net_parts
+from matting.io.errors import MattingInputError
 from matting.soc_loss import band_window, soc_band, soc_losses
 from matting.soc_module import SOCModule, norm_layers
 

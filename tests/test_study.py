@@ -100,8 +100,12 @@ def test_labels_come_from_the_config():
 
 
 def test_threshold_sweep_reports_precision_and_recall():
-    from matting.baselines.threshold_search import best_row, sweep_markdown, sweep_thresholds
-    from matting.data.synthetic import SyntheticMattingDataset
+    from matting.baselines.threshold_search import (
+        best_row,
+        sweep_markdown,
+        sweep_thresholds,
+    )
+    from matting.data.synthetic.dataset import SyntheticMattingDataset
 
     data = SyntheticMattingDataset("val", 3, 48, 0)
     samples = [(d["image"], d["alpha"]) for d in (data.arrays(i) for i in range(3))]

@@ -9,8 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from matting.data.synthetic import SyntheticMattingDataset, generate_sample, write_split
-from matting.errors import MattingInputError
+from matting.data.synthetic.dataset import (
+    SyntheticMattingDataset,
+    generate_sample,
+    write_split,
+)
+from matting.io.errors import MattingInputError
 
 KEYS = ("image", "alpha", "fg", "bg")
 

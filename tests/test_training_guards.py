@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from matting.cli import build_cli
+from matting.runtime.lightning_cli import build_cli
 
 from .conftest import REPO
 

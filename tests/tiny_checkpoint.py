@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from matting.cli import build_cli
-from matting.data.synthetic import SyntheticMattingDataset, write_split
+from matting.data.synthetic.dataset import SyntheticMattingDataset, write_split
+from matting.runtime.lightning_cli import build_cli
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ["-c", str(REPO / "configs" / "default.yaml"), "-c", str(REPO / "configs" / "smoke.yaml")]
@@ -30,6 +30,6 @@ def write_pairs(folder: Path, count: int = 6, size: int = 64) -> Path:
 
 def state_of(path: Path) -> dict[str, torch.Tensor]:
     """The network weights of a checkpoint (without the ``net.`` prefix)."""
-    from matting.inference import load_net_parts
+    from matting.io.checkpoints import load_net_parts
 
     return load_net_parts(path)[1]

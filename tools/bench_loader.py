@@ -39,8 +39,8 @@ sys.path.insert(0, str(REPO))
 from matting.data.augment import Augment  # noqa: E402
 from matting.data.manifest import Resolver, read_split  # noqa: E402
 from matting.data.matte_dataset import BackgroundPool, MatteTrainDataset  # noqa: E402
-from matting.data.prepare import estimate_split_foregrounds, prepare  # noqa: E402
-from matting.imageio import list_images  # noqa: E402
+from matting.data.prepare.build import estimate_split_foregrounds, prepare  # noqa: E402
+from matting.io.images import list_images  # noqa: E402
 
 RECIPES = {
     "dim": dict(),
@@ -78,7 +78,7 @@ def loader_rate(dataset, batch: int, workers: int, batches: int) -> float:
 
 
 def default_module():
-    from matting.cli import build_cli
+    from matting.runtime.lightning_cli import build_cli
 
     cli = build_cli(["-c", str(REPO / "configs" / "default.yaml"), "--trainer.logger=false"], run=False)
     module = cli.model

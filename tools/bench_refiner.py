@@ -36,8 +36,8 @@ def worker(method: str, size: str, repeats: int) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from matting.cli import build_cli
-    from matting.runtime import tune_malloc
+    from matting.runtime.lightning_cli import build_cli
+    from matting.runtime.process import tune_malloc
 
     tune_malloc()
     torch.set_num_threads(2)

@@ -13,7 +13,7 @@ forward pass on one square image per size, batch 1, in each mode:
   frozen TorchScript graph (``matting.inference.prepare_for_inference``), float32.
 - ``bf16``: bfloat16 autocast, NCHW.
 - ``bf16_channels_last``: bfloat16 autocast, NHWC.
-- ``onnxruntime``: the network exported to ONNX (``matting.export``), float32, onnxruntime CPU.
+- ``onnxruntime``: the network exported to ONNX (``matting.inference.export``), float32, onnxruntime CPU.
 
 Each (mode, size) runs in a fresh process, so that memory is measured alone: ``peak MB`` is the
 peak resident memory during the timed runs minus the resident memory just before the first run
@@ -75,7 +75,7 @@ def net_config(config_files: list[str]) -> dict:
 def build_network(args):
     import torch
 
-    from matting.inference import build_net, load_net
+    from matting.inference.loading import build_net, load_net
 
     torch.manual_seed(0)
     if args.ckpt:
@@ -88,7 +88,7 @@ def test_image(size: int) -> tuple[np.ndarray, str]:
     import cv2
 
     if PHOTO.is_file():
-        from matting.imageio import read_image
+        from matting.io.images import read_image
 
         image = read_image(PHOTO)
         return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA), f"photo {PHOTO.name} resized"
@@ -129,7 +129,7 @@ def _cpu_stall_us() -> int:
 def worker(args) -> dict:
     import torch
 
-    from matting.runtime import tune_malloc
+    from matting.runtime.process import tune_malloc
 
     tune_malloc()
     torch.set_num_threads(args.threads)
@@ -142,7 +142,7 @@ def worker(args) -> dict:
     if mode == "onnxruntime":
         import onnxruntime as ort
 
-        from matting.export import export_onnx
+        from matting.inference.export import export_onnx
 
         onnx_path = Path(args.tmp) / "model.onnx"
         if not onnx_path.exists():
@@ -163,7 +163,7 @@ def worker(args) -> dict:
             net = net.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
         if mode == "torchscript":
-            from matting.inference import prepare_for_inference
+            from matting.inference.frozen import prepare_for_inference
 
             net = prepare_for_inference(net)  # as matting predict runs it; traced on the first (warm-up) run
 

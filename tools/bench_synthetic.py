@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-from matting.data.synthetic import SyntheticMattingDataset
+from matting.data.synthetic.dataset import SyntheticMattingDataset
 
 
 def _time(fn, n: int) -> np.ndarray:

@@ -49,7 +49,7 @@ CHILD = textwrap.dedent("""
     else:
         from matting.foreground import estimate_foreground as run
     startup = time.perf_counter() - started
-    from matting.imageio import read_alpha, read_image
+    from matting.io.images import read_alpha, read_image
     import cv2
     params = json.loads(sys.argv[5])
     times, results = [], {}
@@ -92,7 +92,7 @@ def compare(data: Path, limit: int | None = None, scale: float = 1.0, warm: bool
             backgrounds: Path | None = None) -> dict:
     import cv2
 
-    from matting.imageio import list_images, read_alpha, read_image
+    from matting.io.images import list_images, read_alpha, read_image
 
     images, alphas = list_images(data / "image"), list_images(data / "alpha")
     names = sorted(set(images) & set(alphas))[:limit]

@@ -37,7 +37,7 @@ def arm_forward(config_path: Path):
 
         remover = ColorThresholdRemover(**config["method"]["init_args"])
         return lambda image: remover.predict(image[0].permute(1, 2, 0).numpy())
-    from matting.cli import build_cli
+    from matting.runtime.lightning_cli import build_cli
 
     # Only the network matters here; the data module is built but never loaded (its saved worker
     # start method may predate the current choices).
@@ -48,7 +48,7 @@ def arm_forward(config_path: Path):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from matting.runtime import quiet_defaults, tune_malloc
+    from matting.runtime.process import quiet_defaults, tune_malloc
 
     tune_malloc()
     quiet_defaults()

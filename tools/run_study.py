@@ -164,7 +164,7 @@ def budget_options(files: list[Path], seed: int, options: list[str], max_steps: 
     a validation at the last step at the latest (so a checkpoint is chosen by validation)."""
     if max_steps is None:
         return []
-    from matting.cli import build_cli
+    from matting.runtime.lightning_cli import build_cli
 
     cfg = build_cli(_cli_args(files, seed, options + ["--trainer.logger=false"]), run=False).config
     out = [f"--trainer.max_steps={max_steps}"]
@@ -183,7 +183,7 @@ def _logger_options(partial: Path) -> list[str]:
 
 
 def run_network(files: list[Path], seed: int, options: list[str], partial: Path, args) -> dict:
-    from matting.cli import build_cli
+    from matting.runtime.lightning_cli import build_cli
 
     cli = build_cli(_cli_args(files, seed, options + _logger_options(partial)), run=False)
     (partial / "config.yaml").write_text(cli.parser.dump(cli.config, skip_none=False))
@@ -219,9 +219,14 @@ def run_color_threshold(files: list[Path], seed: int, options: list[str], partia
     from torch import nn
 
     from matting.baselines.color_threshold import ColorThresholdRemover
-    from matting.baselines.threshold_search import best_row, samples_from_batches, sweep_markdown, sweep_thresholds
-    from matting.cli import build_cli
+    from matting.baselines.threshold_search import (
+        best_row,
+        samples_from_batches,
+        sweep_markdown,
+        sweep_thresholds,
+    )
     from matting.module import MattingModule
+    from matting.runtime.lightning_cli import build_cli
 
     cli = build_cli(_cli_args(files, seed, options + _logger_options(partial)), run=False)
     data = cli.datamodule
@@ -293,7 +298,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from matting.runtime import quiet_defaults, tune_malloc
+    from matting.runtime.process import quiet_defaults, tune_malloc
 
     tune_malloc()
     quiet_defaults()

@@ -27,8 +27,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from matting.evaluate import evaluate_arrays, main as evaluate_main, summarise
-from matting.imageio import list_images, read_alpha, read_trimap, write_png
+from matting.commands.evaluate import main as evaluate_main
+from matting.evaluation import evaluate_arrays, summarise
+from matting.io.images import list_images, read_alpha, read_trimap, write_png
 from matting.metrics import METRIC_HEADERS, format_metric
 
 PREDICTORS = ("blur2", "blur4", "threshold")

@@ -33,7 +33,7 @@ METRICS = ["sad", "mse", "grad", "conn"]
 
 
 def train_refiner(name: str, stage1: str, steps: int, size: int, base_size: int, run_dir: Path):
-    from matting.cli import build_cli
+    from matting.runtime.lightning_cli import build_cli
 
     logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(run_dir), "name": name}}
     args = ["-c", str(REPO / "configs/default.yaml"), "-c", str(REPO / REFINERS[name]), "-c", str(REPO / "configs/refiner/stage2.yaml"),
@@ -58,7 +58,7 @@ def trimap_from(alpha: np.ndarray, radius: int) -> np.ndarray:
 
 @torch.no_grad()
 def evaluate(models: dict, test_size: int, length: int, band: int, base_size: int) -> dict:
-    from matting.data.synthetic import SyntheticMattingDataset
+    from matting.data.synthetic.dataset import SyntheticMattingDataset
     from matting.metrics import compute_metrics
 
     data = SyntheticMattingDataset("test", length, test_size, seed=0)
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=REPO / "experiments/refiner")
     args = p.parse_args(argv)
     from matting.metrics import METRIC_HEADERS, format_metric
-    from matting.runtime import tune_malloc
+    from matting.runtime.process import tune_malloc
 
     tune_malloc()
     torch.manual_seed(0)

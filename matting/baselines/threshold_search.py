@@ -23,8 +23,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from matting.metrics import METRIC_HEADERS, format_metric, sad
 from matting.baselines.color_threshold import ColorThresholdRemover
+from matting.metrics import METRIC_HEADERS, format_metric, sad
 
 DEFAULT_THRESHOLDS = tuple(range(2, 101, 2))
 
@@ -94,8 +94,8 @@ def samples_from_batches(batches: Iterable[dict]) -> Iterable[tuple[np.ndarray, 
 
 
 def _folder_samples(images: Path, alphas: Path) -> Iterable[tuple[np.ndarray, np.ndarray]]:
-    from matting.errors import MattingInputError
-    from matting.imageio import list_images, read_alpha, read_image
+    from matting.io.errors import MattingInputError
+    from matting.io.images import list_images, read_alpha, read_image
 
     found, truth = list_images(images), list_images(alphas)
     names = sorted(set(found) & set(truth))
@@ -106,7 +106,7 @@ def _folder_samples(images: Path, alphas: Path) -> Iterable[tuple[np.ndarray, np
 
 
 def _synthetic_samples(split: str, length: int, size: int, seed: int) -> Iterable[tuple[np.ndarray, np.ndarray]]:
-    from matting.data.synthetic import SyntheticMattingDataset
+    from matting.data.synthetic.dataset import SyntheticMattingDataset
 
     dataset = SyntheticMattingDataset(split, length, size, seed)
     for i in range(len(dataset)):

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import yaml
 
-from matting.errors import MattingInputError, ToolArgumentParser
-from matting.run_folder import check_run_folder, make_run_folder
+from matting.io.errors import MattingInputError, ToolArgumentParser
+from matting.io.files import check_run_folder, make_run_folder
 
 MARKER = "adapt.yaml"
 
@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     check_run_folder(out, args.overwrite, MARKER)
 
     from matting.data.unlabeled import UnlabeledImageDataModule, scan_images
-    from matting.inference import load_net_parts, net_from_parts
+    from matting.inference.loading import net_from_parts
+    from matting.io.checkpoints import load_net_parts
     from matting.soc_module import SOCModule
 
     photos = scan_images(images)
@@ -99,12 +100,3 @@ def main(argv: list[str] | None = None) -> int:
     last = out / "checkpoints" / "last.ckpt"
     print(f"run folder: {out}\n  adapted checkpoint: {last}\n  try it: matting predict --ckpt {last} PHOTOS --out CUTOUTS")
     return 0
-
-
-if __name__ == "__main__":
-    # `python -m matting.soc` takes the same path as `matting adapt`, errors included.
-    import sys
-
-    from matting.cli import main as cli_main
-
-    sys.exit(cli_main(["adapt", *sys.argv[1:]]))

@@ -27,12 +27,12 @@ import numpy as np
 import torch
 
 from matting.baselines import best_constant, tune_threshold
-from matting.errors import MattingInputError, ToolArgumentParser
-from matting.evaluate import evaluate_dirs, per_image_csv
-from matting.imageio import write_png
+from matting.evaluation import evaluate_dirs, per_image_csv
+from matting.io.errors import MattingInputError, ToolArgumentParser
+from matting.io.files import file_in_the_way
+from matting.io.images import write_png
 from matting.metrics import METRIC_HEADERS, sad
 from matting.report import method_table, save_grid
-from matting.run_folder import file_in_the_way
 
 DEFAULT_CONFIGS = ["configs/default.yaml", "configs/demo.yaml"]
 REPORT_METRICS = ["sad", "mse", "mad", "grad", "conn"]
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> Path:
         if not Path(c).is_file():
             raise MattingInputError(f"config file not found: {c}")
     run_dir = args.run_dir or Path("runs/demo") / time.strftime("%Y%m%d-%H%M%S")
-    from matting.cli import build_cli
+    from matting.runtime.lightning_cli import build_cli
 
     cli_args = [a for c in configs for a in ("-c", c)] + list(args.overrides)
     # Parse once before touching the disk, so a bad config fails with nothing written.
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> Path:
     ckpt = trainer.checkpoint_callback.best_model_path or "last"
     trainer.test(module, datamodule=data, ckpt_path=ckpt, verbose=False)
 
-    from matting.data.synthetic import write_split
+    from matting.data.synthetic.dataset import write_split
 
     gt_root = write_split(data.test_set, partial / "data" / "test")
     gt_dir = gt_root / "alpha"

@@ -39,8 +39,8 @@ from typing import Any
 
 import yaml
 
-from matting.errors import MattingInputError, ToolArgumentParser
-from matting.run_folder import check_run_folder, make_run_folder
+from matting.io.errors import MattingInputError, ToolArgumentParser
+from matting.io.files import check_run_folder, make_run_folder
 
 MARKER = "from_checkpoint.yaml"
 LOSS_CLASS = "matting.losses.MattingLoss"
@@ -48,7 +48,7 @@ LOSS_CLASS = "matting.losses.MattingLoss"
 
 def config_dir() -> Path:
     """The repository's ``configs/`` folder (next to the package; else ``./configs``)."""
-    for candidate in (Path(__file__).resolve().parents[1] / "configs", Path("configs")):
+    for candidate in (Path(__file__).resolve().parents[2] / "configs", Path("configs")):
         if (candidate / "finetune.yaml").is_file():
             return candidate
     raise MattingInputError("configs/finetune.yaml not found: run from the repository (or an editable install)")
@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     check_run_folder(out, args.overwrite, MARKER)
 
     from matting.data.folder import scan_pairs, split_by_stem
-    from matting.inference import load_net_parts, net_from_parts
+    from matting.inference.loading import net_from_parts
+    from matting.io.checkpoints import load_net_parts
 
     train, _ = split_by_stem(scan_pairs(args.data), args.val_fraction)
     net_config, state = load_net_parts(ckpt)
@@ -276,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         write_checkpoint_config(out / MARKER, ckpt, net_config, loss_config)
         cli_args, total = cli_arguments(args, configs, out, len(train), lr_scales, passthrough, defaults["steps"])
-        from matting.cli import build_cli
+        from matting.runtime.lightning_cli import build_cli
 
         cli = build_cli(cli_args, run=False)
         _check_same_network(cli, ckpt, net_config, state)
@@ -292,12 +293,3 @@ def main(argv: list[str] | None = None) -> int:
     best = getattr(callback, "best_model_path", "") if callback else ""
     print(f"run folder: {out}\n  config: {Path(cli.trainer.log_dir) / 'config.yaml'}\n  best checkpoint: {best or '(no validation ran)'}")
     return 0
-
-
-if __name__ == "__main__":
-    # `python -m matting.finetune` takes the same path as `matting finetune`, errors included.
-    import sys
-
-    from matting.cli import main as cli_main
-
-    sys.exit(cli_main(["finetune", *sys.argv[1:]]))

@@ -53,9 +53,25 @@ from urllib.parse import quote
 import cv2
 import numpy as np
 
-from matting.errors import MattingInputError, ToolArgumentParser
-from matting.imageio import list_images, normalise_trimap, read_alpha, read_image, read_trimap, to_uint8, write_png
-from matting.metrics import METRIC_HEADERS, compute_metrics, format_metric, grad, mse, quantize_8bit, sad
+from matting.io.errors import MattingInputError, ToolArgumentParser
+from matting.io.images import (
+    list_images,
+    normalise_trimap,
+    read_alpha,
+    read_image,
+    read_trimap,
+    to_uint8,
+    write_png,
+)
+from matting.metrics import (
+    METRIC_HEADERS,
+    compute_metrics,
+    format_metric,
+    grad,
+    mse,
+    quantize_8bit,
+    sad,
+)
 
 # Written into every gallery (and its staging folder): --overwrite replaces only folders holding it.
 MARKER = ".matting-gallery"
@@ -249,14 +265,14 @@ def collect_items(args) -> tuple[list[Item], list[str]]:
     Returns:
         (items, skipped): the images to show, and a message per image skipped (--allow-missing).
     """
-    from matting.predict import _check_stems, collect_inputs
+    from matting.io.pairing import check_stems, collect_inputs
 
     paths, problems = collect_inputs(args.images)
     if problems:
         raise MattingInputError("; ".join(problems))
     if not paths:
         raise MattingInputError("no input images")
-    _check_stems(paths)
+    check_stems(paths)
     gts = list_images(args.alpha) if args.alpha is not None else None
     trimaps = list_images(args.trimap) if args.trimap is not None else None
     items, missing = [], []
@@ -278,7 +294,8 @@ def collect_items(args) -> tuple[list[Item], list[str]]:
 
 def load_models(paths: list[Path], names: list[str], eager: bool) -> list[Model]:
     """Load every checkpoint (all of them before any work, so a bad one fails fast)."""
-    from matting.inference import load_net, prepare_for_inference
+    from matting.inference.frozen import prepare_for_inference
+    from matting.inference.loading import load_net
 
     models = []
     for path, name, slug in zip(paths, names, slugs(names)):
@@ -310,7 +327,7 @@ def score(alpha8: np.ndarray, gt: np.ndarray, trimap: np.ndarray | None, protoco
 
 def thumbnail(array: np.ndarray, size: int) -> np.ndarray:
     """Shrink (H, W[, C]) so that its long side is at most ``size`` (area averaging; never enlarged)."""
-    from matting.inference import resize_image
+    from matting.inference.predict import resize_image
 
     height, width = array.shape[:2]
     scale = size / max(height, width)
@@ -374,7 +391,7 @@ def _disagreement(alphas: list[np.ndarray]) -> float:
 
 def process_image(item: Item, models: list[Model], args, keys: tuple[str, ...], root: Path) -> Row:
     """Predict with every model, write the full-size mattes and thumbnails, score against the ground truth."""
-    from matting.inference import predict_alpha
+    from matting.inference.predict import predict_alpha
 
     image = read_image(item.image)
     shape = image.shape[:2]
@@ -601,10 +618,3 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - start
     print(f"{len(rows)} image(s) x {len(models)} model(s) in {seconds:.1f} s: {args.out / 'index.html'}")
     return 0
-
-
-if __name__ == "__main__":
-    # `python -m matting.gallery` takes the same path as `matting gallery`, errors included.
-    from matting.cli import main as cli_main
-
-    sys.exit(cli_main(["gallery", *sys.argv[1:]]))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matting.errors import MattingInputError, ToolArgumentParser
-from matting.run_folder import file_in_the_way
-from matting.data.synthetic import SyntheticMattingDataset, write_split
+from matting.data.synthetic.dataset import SyntheticMattingDataset, write_split
+from matting.io.errors import MattingInputError, ToolArgumentParser
+from matting.io.files import file_in_the_way
 
 
 def main(argv: list[str]) -> int:

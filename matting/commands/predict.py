@@ -14,7 +14,7 @@ file stem, it writes into DIR:
 - ``composite/<stem>.png`` (with ``--background``): the subject over a solid colour (``white``,
   ``'#00ff00'``, ``0,255,0``) or over an image (scaled to cover and centre-cropped).
 
-Images are read with :mod:`matting.imageio` (EXIF orientation applied; gray, RGBA, 16-bit; any
+Images are read with :mod:`matting.io.images` (EXIF orientation applied; gray, RGBA, 16-bit; any
 size). The network runs on the image resized to ``--base-size`` on its long (or short) side,
 rounded to multiples of 32, and alpha is upsampled to full resolution (see
 :func:`matting.inference.predict_alpha`). The network runs as TorchScript graphs frozen once
@@ -33,7 +33,6 @@ the command itself (checkpoint, output folder, background) exit with status 2 be
 from __future__ import annotations
 
 import argparse
-import glob
 import sys
 import time
 from pathlib import Path
@@ -41,10 +40,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from matting.errors import MattingInputError, ToolArgumentParser
-from matting.imageio import IMAGE_EXTENSIONS, list_images, read_image, to_uint8, write_png
+from matting.io.errors import MattingInputError, ToolArgumentParser
+from matting.io.images import (
+    read_image,
+    to_uint8,
+    write_png,
+)
+from matting.io.pairing import check_stems, collect_inputs
 
 OUTPUT_KINDS = ("alpha", "cutout", "composite")
+
+
 NAMED_COLOURS = {
     "white": (255, 255, 255),
     "black": (0, 0, 0),
@@ -82,61 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# ---------------------------------------------------------------------------- inputs
-
-
-def _is_glob(text: str) -> bool:
-    return any(ch in text for ch in "*?[")
-
-
-def collect_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
-    """Expand files, folders and globs into image paths (in order, without repeats).
-
-    Returns:
-        (paths, problems): the images found, and one message per input that matched nothing.
-    """
-    paths: list[Path] = []
-    problems: list[str] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            try:
-                found = list(list_images(path).values())
-            except MattingInputError as exc:
-                problems.append(str(exc))
-                continue
-            if not found:
-                problems.append(f"{path}: folder has no images ({', '.join(IMAGE_EXTENSIONS)})")
-            paths.extend(found)
-        elif path.exists():
-            paths.append(path)
-        elif _is_glob(item):
-            found = [Path(p) for p in sorted(glob.glob(item, recursive=True))]
-            found = [p for p in found if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
-            if not found:
-                problems.append(f"{item}: pattern matches no image")
-            paths.extend(found)
-        else:
-            problems.append(f"{path}: file not found")
-    unique = list(dict.fromkeys(p.resolve() for p in paths))
-    return [Path(p) for p in unique], problems
-
-
-def _check_stems(paths: list[Path]) -> None:
-    by_stem: dict[str, Path] = {}
-    clashes = []
-    for path in paths:
-        if path.stem in by_stem:
-            clashes.append(f"{by_stem[path.stem]} and {path}")
-        else:
-            by_stem[path.stem] = path
-    if clashes:
-        raise MattingInputError(
-            f"inputs share a file stem, so their outputs would collide: {'; '.join(clashes[:5])}"
-            + (f" (and {len(clashes) - 5} more)" if len(clashes) > 5 else "")
-        )
-
-
 def _check_out(out: Path, kinds: list[str]) -> None:
     if out.exists() and not out.is_dir():
         raise MattingInputError(f"--out {out}: exists and is not a folder")
@@ -152,9 +103,6 @@ def _make_out(out: Path, kinds: list[str]) -> None:
             (out / kind).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise MattingInputError(f"--out {out}: cannot create the output folder ({exc})") from exc
-
-
-# ---------------------------------------------------------------------------- backgrounds
 
 
 def parse_colour(text: str) -> np.ndarray | None:
@@ -196,7 +144,7 @@ def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarra
     """Colour or image -> (H, W, 3): an image is scaled to cover (H, W) and centre-cropped."""
     if background.ndim == 1:
         return np.broadcast_to(background, (height, width, 3))
-    from matting.inference import resize_image
+    from matting.inference.predict import resize_image
 
     bh, bw = background.shape[:2]
     scale = max(height / bh, width / bw)
@@ -204,9 +152,6 @@ def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarra
     scaled = resize_image(background, sh, sw)
     top, left = (sh - height) // 2, (sw - width) // 2
     return scaled[top:top + height, left:left + width]
-
-
-# ---------------------------------------------------------------------------- per image
 
 
 def cutout_rgba(foreground: np.ndarray, alpha8: np.ndarray) -> np.ndarray:
@@ -227,7 +172,7 @@ def composite(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray)
 def process_image(net, path: Path, out: Path, kinds: list[str], args, background) -> None:
     """Predict and write the outputs of one image (those in ``kinds``)."""
     from matting.foreground import estimate_foreground
-    from matting.inference import predict_alpha
+    from matting.inference.predict import predict_alpha
 
     image = read_image(path)
     alpha = predict_alpha(net, image, base_size=args.base_size, base_side=args.base_side, bf16=args.bf16)
@@ -261,13 +206,14 @@ def main(argv: list[str] | None = None) -> int:
     paths, problems = collect_inputs(args.inputs)
     if not paths:
         raise MattingInputError("no input images: " + "; ".join(problems))
-    _check_stems(paths)
+    check_stems(paths)
     _check_out(args.out, kinds)
 
     import torch
     from tqdm import tqdm
 
-    from matting.inference import load_net, prepare_for_inference
+    from matting.inference.frozen import prepare_for_inference
+    from matting.inference.loading import load_net
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -315,10 +261,3 @@ def main(argv: list[str] | None = None) -> int:
         summary += f", {len(problems)} problem(s) (listed above)"
     print(summary)
     return 1 if problems else 0
-
-
-if __name__ == "__main__":
-    # `python -m matting.predict` takes the same path as `matting predict`, errors included.
-    from matting.cli import main as cli_main
-
-    sys.exit(cli_main(["predict", *sys.argv[1:]]))

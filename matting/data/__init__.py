@@ -4,6 +4,6 @@ from matting.data.augment import Augment
 from matting.data.datamodule import SyntheticDataModule
 from matting.data.matte_datamodule import MatteDataModule
 from matting.data.matte_dataset import MatteEvalDataset, MatteTrainDataset
-from matting.data.synthetic import SyntheticMattingDataset
+from matting.data.synthetic.dataset import SyntheticMattingDataset
 
 __all__ = ["Augment", "MatteDataModule", "MatteEvalDataset", "MatteTrainDataset", "SyntheticDataModule", "SyntheticMattingDataset"]

@@ -41,9 +41,8 @@ import math
 import cv2
 import numpy as np
 
-from matting.errors import MattingInputError
-
 from matting.data.trimap import TRIMAP_KINDS, make_trimap
+from matting.io.errors import MattingInputError
 
 __all__ = [
     "INTERPOLATIONS",

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from matting.errors import MattingInputError
+from matting.io.errors import MattingInputError
 
 __all__ = [
     "comp1k_background",

@@ -6,7 +6,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from matting.data.resumable import ResumableTrainData
-from matting.data.synthetic import SyntheticMattingDataset
+from matting.data.synthetic.dataset import SyntheticMattingDataset
 from matting.data.workers import worker_context
 
 

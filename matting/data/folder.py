@@ -1,6 +1,6 @@
 """A folder of photos and their alpha mattes as training and validation data, without a manifest.
 
-Layout (files are paired by stem; any extension :func:`matting.imageio.list_images` reads)::
+Layout (files are paired by stem; any extension :func:`matting.io.images.list_images` reads)::
 
     DIR/
       image/   a.jpg  b.png ...   photos           (also accepted: images/ im/ img/)
@@ -33,14 +33,13 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
-from matting.errors import MattingInputError
-from matting.imageio import list_images
-
 from matting.data.augment import Augment, resize_alpha, resize_colour
 from matting.data.manifest import FileEntry, Record, Resolver, image_size
 from matting.data.matte_dataset import MatteEvalDataset, MatteTrainDataset
 from matting.data.resumable import ResumableTrainData
 from matting.data.workers import eval_loader, worker_context
+from matting.io.errors import MattingInputError
+from matting.io.images import list_images
 
 __all__ = ["FOLDER_NAMES", "FolderDataModule", "photo_augment", "scan_pairs", "split_by_stem", "train_batches"]
 

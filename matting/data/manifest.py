@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-from matting.errors import MattingInputError
+from matting.io.errors import MattingInputError
 
 ENV_DATA_ROOT = "MATTING_DATA_ROOT"
 FORMAT_VERSION = 1

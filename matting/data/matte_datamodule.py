@@ -19,14 +19,17 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import DataLoader
 
-from matting.errors import MattingInputError
-
 from matting.data.augment import Augment
-from matting.data.layouts import get_layout
 from matting.data.manifest import Resolver, data_root, dataset_folder, read_split
-from matting.data.matte_dataset import BackgroundPool, MatteEvalDataset, MatteTrainDataset
+from matting.data.matte_dataset import (
+    BackgroundPool,
+    MatteEvalDataset,
+    MatteTrainDataset,
+)
+from matting.data.prepare.layouts import get_layout
 from matting.data.resumable import ResumableTrainData
 from matting.data.workers import eval_loader, worker_context
+from matting.io.errors import MattingInputError
 
 __all__ = ["MatteDataModule", "parse_split"]
 

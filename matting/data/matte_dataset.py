@@ -17,7 +17,7 @@ Evaluation samples involve no randomness.
 
 Bad data: a missing, unreadable or inconsistent file (image and alpha of different sizes, an
 alpha that is zero everywhere, a colour alpha whose channels differ, ...) raises
-:class:`matting.errors.MattingInputError` naming the file. With ``on_error="skip"`` a training
+:class:`matting.io.errors.MattingInputError` naming the file. With ``on_error="skip"`` a training
 set logs a warning naming it and loads the next sample instead. Evaluation sets always raise: a
 benchmark score over a silently smaller set would not be comparable (drop a file for good with
 ``matting prepare-data --skip-bad``).
@@ -34,12 +34,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from matting.errors import MattingInputError
-from matting.imageio import read_alpha, read_image, read_trimap
-
 from matting.data.augment import Augment, joint_noise, resize_alpha, resize_colour
-from matting.data.composite import comp1k_from_files, composite, merge_foregrounds, random_background_crop, read_background
+from matting.data.composite import (
+    comp1k_from_files,
+    composite,
+    merge_foregrounds,
+    random_background_crop,
+    read_background,
+)
 from matting.data.manifest import Record
+from matting.io.errors import MattingInputError
+from matting.io.images import read_alpha, read_image, read_trimap
 
 __all__ = ["BackgroundPool", "MatteEvalDataset", "MatteTrainDataset", "sample_rng"]
 

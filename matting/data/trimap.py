@@ -20,7 +20,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from matting.errors import MattingInputError
+from matting.io.errors import MattingInputError
 
 __all__ = ["TRIMAP_KINDS", "band_trimap", "dim_trimap", "gfm_trimap", "make_trimap", "modnet_trimap", "solid_masks"]
 

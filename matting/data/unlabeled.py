@@ -1,6 +1,6 @@
 """Photos without ground truth, as random square crops (self-supervised adaptation, ``matting adapt``).
 
-The folder's images (directly inside it, any extension :func:`matting.imageio.list_images`
+The folder's images (directly inside it, any extension :func:`matting.io.images.list_images`
 reads) are checked up front: every unreadable file is named in one :class:`MattingInputError`.
 A sample is the photo scaled so that its short side is ``size`` times a random factor in
 [1, ``max_zoom``], a random ``size`` x ``size`` crop of it, flipped horizontally half the time.
@@ -15,13 +15,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from matting.errors import MattingInputError
-from matting.imageio import list_images, read_image
-
 from matting.data.augment import resize_colour
 from matting.data.manifest import image_size
 from matting.data.matte_dataset import sample_rng
 from matting.data.workers import worker_context
+from matting.io.errors import MattingInputError
+from matting.io.images import list_images, read_image
 
 __all__ = ["UnlabeledImageDataModule", "UnlabeledImageDataset", "scan_images"]
 

@@ -14,7 +14,7 @@ import multiprocessing
 
 from torch.utils.data import DataLoader
 
-from matting.errors import MattingInputError
+from matting.io.errors import MattingInputError
 
 START_METHODS = ("spawn", "fork")
 

@@ -1,4 +1,4 @@
-"""The one exception type that the command-line tools turn into a clean message."""
+"""The exceptions that the ``matting`` command turns into one clean line."""
 
 import argparse
 
@@ -20,3 +20,7 @@ class ToolArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise MattingInputError(f"{message} (see {self.prog} --help)")
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written; the previous file at that path is unchanged."""

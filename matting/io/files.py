@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from matting.errors import MattingInputError
+from matting.io.errors import MattingInputError
 
 
 def file_in_the_way(folder: str | Path) -> Path | None:

@@ -40,7 +40,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from matting.errors import MattingInputError
+from matting.io.errors import MattingInputError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)  # read once at import: os.umask can only be read by setting it

@@ -8,7 +8,7 @@ import timm
 import torch
 from torch import nn
 
-from matting.errors import MattingInputError
+from matting.io.errors import MattingInputError
 from matting.models.blocks import ConvNormAct
 
 

@@ -20,11 +20,9 @@ from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from matting.io.errors import CheckpointWriteError
+
 TEMP_SUFFIX = ".partial"
-
-
-class CheckpointWriteError(OSError):
-    """A checkpoint could not be written; the previous file at that path is unchanged."""
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -1,24 +1,20 @@
-"""The ``matting`` command.
+"""LightningCLI for the matting module: checks on ``--ckpt_path``, output folders and saved configs.
 
-``matting fit|validate|test|predict -c configs/...`` is LightningCLI (every option is a YAML key;
-``--print_config`` shows the resolved config). ``matting evaluate``, ``matting demo`` and
-``matting make-data`` are the project's tools.
+``matting fit|validate|test -c configs/...`` is this CLI (every option is a YAML key;
+``--print_config`` shows the resolved config).
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import sys
-import warnings
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from matting.checkpoint_io import CheckpointWriteError, remove_stale_temps
-from matting.errors import MattingInputError
-from matting.run_folder import file_in_the_way
-from matting.runtime import quiet_defaults, tune_malloc
+from matting.io.checkpoints import config_conflicts, read_checkpoint
+from matting.io.errors import MattingInputError
+from matting.io.files import file_in_the_way
+from matting.runtime.checkpoint_io import remove_stale_temps
+from matting.runtime.process import quiet_defaults
 
 # ckpt_path values that name no file: Lightning resolves them itself (``last`` we resolve in before_fit).
 SPECIAL_CKPT_PATHS = ("last", "best", "hpc")
@@ -47,7 +43,7 @@ class MattingCLI(LightningCLI):
     """LightningCLI for :class:`matting.module.MattingModule` with any LightningDataModule."""
 
     def add_arguments_to_parser(self, parser) -> None:
-        from matting.run_record import RunRecord
+        from matting.runtime.run_record import RunRecord
 
         parser.set_defaults({"trainer.enable_model_summary": False})
         # Always present, configured under its own key: --run_record.grid_samples 8, --run_record.enabled false.
@@ -104,7 +100,7 @@ class MattingCLI(LightningCLI):
         """The trainer, writing checkpoints atomically unless the config chose its own CheckpointIO."""
         from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-        from matting.checkpoint_io import AtomicCheckpointIO
+        from matting.runtime.checkpoint_io import AtomicCheckpointIO
 
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
@@ -183,44 +179,6 @@ class MattingCLI(LightningCLI):
         raise MattingInputError(f"{path} does not fit this network: {counts}, e.g. {', '.join(examples)}")
 
 
-def read_checkpoint(path: Path) -> dict:
-    """A checkpoint's contents, loaded without unpickling objects; tensors memory-mapped where the format allows.
-
-    MattingInputError naming the file when it is not a readable checkpoint dict.
-    """
-    import torch
-
-    from matting.inference import _torch_load
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pickle-protocol noise on files that are no checkpoint
-            contents = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:
-        contents = _torch_load(path)  # legacy (non-zip) files cannot be memory-mapped; garbage raises a clean error
-    if not isinstance(contents, dict):
-        raise MattingInputError(f"{path}: expected a checkpoint dict, found a {type(contents).__name__}")
-    return contents
-
-
-def config_conflicts(stored, configured, where: str) -> list[str]:
-    """Keys that a checkpoint's stored config sets to another value than the configured one.
-
-    Keys absent from the stored config are no conflict (LightningCLI keeps the configured value),
-    nor are ``weights_file`` entries (pretrained backbones that the checkpoint's weights replace).
-    """
-    if isinstance(stored, dict) and isinstance(configured, dict):
-        if "class_path" in stored and stored.get("class_path") != configured.get("class_path"):
-            return [f"{where}.class_path: checkpoint {stored.get('class_path')}, configured {configured.get('class_path')}"]
-        return [c for key, value in stored.items() if key != "weights_file" and key in configured
-                for c in config_conflicts(value, configured[key], f"{where}.{key}")]
-    if isinstance(stored, (list, tuple)) and isinstance(configured, (list, tuple)):
-        stored, configured = list(stored), list(configured)
-    if stored != configured:
-        return [f"{where}: checkpoint {stored!r}, configured {configured!r}"]
-    return []
-
-
 def find_last_checkpoint(trainer) -> Path | None:
     """The newest ``last*.ckpt`` under the trainer's root folder and its checkpoint callbacks' folders."""
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -249,69 +207,3 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> MattingCLI:
         # Raise instead of printing the whole usage text, so main() can name just the bad key.
         parser_kwargs={"exit_on_error": False},
     )
-
-
-# Tool name -> module with ``main(argv) -> int``; imported only when used.
-TOOLS = {
-    "evaluate": "matting.evaluate",
-    "demo": "matting.demo",
-    "make-data": "matting.data.make_data",
-    "prepare-data": "matting.data.prepare",
-    "predict": "matting.predict",
-    "export": "matting.export",
-    "gallery": "matting.gallery",
-    "finetune": "matting.finetune",
-    "adapt": "matting.soc",
-}
-# Lightning's own `predict` subcommand is replaced by the `predict` tool (photos in, mattes out).
-LIGHTNING_COMMANDS = ("fit", "validate", "test")
-USAGE = """usage: matting COMMAND [options]   (matting COMMAND --help for its options)
-
-training (LightningCLI, configured by YAML: -c configs/default.yaml):
-  fit, validate, test
-tools:
-  demo          the main job: train on synthetic data, evaluate against baselines, write a report
-  evaluate      SAD / MSE / MAD / Grad / Conn of predicted alpha mattes under a benchmark protocol
-  make-data     write a split of the embedded synthetic dataset to disk
-  prepare-data  check a downloaded dataset (am2k, comp1k, ...) and write its manifests
-  predict       alpha mattes, cutouts and composites for your photos, from a checkpoint
-  export        a checkpoint to ONNX (dynamic size) or safetensors
-  gallery       an HTML page comparing checkpoints side by side on the same images, with metrics
-  finetune      fine-tune a checkpoint on a folder of your photos and their alpha mattes
-  adapt         adapt a checkpoint to unlabeled photos (MODNet's self-supervised SOC)"""
-
-
-def _one_line(exc: argparse.ArgumentError) -> str:
-    """jsonargparse's nested ``Parser key "model.net":`` / ``Parser key "base_scale":`` chain as one line.
-
-    Messages that list alternatives (``- Expected ...`` lines of a Union) keep their lines.
-    """
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return str(exc) if any(line.startswith("- ") for line in lines) else " ".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    tune_malloc()
-    quiet_defaults()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
-        return 0 if argv else 2
-    if argv[0] not in TOOLS and argv[0] not in LIGHTNING_COMMANDS:
-        print(f"matting: error: unknown command {argv[0]!r}\n\n{USAGE}", file=sys.stderr)
-        return 2
-    try:
-        if argv[0] in TOOLS:
-            return importlib.import_module(TOOLS[argv[0]]).main(argv[1:]) or 0
-        build_cli(argv)
-    except (MattingInputError, argparse.ArgumentError) as exc:
-        print(f"matting: error: {_one_line(exc) if isinstance(exc, argparse.ArgumentError) else exc}", file=sys.stderr)
-        return 2
-    except CheckpointWriteError as exc:
-        print(f"matting: error: {exc.strerror}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

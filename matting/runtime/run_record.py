@@ -37,8 +37,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 
-from matting.errors import MattingInputError
-from matting.imageio import write_png
+from matting.io.errors import MattingInputError
+from matting.io.images import write_png
 
 __all__ = [
     "GridSample",
@@ -72,11 +72,11 @@ LOADER_KEYS = frozenset({"num_workers", "worker_start_method"})
 # Where a manifest-backed dataset lives; its manifests' bytes identify the content instead.
 LOCATION_KEYS = frozenset({"root", "paths", "manifests"})
 # The procedural generator has no version constant: its source files stand for it.
-GENERATOR_SOURCES = ("data/synthetic.py", "data/procedural.py")
+GENERATOR_SOURCES = ("data/synthetic/dataset.py", "data/synthetic/procedural.py")
 GIT_TIMEOUT_S = 10
 MAX_LISTED_CHANGES = 50
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------------------- code and environment

@@ -30,23 +30,31 @@ Exit status: 0 written, 2 refused (nothing written).
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from matting.errors import MattingInputError, ToolArgumentParser
-from matting.imageio import read_alpha, read_image, read_trimap, write_png
-
-from matting.data.layouts import LAYOUTS, RawSample, ScanOptions, get_layout
-from matting.data.manifest import MANIFEST_PREFIX, ManifestInfo, Record, Resolver, describe_file, write_manifest
+from matting.data.manifest import (
+    MANIFEST_PREFIX,
+    ManifestInfo,
+    Record,
+    Resolver,
+    describe_file,
+    write_manifest,
+)
+from matting.data.prepare.layouts import RawSample, ScanOptions, get_layout
+from matting.io.errors import MattingInputError
+from matting.io.images import read_alpha, read_image, read_trimap, write_png
 
 __all__ = ["describe_sample", "estimate_split_foregrounds", "main", "prepare"]
 
+
 CONTENT_ROLES = ("alpha", "trimap", "trimap2")
+
+
 FOREGROUND_PARAMS = {"regularization": 1e-5, "n_small_iterations": 10, "n_big_iterations": 2, "small_size": 32}
+
+
 ESTIMATORS = ("ours", "pymatting")
 
 
@@ -112,9 +120,6 @@ def _map(function, tasks: list, jobs: int):
         return list(pool.map(function, tasks, chunksize=max(1, len(tasks) // (jobs * 8))))
 
 
-# ---------------------------------------------------------------------------- foreground cache
-
-
 def _estimator(name: str):
     """(image, alpha) -> (fg, bg) with the multi-level method: the project's code or pymatting's."""
     if name == "pymatting":
@@ -165,9 +170,6 @@ def estimate_split_foregrounds(records: list[Record], folder: Path, manifest_dir
     return len(todo)
 
 
-# ---------------------------------------------------------------------------- the command
-
-
 def prepare(dataset: str, root: Path, out: Path | None = None, voc: Path | None = None,
             annotations: list[Path] | None = None, foreground: bool = False, skip_bad: bool = False,
             strict: bool = False, with_hash: bool = True, check_content: bool = True, refresh: bool = False,
@@ -181,7 +183,7 @@ def prepare(dataset: str, root: Path, out: Path | None = None, voc: Path | None 
     started = time.perf_counter()
     splits, notes = layout.scan(root, ScanOptions(voc=Path(voc).expanduser() if voc else None))
     if annotations:
-        from matting.data.coco_people import people_split
+        from matting.data.prepare.coco_people import people_split
 
         for annotation_file in annotations:
             split, samples = people_split(root, Path(annotation_file).expanduser(), out)
@@ -226,39 +228,3 @@ def prepare(dataset: str, root: Path, out: Path | None = None, voc: Path | None 
     summary = ", ".join(f"{split} {count}" for split, count in info.splits.items())
     log(f"{dataset}: wrote {out} ({summary}) in {time.perf_counter() - started:.1f} s")
     return info
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = ToolArgumentParser(prog="matting prepare-data",
-                                     description="Scan a downloaded dataset tree, check it and write its manifests "
-                                                 "(datasets/README.md describes each dataset).",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dataset", choices=sorted(LAYOUTS))
-    parser.add_argument("--root", required=True, help="the dataset's raw folder, as downloaded")
-    parser.add_argument("--out", help="manifest directory (default: ROOT/manifests)")
-    parser.add_argument("--voc", help="VOC2012 folder (with JPEGImages/): backgrounds of the comp1k / d646 test sets")
-    parser.add_argument("--annotations", nargs="+", help="coco: instances_<split>.json files for the people split")
-    parser.add_argument("--foreground", action="store_true", help="estimate and cache foreground colours")
-    parser.add_argument("--estimator", choices=ESTIMATORS, default="ours",
-                        help="foreground estimator: the project's (no compilation) or pymatting's (numba; faster per "
-                             "image once compiled, worth it for thousands of images)")
-    parser.add_argument("--refresh", action="store_true", help="recompute cached foregrounds")
-    parser.add_argument("--skip-bad", action="store_true", help="leave bad samples out instead of refusing")
-    parser.add_argument("--strict", action="store_true", help="refuse sample counts that differ from the official release")
-    parser.add_argument("--no-hash", action="store_true", help="do not hash file contents (faster)")
-    parser.add_argument("--quick", action="store_true", help="do not decode alphas and trimaps (faster)")
-    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
-    args = parser.parse_args(argv)
-    prepare(args.dataset, Path(args.root), Path(args.out) if args.out else None,
-            Path(args.voc) if args.voc else None, [Path(a) for a in args.annotations or []],
-            foreground=args.foreground, skip_bad=args.skip_bad, strict=args.strict,
-            with_hash=not args.no_hash, check_content=not args.quick, refresh=args.refresh, jobs=args.jobs,
-            estimator=args.estimator)
-    return 0
-
-
-if __name__ == "__main__":
-    # `python -m matting.data.prepare` takes the same path as `matting prepare-data`, errors included.
-    from matting.cli import main as cli_main
-
-    sys.exit(cli_main(["prepare-data", *sys.argv[1:]]))

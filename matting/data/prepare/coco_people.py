@@ -24,10 +24,9 @@ from typing import Iterator
 
 import numpy as np
 
-from matting.errors import MattingInputError
-from matting.imageio import write_png
-
-from matting.data.layouts import RawSample
+from matting.data.prepare.layouts import RawSample
+from matting.io.errors import MattingInputError
+from matting.io.images import write_png
 
 __all__ = ["PeopleImage", "people_split", "select_people"]
 

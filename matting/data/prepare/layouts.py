@@ -20,8 +20,8 @@ from typing import Callable
 
 import numpy as np
 
-from matting.errors import MattingInputError
-from matting.imageio import IMAGE_EXTENSIONS, list_images
+from matting.io.errors import MattingInputError
+from matting.io.images import IMAGE_EXTENSIONS, list_images
 
 __all__ = ["LAYOUTS", "IncompleteTreeError", "Layout", "RawSample", "ScanOptions", "get_layout"]
 

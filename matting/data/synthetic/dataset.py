@@ -28,9 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from matting.errors import MattingInputError
-
-from matting.data import procedural as P
+from matting.data.synthetic import procedural as P
+from matting.io.errors import MattingInputError
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 HARD_FRACTION = 0.3  # share of samples whose fg and bg colours come from one hue family

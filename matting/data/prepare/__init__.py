@@ -1,0 +1,1 @@
+"""Preparing downloaded datasets: checking their layouts, writing manifests, COCO masks."""

@@ -1,0 +1,1 @@
+"""The embedded procedural matting dataset: nothing to download, a pure function of (seed, split, index)."""

@@ -1,0 +1,309 @@
+"""Scoring folders of predicted alpha mattes against ground truth: pairing, workers, summaries, reports.
+
+``matting evaluate`` is the command over this; the demo and the experiments call it directly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from matting.io.errors import MattingInputError
+from matting.io.images import list_images, read_alpha, read_trimap
+from matting.metrics import (
+    DISPLAY_SCALES,
+    METRIC_HEADERS,
+    compute_metrics,
+    format_metric,
+    metric_keys,
+)
+
+PROTOCOL_REGIONS = {
+    "comp1k": "Composition-1k (official MATLAB definitions): unknown region of the trimap (trimap == 128), "
+    "prediction's known regions forced to the trimap",
+    "whole": "whole image (AM-2k / P3M / AIM); '... unknown' over trimap == 128, 'fg'/'bg' over trimap 255/0",
+    "modnet": "whole image (PPM-100, MODNet)",
+}
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Files of one image: prediction, ground truth and (optional) trimap."""
+
+    name: str
+    pred: Path
+    gt: Path
+    trimap: Path | None = None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why an image could not be scored; ``message`` names every file involved."""
+
+    kind: str
+    name: str
+    message: str
+
+
+def match_files(
+    pred_dir: Path, gt_dir: Path, trimap_dir: Path | None = None
+) -> tuple[list[Pair], list[Problem]]:
+    """Pair files by stem. Returns the complete pairs and the problems found, sorted by name."""
+    preds, gts = list_images(pred_dir), list_images(gt_dir)
+    trimaps = list_images(trimap_dir) if trimap_dir is not None else None
+    pairs, problems = [], []
+    for name in sorted(set(preds) | set(gts)):
+        if name not in gts:
+            message = f"prediction {preds[name]} has no ground truth in {gt_dir}"
+            problems.append(Problem("stray prediction", name, message))
+        elif name not in preds:
+            message = f"ground truth {gts[name]} has no prediction in {pred_dir}"
+            problems.append(Problem("missing prediction", name, message))
+        elif trimaps is not None and name not in trimaps:
+            message = f"ground truth {gts[name]} has no trimap in {trimap_dir}"
+            problems.append(Problem("missing trimap", name, message))
+        else:
+            pairs.append(Pair(name, preds[name], gts[name], trimaps[name] if trimaps is not None else None))
+    return pairs, problems
+
+
+def _load(pair: Pair) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Read one pair, checking that the sizes agree; MattingInputError names the files."""
+    pred, gt = read_alpha(pair.pred), read_alpha(pair.gt)
+    trimap = read_trimap(pair.trimap) if pair.trimap is not None else None
+    size = lambda a: f"{a.shape[1]}x{a.shape[0]}"
+    if pred.shape != gt.shape:
+        raise MattingInputError(
+            f"size mismatch: prediction {pair.pred} is {size(pred)}, ground truth {pair.gt} is {size(gt)}"
+        )
+    if trimap is not None and trimap.shape != gt.shape:
+        raise MattingInputError(
+            f"size mismatch: trimap {pair.trimap} is {size(trimap)}, ground truth {pair.gt} is {size(gt)}"
+        )
+    return pred, gt, trimap
+
+
+def evaluate_pair(pair: Pair, protocol: str) -> dict:
+    """Scores of one image: ``{"name": stem, <metric key>: raw value, ...}``."""
+    pred, gt, trimap = _load(pair)
+    return {"name": pair.name, **compute_metrics(pred, gt, trimap, protocol)}
+
+
+def evaluate_arrays(items: Iterable[tuple], protocol: str = "whole") -> list[dict]:
+    """Score in-memory predictions, e.g. a training job's own outputs.
+
+    Args:
+        items: (name, pred_alpha, gt_alpha, trimap or None) tuples; alphas (H, W) float in [0, 1].
+        protocol: as in ``matting.metrics.compute_metrics``.
+
+    Returns:
+        Rows ``{"name": name, <metric key>: raw value}``, ready for ``summarise``/``write_report``.
+    """
+    return [{"name": name, **compute_metrics(pred, gt, trimap, protocol)} for name, pred, gt, trimap in items]
+
+
+def _task(job: tuple[Pair, str, bool]) -> tuple[str, dict | None, Problem | None]:
+    """Worker: score (or, with check_only, just read) one pair; input problems are returned."""
+    pair, protocol, check_only = job
+    try:
+        if check_only:
+            _load(pair)
+            return pair.name, None, None
+        return pair.name, evaluate_pair(pair, protocol), None
+    except MattingInputError as exc:
+        kind = "size mismatch" if str(exc).startswith("size mismatch") else "unreadable"
+        return pair.name, None, Problem(kind, pair.name, str(exc))
+
+
+def _init_worker() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would oversubscribe
+
+
+def _run(pairs: Sequence[Pair], protocol: str, workers: int, check_only: bool, progress: bool):
+    """Run ``_task`` over ``pairs`` with a progress bar; yields its results in completion order."""
+    from tqdm import tqdm
+
+    jobs = [(pair, protocol, check_only) for pair in pairs]
+    desc = "checking files" if check_only else f"evaluate ({protocol})"
+    bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=not progress, file=sys.stderr)
+    workers = max(1, min(workers, len(jobs)))
+    try:
+        if workers == 1:
+            for job in jobs:
+                yield _task(job)
+                bar.update()
+            return
+        # spawn, not fork: a forked child inherits OpenCV's (or OpenMP's) thread pool in an
+        # undefined state and can hang once the parent has used it. Workers import no torch.
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(workers, initializer=_init_worker) as pool:
+            for result in pool.imap_unordered(_task, jobs):
+                yield result
+                bar.update()
+    finally:
+        bar.close()
+
+
+def evaluate_dirs(
+    pred_dir: str | os.PathLike,
+    gt_dir: str | os.PathLike,
+    trimap_dir: str | os.PathLike | None = None,
+    protocol: str = "whole",
+    workers: int = 2,
+    allow_missing: bool = False,
+    progress: bool = True,
+) -> tuple[list[dict], list[Problem]]:
+    """Score every prediction in ``pred_dir``.
+
+    Returns:
+        (rows sorted by name, problems). Without ``allow_missing`` any problem raises
+        MattingInputError listing all of them (files are then only read, not scored).
+    """
+    metric_keys(protocol)  # validates the name
+    if protocol == "comp1k" and trimap_dir is None:
+        raise MattingInputError("protocol 'comp1k' needs --trimap (only trimap == 128 pixels count)")
+    if protocol == "modnet":
+        trimap_dir = None
+    pairs, problems = match_files(Path(pred_dir), Path(gt_dir), None if trimap_dir is None else Path(trimap_dir))
+    if problems and not allow_missing:
+        # Read the rest too, so that one error message lists every bad file.
+        problems += [p for _, _, p in _run(pairs, protocol, workers, True, progress) if p is not None]
+        raise MattingInputError(_problem_report(problems))
+    rows, read_problems = [], []
+    for _, row, problem in _run(pairs, protocol, workers, False, progress):
+        if problem is not None:
+            read_problems.append(problem)
+        else:
+            rows.append(row)
+    problems = sorted(problems + read_problems, key=lambda p: (p.name, p.kind))
+    if problems and not allow_missing:
+        raise MattingInputError(_problem_report(problems))
+    if not rows:
+        raise MattingInputError(f"nothing to evaluate: no prediction in {pred_dir} could be scored")
+    return sorted(rows, key=lambda r: r["name"]), problems
+
+
+def _problem_report(problems: Sequence[Problem]) -> str:
+    problems = sorted(problems, key=lambda p: (p.name, p.kind))
+    lines = [f"{len(problems)} file problem(s) (use --allow-missing to skip these images):"]
+    lines += [f"  - {p.kind}: {p.message}" for p in problems]
+    return "\n".join(lines)
+
+
+def summarise(rows: Sequence[dict], protocol: str, problems: Sequence[Problem] = ()) -> dict:
+    """Mean and std (ddof = 0) over images of every metric key present in ``rows``.
+
+    Returns a JSON-ready dict: protocol, region, image count, per-metric
+    ``{"header", "display_scale", "mean", "std", "display_mean", "display_std"}`` (raw and
+    display scale) and the problems as dicts.
+    """
+    keys = [k for k in metric_keys(protocol, with_trimap=True) if rows and all(k in row for row in rows)]
+    metrics = {}
+    for key in keys:
+        values = np.array([row[key] for row in rows], dtype=np.float64)
+        mean, std = float(values.mean()), float(values.std())
+        metrics[key] = {
+            "header": METRIC_HEADERS[key],
+            "display_scale": DISPLAY_SCALES[key],
+            "mean": mean,
+            "std": std,
+            "display_mean": mean * DISPLAY_SCALES[key],
+            "display_std": std * DISPLAY_SCALES[key],
+        }
+    return {
+        "protocol": protocol,
+        "region": PROTOCOL_REGIONS[protocol],
+        "images": len(rows),
+        "std": "population standard deviation over images (ddof=0)",
+        "metrics": metrics,
+        "skipped": len(problems),
+        "problems": [asdict(p) for p in problems],
+    }
+
+
+def summary_markdown(summary: dict, sources: dict | None = None) -> str:
+    """Markdown rendering of ``summarise``'s result (display scale, units in the headers)."""
+    lines = [f"# Evaluation, protocol `{summary['protocol']}`", ""]
+    for label, value in (sources or {}).items():
+        lines.append(f"- {label}: `{value}`")
+    lines += [f"- region: {summary['region']}", f"- images evaluated: {summary['images']}", ""]
+    lines += ["| metric | mean | std |", "|---|---:|---:|"]
+    for key, entry in summary["metrics"].items():
+        mean, std = format_metric(key, entry["mean"]), format_metric(key, entry["std"])
+        lines.append(f"| {entry['header']} | {mean} | {std} |")
+    lines += ["", "std: population standard deviation over images. Raw values: summary.json."]
+    if summary["problems"]:
+        lines += ["", f"## Skipped ({len(summary['problems'])}, --allow-missing)", ""]
+        lines += [f"- {p['kind']}: {p['message']}" for p in summary["problems"]]
+    return "\n".join(lines) + "\n"
+
+
+def per_image_csv(rows: Sequence[dict], protocol: str) -> str:
+    """CSV text: ``image`` then one column per metric headed with its units, display scale."""
+    keys = [k for k in metric_keys(protocol, with_trimap=True) if rows and all(k in row for row in rows)]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["image"] + [METRIC_HEADERS[k] for k in keys])
+    for row in rows:
+        writer.writerow([row["name"]] + [format_metric(k, row[k], digits=6) for k in keys])
+    return buffer.getvalue()
+
+
+def write_report(
+    rows: Sequence[dict],
+    out_dir: str | os.PathLike,
+    protocol: str,
+    problems: Sequence[Problem] = (),
+    overwrite: bool = False,
+    sources: dict | None = None,
+) -> Path:
+    """Write per_image.csv, summary.md and summary.json into ``out_dir`` as one step.
+
+    The files are written into a temporary sibling folder which then replaces ``out_dir``, so
+    a reader never sees half a report. An existing ``out_dir`` raises unless ``overwrite``.
+
+    Args:
+        rows: ``{"name": ..., <metric key>: raw value}`` per image.
+        out_dir: destination folder.
+        protocol: protocol the rows were computed with.
+        problems: skipped images, listed in the summary.
+        sources: extra ``label: value`` lines for the summary (folders, checkpoint, ...).
+
+    Returns:
+        ``out_dir`` as a Path.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise MattingInputError(f"{out_dir}: exists already (pass --overwrite to replace it)")
+    summary = summarise(rows, protocol, problems)
+    summary["sources"] = {k: str(v) for k, v in (sources or {}).items()}
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        (staging / "per_image.csv").write_text(per_image_csv(rows, protocol))
+        (staging / "summary.md").write_text(summary_markdown(summary, sources))
+        (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+            os.replace(out_dir, old / out_dir.name)
+            os.replace(staging, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return out_dir

@@ -1,0 +1,1 @@
+"""Input and output under everything else: images, files and folders, checkpoints, errors."""

@@ -1,0 +1,1 @@
+"""The training runtime: LightningCLI, run records, atomic checkpoint writing, process tuning."""
