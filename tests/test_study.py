@@ -1,9 +1,16 @@
-"""The study runner and collector, on real arms of experiments/decoder_heads with a 1-step budget."""
+"""The study runners as modules: tools/run_study.py, collect_results.py, retime_study.py, and the
+experiments' run.py, called on tiny studies; and the real arms of experiments/decoder_heads with a
+1-step budget."""
 
-import importlib.util
 import json
 
+import numpy as np
 import pytest
+import yaml
+
+from experiments.metrics_alphamatting import run as metrics_alphamatting
+from experiments.refiner import run as refiner_experiment
+from tools import collect_results, retime_study, run_study
 
 from .conftest import REPO
 
@@ -14,15 +21,7 @@ TINY = ["--timing-size", "32", "--timing-runs", "1", "--thresholds", "10", "30",
         "--data.init_args.batch_size=2", "--data.init_args.num_workers=0", "--trainer.precision=32-true"]
 
 
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_study_folder_is_complete():
-    run_study = _tool("run_study")
     arms = run_study.study_arms(STUDY)
     expected = {"semantic_only", "detail_only", "modnet_fusion", "learned_fusion", "collaborative_tt", "gfm",
                 "trimap_based", "unet_segmentation", "fcdensenet_segmentation", "patch_classifier",
@@ -32,9 +31,139 @@ def test_study_folder_is_complete():
     assert all(f"arms/{a}.yaml" in readme for a in expected - {"color_threshold"})
 
 
+CONFIGS = REPO / "configs"
+# A study of one 32 px step on top of configs/default.yaml + configs/smoke.yaml (passed as --base).
+TINY_BASE = """data:
+  init_args: {size: 32, train_length: 2, val_length: 2, test_length: 2, batch_size: 2, num_workers: 0}
+"""
+TINY_ARM = """model:
+  net:
+    init_args:
+      fusion:
+        class_path: matting.models.ModnetFusion
+        init_args: {hidden: 8}
+"""
+
+
+def _tiny_study(root):
+    study = root / "tiny"
+    (study / "arms").mkdir(parents=True)
+    (study / "base.yaml").write_text(TINY_BASE)
+    (study / "arms" / "small_fusion.yaml").write_text(TINY_ARM)
+    return study
+
+
+def test_study_arms_are_the_yaml_files_and_the_colour_threshold(tmp_path):
+    study = _tiny_study(tmp_path)
+    assert run_study.study_arms(study) == {"small_fusion": study / "arms" / "small_fusion.yaml", "color_threshold": None}
+    with pytest.raises(run_study.StudyError, match="not a study folder"):
+        run_study.study_arms(tmp_path)
+    (study / "arms" / "color_threshold.yaml").write_text("{}")
+    with pytest.raises(run_study.StudyError, match="built-in colour-threshold arm"):
+        run_study.study_arms(study)
+
+
+def test_fingerprint_changes_with_every_input(tmp_path):
+    study = _tiny_study(tmp_path)
+    files = [study / "base.yaml", study / "arms" / "small_fusion.yaml"]
+    first = run_study.fingerprint(files, ["--trainer.max_steps=1"], 0)
+    assert run_study.fingerprint(files, ["--trainer.max_steps=1"], 0) == first
+    assert run_study.fingerprint(files, ["--trainer.max_steps=2"], 0) != first
+    assert run_study.fingerprint(files, ["--trainer.max_steps=1"], 1) != first
+    assert run_study.fingerprint(files, ["--trainer.max_steps=1"], 0, {"thresholds": [10]}) != first
+    files[0].write_text(TINY_BASE + "seed_everything: 3\n")
+    assert run_study.fingerprint(files, ["--trainer.max_steps=1"], 0) != first
+
+
+def test_run_folders_are_claimed_finished_and_never_mixed(tmp_path):
+    run_dir = tmp_path / "arm" / "seed0"
+    partial = run_study.claim_run_dir(run_dir, "fp1", overwrite=False)
+    assert partial == tmp_path / "arm" / "seed0.partial" and partial.is_dir()
+    (partial / "config.yaml").write_text(f"default_root_dir: {partial}\n")
+    run_study.finish_run_dir(partial, run_dir, {"fingerprint": "fp1"})
+    assert not partial.exists() and json.loads((run_dir / "result.json").read_text()) == {"fingerprint": "fp1"}
+    assert yaml.safe_load((run_dir / "config.yaml").read_text()) == {"default_root_dir": str(run_dir)}
+
+    assert run_study.claim_run_dir(run_dir, "fp1", overwrite=False) is None  # done with these inputs
+    with pytest.raises(run_study.StudyError, match="different inputs"):
+        run_study.claim_run_dir(run_dir, "fp2", overwrite=False)
+    assert run_study.claim_run_dir(run_dir, "fp2", overwrite=True) == partial
+    assert (run_dir / "result.json").is_file()  # kept until the new run finishes
+    (tmp_path / "other").mkdir()
+    with pytest.raises(run_study.StudyError, match="no result.json"):
+        run_study.claim_run_dir(tmp_path / "other", "fp1", overwrite=False)
+
+
+def test_budget_options_shrink_steps_validation_and_schedule_together():
+    # The study's budget (600 steps, validation every 100, OneCycle over 600) on the smoke model.
+    files = [CONFIGS / "default.yaml", CONFIGS / "smoke.yaml", STUDY / "base.yaml", STUDY / "arms" / "modnet_fusion.yaml"]
+    assert run_study.budget_options(files, 0, [], None) == []
+    assert run_study.budget_options(files, 0, [], 5) == [
+        "--trainer.max_steps=5", "--trainer.val_check_interval=5", "--model.scheduler.init_args.total_steps=5"]
+
+
+def test_runner_collector_and_retimer_on_a_tiny_study(tmp_path, capsys):
+    study, runs, out = _tiny_study(tmp_path), tmp_path / "runs", tmp_path / "out"
+    args = [str(study), "--seeds", "0", "--arms", "small_fusion", "--out", str(runs), "--max-steps", "1",
+            "--base", str(CONFIGS / "default.yaml"), "--base", str(CONFIGS / "smoke.yaml"),
+            "--timing-size", "32", "--timing-runs", "1"]
+    assert run_study.main(args) == 0
+    result = json.loads((runs / "small_fusion" / "seed0" / "result.json").read_text())
+    assert result["steps"] == 1 and result["ms"] > 0 and result["params"] > 0
+    assert {"sad", "mse", "grad", "conn", "iou"} <= set(result["metrics"])
+    assert result["config_files"][-1].endswith("small_fusion.yaml")
+    saved = yaml.safe_load((runs / "small_fusion" / "seed0" / "config.yaml").read_text())
+    assert saved["model"]["net"]["init_args"]["fusion"]["init_args"]["hidden"] == 8
+    assert not list(runs.rglob("*.ckpt")) and not list(runs.rglob("*.partial"))
+    assert run_study.main([*args[:3], "--arms", "no_such_arm"]) == 2
+    assert "unknown arms ['no_such_arm']" in capsys.readouterr().err
+
+    assert collect_results.main([str(runs), "--out", str(out)]) == 0
+    assert "small_fusion" in (out / "results.md").read_text()
+    assert retime_study.main([str(runs), "--size", "32", "--runs", "1"]) == 0
+    retimed = json.loads((runs / "small_fusion" / "seed0" / "result.json").read_text())
+    assert retimed["ms_during_study"] == result["ms"] and retimed["timing"]["retimed"]["size"] == 32
+
+
+def test_refiner_experiment_scores_the_base_and_each_refiner():
+    from matting.runtime.lightning_cli import build_cli
+
+    yy, xx = np.mgrid[0:32, 0:32]
+    alpha = ((xx - 16) ** 2 + (yy - 16) ** 2 < 100).astype(np.float32)
+    trimap = refiner_experiment.trimap_from(alpha, 2)
+    assert set(np.unique(trimap)) == {0, 128, 255}
+    assert (trimap[alpha == 1] != 0).all() and (trimap[alpha == 0] != 255).all()
+
+    cli = build_cli(["-c", str(CONFIGS / "default.yaml"), "-c", str(CONFIGS / "smoke.yaml"),
+                     "-c", str(CONFIGS / "refiner" / "guided.yaml"), "--trainer.logger=false"], run=False)
+    results = refiner_experiment.evaluate({"guided": cli.model.eval()}, test_size=64, length=1, band=4, base_size=32)
+    assert set(results) == {"base only", "guided"}
+    for row in results.values():
+        assert set(row) == {*refiner_experiment.METRICS, "seconds"} and all(np.isfinite(v) for v in row.values())
+
+
+def test_metrics_experiment_agrees_with_matting_evaluate(tmp_path, capsys):
+    from matting.io.images import write_png
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:40, 0:48]
+    for name in ("one", "two"):
+        radius = rng.uniform(8, 14)
+        alpha = np.clip(radius - np.hypot(xx - 24, yy - 20), 0, 1).astype(np.float32)
+        trimap = np.where(np.abs(np.hypot(xx - 24, yy - 20) - radius) < 3, 128, np.where(alpha > 0.5, 255, 0))
+        write_png(tmp_path / "alpha" / f"{name}.png", alpha)
+        write_png(tmp_path / "trimap" / f"{name}.png", trimap.astype(np.uint8))
+    samples = metrics_alphamatting.load(tmp_path)
+    assert [name for name, _, _ in samples] == ["one", "two"]
+    assert metrics_alphamatting.predict(samples[0][1], "threshold").dtype == np.float32
+    # main() scores every predictor and checks `python -m matting evaluate` on the blur2 PNGs.
+    assert metrics_alphamatting.main(["--data", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "## comp1k (Trimap1), mean over 2 images" in printed and "reports the same means" in printed
+
+
 @pytest.mark.slow
 def test_runner_and_collector_end_to_end(tmp_path, capsys):
-    run_study, collect = _tool("run_study"), _tool("collect_results")
     runs, out = tmp_path / "runs", tmp_path / "out"
     args = [str(STUDY), "--seeds", "0", "--arms", *ARMS, "--out", str(runs), "--max-steps", "1", *TINY]
     assert run_study.main(args) == 0
@@ -58,7 +187,7 @@ def test_runner_and_collector_end_to_end(tmp_path, capsys):
     assert run_study.main([str(STUDY), "--seeds", "0", "--arms", "patch_classifier", "--out", str(runs), "--max-steps", "1", *TINY]) == 2
     assert "no result.json" in capsys.readouterr().err
 
-    assert collect.main([str(runs), "--out", str(out)]) == 0
+    assert collect_results.main([str(runs), "--out", str(out)]) == 0
     text = (out / "results.md").read_text()
     assert (out / "results.png").stat().st_size > 1000
     table = [line for line in text.splitlines() if line.count("|") > 10 and "seeds" not in line and "---" not in line]
@@ -71,32 +200,31 @@ def test_runner_and_collector_end_to_end(tmp_path, capsys):
 
     # Re-timing on a quiet machine replaces ms in every seed's result and says so in results.md.
     before = {arm: json.loads((runs / arm / "seed0" / "result.json").read_text())["ms"] for arm in ARMS}
-    assert _tool("retime_study").main([str(runs), "--size", "32", "--runs", "1"]) == 0
+    assert retime_study.main([str(runs), "--size", "32", "--runs", "1"]) == 0
     for arm in ARMS:
         result = json.loads((runs / arm / "seed0" / "result.json").read_text())
         assert result["ms_during_study"] == before[arm] and result["ms"] > 0
         assert result["timing"]["retimed"]["size"] == 32
-    assert collect.main([str(runs), "--out", str(out)]) == 0
+    assert collect_results.main([str(runs), "--out", str(out)]) == 0
     assert "re-measured after the study" in (out / "results.md").read_text()
 
 
 def test_labels_come_from_the_config():
-    collect = _tool("collect_results")
     net = lambda **init: {"model": {"net": {"class_path": "matting.models.MattingNet", "init_args": {
         "encoder": {"class_path": "matting.models.TimmEncoder", "init_args": {"name": "enc"}}, **init}},
         "loss": {"init_args": {"semantic": 10.0}}}}
     head = lambda name: {"class_path": f"matting.models.{name}", "init_args": {}}
     two = net(semantic_head=head("SemanticHead"), detail_head=head("DetailHead"), fusion=head("ModnetFusion"))
-    assert collect.describe(two) == ("two-decoder", "SemanticHead + DetailHead, ModnetFusion (enc)")
-    assert collect.is_modnet_two_decoder(two)
-    assert collect.describe(net(semantic_head=head("SemanticHead"), detail_head=None, fusion=head("ModnetFusion")))[0] == "single-decoder"
-    assert collect.describe({**two, "model": {**two["model"], "net": {**two["model"]["net"], "init_args": {
+    assert collect_results.describe(two) == ("two-decoder", "SemanticHead + DetailHead, ModnetFusion (enc)")
+    assert collect_results.is_modnet_two_decoder(two)
+    assert collect_results.describe(net(semantic_head=head("SemanticHead"), detail_head=None, fusion=head("ModnetFusion")))[0] == "single-decoder"
+    assert collect_results.describe({**two, "model": {**two["model"], "net": {**two["model"]["net"], "init_args": {
         **two["model"]["net"]["init_args"], "trimap_input": True}}}})[0] == "upper bound"
     unet = net(semantic_head=None, detail_head=head("FocusHead"))
     unet["model"]["loss"] = {"init_args": {"semantic": 0.0, "detail": 0.0, "alpha": 0.0, "composition": 0.0, "segmentation": 1.0}}
-    assert collect.describe(unet) == ("seed baseline", "U-Net (enc encoder + FocusHead), binary masks + BCE")
+    assert collect_results.describe(unet) == ("seed baseline", "U-Net (enc encoder + FocusHead), binary masks + BCE")
     fcd = {"model": {"net": {"class_path": "matting.models.segmentation.FCDenseNet", "init_args": {}}, "loss": unet["model"]["loss"]}}
-    assert collect.describe(fcd)[1].startswith("FC-DenseNet-103")
+    assert collect_results.describe(fcd)[1].startswith("FC-DenseNet-103")
 
 
 def test_threshold_sweep_reports_precision_and_recall():

@@ -32,15 +32,14 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from matting.data.augment import Augment
+from matting.data.manifest import Resolver, read_split
+from matting.data.matte_dataset import BackgroundPool, MatteTrainDataset
+from matting.data.prepare.build import estimate_split_foregrounds, prepare
+from matting.io.images import list_images
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
-sys.path.insert(0, str(REPO))
-
-from matting.data.augment import Augment  # noqa: E402
-from matting.data.manifest import Resolver, read_split  # noqa: E402
-from matting.data.matte_dataset import BackgroundPool, MatteTrainDataset  # noqa: E402
-from matting.data.prepare.build import estimate_split_foregrounds, prepare  # noqa: E402
-from matting.io.images import list_images  # noqa: E402
 
 RECIPES = {
     "dim": dict(),

@@ -54,7 +54,7 @@ def worker(method: str, size: str, repeats: int) -> dict:
             if refiner_cfg:
                 return net(image)["pred_alpha"]
             small = F.interpolate(image, size=base_size, mode="bilinear", antialias=True)
-            return F.interpolate(net._forward_base(small)["pred_alpha"], size=(h, w), mode="bilinear")
+            return F.interpolate(net.base_pass(small).pred_alpha, size=(h, w), mode="bilinear")
 
     before = _rss_mb()  # model built, input made; ru_maxrss is a lifetime peak, so read it first
     run()  # warm-up

@@ -1,11 +1,13 @@
 """Inference speed and memory of a model config on this CPU, per execution mode.
 
-    python tools/bench_speed.py -c configs/default.yaml [--sizes 512 1024] [--repeats 10]
-                                [--ckpt CKPT] [--modes fp32 channels_last ...] [--out docs/speed.md]
+    python tools/bench_speed.py -c configs/default.yaml [-c MORE.yaml ...] [--model.net.KEY=VALUE ...]
+                                [--sizes 512 1024] [--repeats 10] [--ckpt CKPT]
+                                [--modes fp32 channels_last ...] [--out docs/speed.md]
 
-Builds the network of the config (LightningCLI YAML files, later ones override earlier ones;
-random weights unless ``--ckpt`` is given: timing does not depend on the weights) and times its
-forward pass on one square image per size, batch 1, in each mode:
+Builds the network that ``matting fit`` builds from the same ``-c`` files and ``--key=value``
+options (they go to LightningCLI in the order given, with its merge rules; random weights unless
+``--ckpt`` is given: timing does not depend on the weights) and times its forward pass on one
+square image per size, batch 1, in each mode:
 
 - ``fp32``: float32, NCHW tensors.
 - ``channels_last``: float32, NHWC memory format (same arithmetic, faster convolutions).
@@ -30,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -48,39 +51,20 @@ MAX_STALL = 0.05  # share of wall time that other tasks waited for a CPU during 
 # ---------------------------------------------------------------------------- config and model
 
 
-def _merge(base, override):
-    """Deep-merge two LightningCLI config fragments (a changed class_path replaces the whole entry)."""
-    if isinstance(base, dict) and isinstance(override, dict):
-        if "class_path" in override and base.get("class_path") not in (None, override["class_path"]):
-            return override
-        merged = dict(base)
-        for key, value in override.items():
-            merged[key] = _merge(base.get(key), value) if key in base else value
-        return merged
-    return override
-
-
-def net_config(config_files: list[str]) -> dict:
-    import yaml
-
-    merged: dict = {}
-    for name in config_files:
-        merged = _merge(merged, yaml.safe_load(Path(name).read_text()) or {})
-    try:
-        return merged["model"]["net"]
-    except (KeyError, TypeError):
-        raise SystemExit(f"no model.net in {' '.join(config_files)}")
-
-
 def build_network(args):
+    """The network to time, in eval mode: the one in ``--ckpt``, else ``model.net`` as LightningCLI
+    composes it from ``args.cli_args`` (the ``-c`` files and ``--key=value`` options), random weights."""
     import torch
 
-    from matting.inference.loading import build_net, load_net
+    from matting.inference.loading import load_net
+    from matting.runtime.lightning_cli import build_cli
 
     torch.manual_seed(0)
     if args.ckpt:
         return load_net(args.ckpt)
-    return build_net(net_config(args.config), "+".join(args.config))
+    # Nothing is trained or logged: only the model is used.
+    cli = build_cli([*args.cli_args, "--trainer.logger=false", "--run_record.enabled=false"], run=False)
+    return cli.model.net.eval()
 
 
 def test_image(size: int) -> tuple[np.ndarray, str]:
@@ -209,9 +193,8 @@ def machine() -> str:
 
 def measure(args, mode: str, size: int, tmp: str) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker-mode", mode, "--worker-size", str(size),
-           "--tmp", tmp, "--threads", str(args.threads), "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
-    for name in args.config:
-        cmd += ["-c", name]
+           "--tmp", tmp, "--threads", str(args.threads), "--repeats", str(args.repeats), "--warmup", str(args.warmup),
+           *args.cli_args]
     if args.ckpt:
         cmd += ["--ckpt", args.ckpt]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
@@ -234,9 +217,28 @@ def table(results: list[dict], sizes: list[int]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("-c", "--config", action="append", required=True, help="LightningCLI config (repeatable)")
+def config_files(cli_args: list[str]) -> list[str]:
+    """The files of the ``-c FILE``, ``--config FILE`` and ``--config=FILE`` arguments, in order."""
+    files = []
+    for flag, following in zip(cli_args, [*cli_args[1:], None]):
+        if flag in ("-c", "--config") and following is not None:
+            files.append(following)
+        elif flag.startswith("--config="):
+            files.append(flag.split("=", 1)[1])
+    return files
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The tool's own options; every other argument (``-c FILE``, ``--key=value``) is kept, in
+    order, in ``cli_args`` for LightningCLI, and the config files given are listed in ``config``."""
+    p = argparse.ArgumentParser(
+        prog="python tools/bench_speed.py",
+        usage="%(prog)s -c CONFIG [-c CONFIG ...] [--KEY=VALUE ...] [options]",
+        description=__doc__.splitlines()[0],
+        epilog="-c/--config FILE (repeatable) and --KEY=VALUE options (e.g. --model.net.init_args.detail_head=null) "
+               "go to LightningCLI in the order given and compose the network exactly as for `matting fit`.",
+        allow_abbrev=False,  # an abbreviated tool option must not swallow a LightningCLI key
+    )
     p.add_argument("--ckpt", help="time trained weights from this checkpoint instead of random ones")
     p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024], help="square input sizes (default 512 1024)")
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
@@ -249,7 +251,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker-mode", help=argparse.SUPPRESS)
     p.add_argument("--worker-size", type=int, help=argparse.SUPPRESS)
     p.add_argument("--tmp", help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    args, cli_args = p.parse_known_args(argv)
+    args.cli_args = cli_args
+    args.config = config_files(args.cli_args)
+    if not args.config:
+        p.error("give the model's config with -c FILE (repeatable), as for `matting fit`")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     if args.worker_mode:
@@ -282,13 +293,13 @@ def main(argv: list[str] | None = None) -> int:
     params = sum(t.numel() for t in build_network(args).parameters())
     ok = [r for r in results if r["size"] == args.sizes[0] and r["max_diff"] <= ACCURACY_LIMIT]
     best = min(ok, key=lambda r: r["ms"]) if ok else None
-    command = "python tools/bench_speed.py " + " ".join(f"-c {c}" for c in args.config)
+    command = "python tools/bench_speed.py " + shlex.join(args.cli_args)
     command += (f" --ckpt {args.ckpt}" if args.ckpt else "") + " --sizes " + " ".join(map(str, args.sizes))
     command += f" --repeats {args.repeats}"
     _, source = test_image(8)
     report = [
         f"Machine: {machine()}; torch {torch.__version__} ({args.threads} threads), onnxruntime {onnxruntime.__version__}.",
-        f"Model: {', '.join(args.config)} ({params / 1e6:.2f} M parameters, "
+        f"Model: `{shlex.join(args.cli_args)}` ({params / 1e6:.2f} M parameters, "
         f"{'weights of ' + args.ckpt if args.ckpt else 'random weights'}); batch 1, square input, forward pass only; "
         f"input: {source}.",
         f"Median of {args.repeats} runs after {args.warmup} warm-up runs; peak MB = peak resident memory during the "

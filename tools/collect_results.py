@@ -28,10 +28,9 @@ import cv2
 import numpy as np
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from matting.metrics import METRIC_HEADERS, format_metric
 
-from matting.metrics import METRIC_HEADERS, format_metric  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 TABLE_METRICS = ("sad", "mse", "grad", "conn", "iou", "precision", "recall")
 KIND_ORDER = ("two-decoder", "single-decoder", "seed baseline", "upper bound", "other")

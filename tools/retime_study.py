@@ -22,12 +22,6 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tools"))
-
-from run_study import inference_ms, network_forward  # noqa: E402
-
 
 def arm_forward(config_path: Path):
     """A batch-1 forward of the arm described by a run's saved config (networks or the remover)."""
@@ -38,6 +32,7 @@ def arm_forward(config_path: Path):
         remover = ColorThresholdRemover(**config["method"]["init_args"])
         return lambda image: remover.predict(image[0].permute(1, 2, 0).numpy())
     from matting.runtime.lightning_cli import build_cli
+    from matting.runtime.timing import network_forward
 
     # Only the network matters here; the data module is built but never loaded (its saved worker
     # start method may predate the current choices).
@@ -49,6 +44,7 @@ def arm_forward(config_path: Path):
 
 def main(argv: list[str] | None = None) -> int:
     from matting.runtime.process import quiet_defaults, tune_malloc
+    from matting.runtime.timing import inference_ms
 
     tune_malloc()
     quiet_defaults()

@@ -36,8 +36,6 @@ import hashlib
 import json
 import platform
 import shlex
-import shutil
-import statistics
 import sys
 import time
 import traceback
@@ -92,58 +90,22 @@ def claim_run_dir(run_dir: Path, fp: str, overwrite: bool) -> Path | None:
     if run_dir.exists() and not overwrite:
         raise StudyError(f"{run_dir} exists but has no result.json (not a finished run of this tool); "
                          "remove it or pass --overwrite")
-    partial = run_dir.with_name(run_dir.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)  # left by an interrupted run of this tool
-    partial.mkdir(parents=True)
-    return partial
+    from matting.io.files import open_staging
+
+    # A leftover .partial is an interrupted run of this tool: replaced.
+    return open_staging(run_dir, staging=run_dir.with_name(run_dir.name + ".partial"))
 
 
 def finish_run_dir(partial: Path, run_dir: Path, result: dict) -> None:
     (partial / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     for config in partial.rglob("config.yaml"):  # the saved configs name the final folder
         config.write_text(config.read_text().replace(str(partial), str(run_dir)))
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # only reached with --overwrite
-    partial.rename(run_dir)
+    from matting.io.files import publish
+
+    publish(partial, run_dir)  # an old run (--overwrite) is deleted only once the new one is in place
 
 
 # ---------------------------------------------------------------------------- measuring
-
-
-def inference_ms(forward, size: int, runs: int, threads: int = 2, warmup: int = 3) -> tuple[float, float]:
-    """Median and minimum wall time in ms of ``forward(image)`` on one random (1, 3, size, size)
-    image, after ``warmup`` untimed runs (the first few runs at a new size are several times slower)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
-        with torch.no_grad():
-            for _ in range(warmup):  # allocations, oneDNN kernel selection
-                forward(image)
-            times = []
-            for _ in range(max(1, runs)):
-                t0 = time.perf_counter()
-                forward(image)
-                times.append((time.perf_counter() - t0) * 1000)
-    finally:
-        torch.set_num_threads(previous)
-    return float(statistics.median(times)), float(min(times))
-
-
-def network_forward(module):
-    """A batch-1 float32 forward of a trained MattingModule on the CPU (a flat trimap if it takes one)."""
-    import torch
-
-    module = module.cpu().float().eval()
-
-    def forward(image):
-        trimap = torch.full_like(image[:, :1], 0.5) if module._trimap_input_net else None
-        return module(image, trimap)["pred_alpha"]
-
-    return forward
 
 
 def test_metrics(trainer, module, datamodule, ckpt_path) -> dict[str, float]:
@@ -184,6 +146,7 @@ def _logger_options(partial: Path) -> list[str]:
 
 def run_network(files: list[Path], seed: int, options: list[str], partial: Path, args) -> dict:
     from matting.runtime.lightning_cli import build_cli
+    from matting.runtime.timing import inference_ms, network_forward
 
     cli = build_cli(_cli_args(files, seed, options + _logger_options(partial)), run=False)
     (partial / "config.yaml").write_text(cli.parser.dump(cli.config, skip_none=False))
@@ -227,6 +190,7 @@ def run_color_threshold(files: list[Path], seed: int, options: list[str], partia
     )
     from matting.module import MattingModule
     from matting.runtime.lightning_cli import build_cli
+    from matting.runtime.timing import inference_ms
 
     cli = build_cli(_cli_args(files, seed, options + _logger_options(partial)), run=False)
     data = cli.datamodule

@@ -78,8 +78,8 @@ def evaluate(models: dict, test_size: int, length: int, band: int, base_size: in
             if name == next(iter(models)):  # the frozen base is the same in every model
                 t1 = time.perf_counter()
                 with torch.no_grad():
-                    base = module.net._forward_base(F.interpolate(image, size=module.net.base_shape(test_size, test_size), mode="bilinear", antialias=True))
-                    preds["base only"] = F.interpolate(base["pred_alpha"], size=(test_size, test_size), mode="bilinear", align_corners=False)
+                    base = module.net.base_pass(F.interpolate(image, size=module.net.base_shape(test_size, test_size), mode="bilinear", antialias=True))
+                    preds["base only"] = F.interpolate(base.pred_alpha, size=(test_size, test_size), mode="bilinear", align_corners=False)
                 seconds["base only"].append(time.perf_counter() - t1)
             for key, pred in preds.items():
                 rows[key].append(compute_metrics(pred[0, 0].float().clamp(0, 1).numpy(), gt, trimap, protocol="comp1k"))

@@ -1,26 +1,11 @@
-"""Matting metrics (SAD, MSE, MAD, Grad, Conn) and the benchmark protocols that combine them.
+"""Per-image matting metrics: SAD, MSE, MAD, Grad and Conn, with the official MATLAB definitions.
 
-Inputs are alpha mattes as arrays (H, W) in [0, 1]. Every per-pixel quantity is computed in
-float32, as the official Composition-1k MATLAB code does with ``single``; sums are accumulated
-in float64 (MATLAB's summation order for ``single`` is unspecified, and the float64 sum is the
-exact sum of the float32 terms to within rounding).
-
-Metric functions and the scale of what they return (``mask`` = pixels counted, ``None`` =
-whole image):
-
-========  =====================================================  ================
-key       definition                                             returned as
-========  =====================================================  ================
-sad       sum |pred - gt|                                        / 1000
-mse       mean (pred - gt)^2                                     raw, [0, 1] scale
-mad       mean |pred - gt|                                       raw, [0, 1] scale
-grad      sum (|grad pred| - |grad gt|)^2                        / 1000
-conn      sum |phi(pred) - phi(gt)|                              / 1000
-========  =====================================================  ================
-
-``METRIC_HEADERS`` and ``DISPLAY_SCALES`` give the scale every table shows: SAD, Grad and
-Conn as returned (``SAD (/1000)``), MSE and MAD multiplied by 1000 (``MSE (x1e-3)``).
-Means over an empty region are 0 (nothing is counted, so nothing is wrong).
+Inputs are alpha mattes as arrays (H, W) in [0, 1]; ``mask`` is an (H, W) bool map of the pixels
+counted, ``None`` the whole image. Every per-pixel quantity is computed in float32, as the
+official Composition-1k MATLAB code does with ``single``; sums are accumulated in float64
+(MATLAB's summation order for ``single`` is unspecified, and the float64 sum is the exact sum of
+the float32 terms to within rounding). The scale of each returned value is tabulated in
+:mod:`matting.metrics`.
 
 Grad follows compute_gradient_loss.m and gaussgradient.m: each map is min-max normalised over
 the whole image (``mat2gray``; a constant map has zero gradient either way), then filtered with
@@ -42,27 +27,6 @@ labels in row-major order of their first pixel, so its label order cannot be use
 When no pixel reaches a level in both maps there is no component and every pixel still
 unassigned takes the previous threshold (the MATLAB code has no defined behaviour there:
 it indexes with an empty list).
-
-Protocols (``compute_metrics``):
-
-- ``comp1k``: Composition-1k, parity with the official MATLAB code. Needs a trimap. Known
-  regions of the prediction are forced (trimap 0 -> 0, 255 -> 1) before all metrics, as the
-  official pipeline saves predictions; only trimap == 128 pixels count. Keys: sad, mse, grad,
-  conn.
-- ``whole``: AM-2k / P3M / AIM. Keys sad, mse, mad, grad, conn over the whole image, with the
-  raw prediction. Given a trimap, also sad_unknown, mse_unknown, mad_unknown (over trimap ==
-  128), sad_fg (trimap == 255) and sad_bg (trimap == 0). Grad and Conn are the MATLAB
-  definitions above applied to every pixel (GFM's Python code uses an unnormalised scipy
-  derivative divided by 10 instead, which agrees to about 1%).
-- ``modnet``: PPM-100. Whole-image mse and mad.
-
-By default the prediction is scored as the 8-bit PNG it would be saved as
-(``round(pred * 255) / 255``, the rounding of ``matting.io.images.write_png``), so a value logged
-during training equals what ``matting evaluate`` reports for the saved predictions. The
-ground truth is used as given.
-
-``MattingMetrics`` (a torchmetrics ``Metric``) sums these per-image values for Lightning
-validation and testing; its means are the dataset values the tool reports.
 """
 
 from __future__ import annotations
@@ -73,35 +37,6 @@ import cv2
 import numpy as np
 
 from matting.io.errors import MattingInputError
-from matting.io.images import normalise_trimap
-
-PROTOCOLS = ("comp1k", "whole", "modnet")
-
-METRIC_HEADERS = {
-    "sad": "SAD (/1000)",
-    "mse": "MSE (x1e-3)",
-    "mad": "MAD (x1e-3)",
-    "grad": "Grad (/1000)",
-    "conn": "Conn (/1000)",
-    "sad_unknown": "SAD unknown (/1000)",
-    "mse_unknown": "MSE unknown (x1e-3)",
-    "mad_unknown": "MAD unknown (x1e-3)",
-    "sad_fg": "SAD fg (/1000)",
-    "sad_bg": "SAD bg (/1000)",
-}
-# Factor from the value a metric function returns to the number a table shows.
-DISPLAY_SCALES = {
-    "sad": 1.0,
-    "mse": 1e3,
-    "mad": 1e3,
-    "grad": 1.0,
-    "conn": 1.0,
-    "sad_unknown": 1.0,
-    "mse_unknown": 1e3,
-    "mad_unknown": 1e3,
-    "sad_fg": 1.0,
-    "sad_bg": 1.0,
-}
 
 GRAD_SIGMA = 1.4
 GRAD_EPSILON = 1e-2
@@ -110,22 +45,7 @@ CONN_PHI_THRESHOLD = np.float32(0.15)
 # Tolerance for inputs that should lie in [0, 1] (float rounding of a sigmoid, float16 casts).
 RANGE_TOLERANCE = 1e-3
 
-__all__ = [
-    "DISPLAY_SCALES",
-    "METRIC_HEADERS",
-    "PROTOCOLS",
-    "MattingMetrics",
-    "compute_metrics",
-    "conn",
-    "display_value",
-    "format_metric",
-    "grad",
-    "mad",
-    "metric_keys",
-    "mse",
-    "quantize_8bit",
-    "sad",
-]
+__all__ = ["conn", "grad", "mad", "mse", "sad"]
 
 
 # ---------------------------------------------------------------------------- input checks
@@ -394,193 +314,3 @@ def conn(pred_alpha, gt_alpha, mask=None, step: float = CONN_STEP) -> float:
         step: threshold step (levels 0, step, ..., 1).
     """
     return _conn(*_prepare(pred_alpha, gt_alpha, mask), step=step)
-
-
-# ---------------------------------------------------------------------------- protocols
-
-
-def metric_keys(protocol: str, with_trimap: bool = True) -> tuple[str, ...]:
-    """Keys ``compute_metrics`` returns for ``protocol`` (with or without a trimap)."""
-    if protocol == "comp1k":
-        return ("sad", "mse", "grad", "conn")
-    if protocol == "whole":
-        base = ("sad", "mse", "mad", "grad", "conn")
-        extra = ("sad_unknown", "mse_unknown", "mad_unknown", "sad_fg", "sad_bg")
-        return base + extra if with_trimap else base
-    if protocol == "modnet":
-        return ("mse", "mad")
-    raise MattingInputError(f"unknown protocol '{protocol}'; choose one of {', '.join(PROTOCOLS)}")
-
-
-def quantize_8bit(alpha: np.ndarray) -> np.ndarray:
-    """float32 (H, W) in [0, 1] -> the values its 8-bit PNG holds: rint(clip(a) * 255) / 255."""
-    scaled = np.clip(alpha, 0.0, 1.0) * np.float32(255)
-    return np.rint(scaled) / np.float32(255)
-
-
-def compute_metrics(
-    pred_alpha,
-    gt_alpha,
-    trimap=None,
-    protocol: str = "whole",
-    quantize: bool = True,
-) -> dict[str, float]:
-    """All metrics of ``protocol`` for one image.
-
-    Args:
-        pred_alpha: (H, W) float in [0, 1], the prediction.
-        gt_alpha: (H, W) float in [0, 1], the ground truth.
-        trimap: (H, W) with values 0 / 128 / 255 (see ``matting.io.images.normalise_trimap``);
-            required by ``comp1k``, optional for ``whole``, ignored by ``modnet``.
-        protocol: ``comp1k``, ``whole`` or ``modnet`` (module docstring).
-        quantize: score the prediction as its 8-bit PNG (round(pred * 255) / 255).
-
-    Returns:
-        {key: value} with the keys of ``metric_keys(protocol, trimap is not None)``, in the
-        scales of the metric functions (sad/grad/conn / 1000, mse/mad raw).
-    """
-    keys = metric_keys(protocol, with_trimap=trimap is not None)
-    pred, gt, _ = _prepare(pred_alpha, gt_alpha, None)
-    if quantize:
-        pred = quantize_8bit(pred)
-    if trimap is not None:
-        trimap = normalise_trimap(trimap)
-        if trimap.shape != gt.shape:
-            raise MattingInputError(f"trimap has shape {trimap.shape} but the alpha maps have {gt.shape}")
-
-    if protocol == "modnet":
-        return {"mse": _mse(pred, gt, None), "mad": _mad(pred, gt, None)}
-
-    if protocol == "comp1k":
-        if trimap is None:
-            raise MattingInputError("protocol 'comp1k' needs a trimap (only trimap == 128 pixels count)")
-        # The official pipeline saves predictions with the known regions forced.
-        unknown = trimap == 128
-        forced = (trimap == 255).astype(np.float32)
-        np.copyto(forced, pred, where=unknown)
-        pred = forced
-        return {
-            "sad": _sad(pred, gt, unknown),
-            "mse": _mse(pred, gt, unknown),
-            "grad": _grad(pred, gt, unknown),
-            "conn": _conn(pred, gt, unknown),
-        }
-
-    result = {
-        "sad": _sad(pred, gt, None),
-        "mse": _mse(pred, gt, None),
-        "mad": _mad(pred, gt, None),
-        "grad": _grad(pred, gt, None),
-        "conn": _conn(pred, gt, None),
-    }
-    if trimap is not None:
-        unknown = trimap == 128
-        result.update(
-            sad_unknown=_sad(pred, gt, unknown),
-            mse_unknown=_mse(pred, gt, unknown),
-            mad_unknown=_mad(pred, gt, unknown),
-            sad_fg=_sad(pred, gt, trimap == 255),
-            sad_bg=_sad(pred, gt, trimap == 0),
-        )
-    assert tuple(result) == keys
-    return result
-
-
-# ---------------------------------------------------------------------------- display
-
-
-def display_value(key: str, value: float) -> float:
-    """``value`` (as a metric function returns it) in the scale of ``METRIC_HEADERS[key]``."""
-    return float(value) * DISPLAY_SCALES[key]
-
-
-def format_metric(key: str, value: float, digits: int = 3) -> str:
-    """``value`` formatted in the scale of ``METRIC_HEADERS[key]``, e.g. mse 0.00403 -> '4.030'."""
-    return f"{display_value(key, value):.{digits}f}"
-
-
-# ---------------------------------------------------------------------------- torchmetrics
-# ``MattingMetrics`` is built on first access (PEP 562), so that importing this module does not
-# import torch: ``matting evaluate`` starts its worker processes in a few tenths of a second
-# instead of several seconds.
-
-
-def _build_matting_metrics():
-    import torch
-    from torchmetrics import Metric
-
-    class MattingMetrics(Metric):
-        """Per-image means of a protocol's metrics, for Lightning validation and testing.
-
-        Each image is scored on the CPU by ``compute_metrics``; the states are per-key sums and
-        counts (float64, ``dist_reduce_fx="sum"``), so DDP reduction gives the dataset mean.
-
-        Args:
-            protocol: ``comp1k``, ``whole`` or ``modnet``.
-            quantize: as in ``compute_metrics``.
-
-        Inputs (``update``):
-            pred_alpha: (B, 1, H, W) or (B, H, W) float in [0, 1].
-            gt_alpha: same shape, float in [0, 1].
-            trimap: same shape or None; uint8 0/128/255, or float 0..255 (or 0..1).
-
-        Outputs (``compute``):
-            {key: scalar tensor}, the mean over images of each key seen at least once.
-        """
-
-        is_differentiable = False
-        higher_is_better = False
-        full_state_update = False
-
-        def __init__(self, protocol: str = "whole", quantize: bool = True, **kwargs) -> None:
-            super().__init__(**kwargs)
-            self.protocol = protocol
-            self.quantize = quantize
-            self.keys = metric_keys(protocol, with_trimap=True)
-            for key in self.keys:
-                self.add_state(f"{key}_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-                self.add_state(f"{key}_count", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-
-        @staticmethod
-        def _per_image(tensor: torch.Tensor, name: str) -> np.ndarray:
-            """(B, 1, H, W) or (B, H, W) tensor -> (B, H, W) numpy on the CPU."""
-            if tensor.ndim == 4 and tensor.shape[1] == 1:
-                tensor = tensor[:, 0]
-            if tensor.ndim != 3:
-                raise MattingInputError(f"{name}: expected (B, 1, H, W) or (B, H, W), got {tuple(tensor.shape)}")
-            tensor = tensor.detach().cpu()
-            if tensor.is_floating_point():
-                tensor = tensor.float()
-            return tensor.numpy()
-
-        def update(self, pred_alpha: torch.Tensor, gt_alpha: torch.Tensor, trimap: torch.Tensor | None = None) -> None:
-            preds = self._per_image(pred_alpha, "pred_alpha")
-            gts = self._per_image(gt_alpha, "gt_alpha")
-            trimaps = None if trimap is None else self._per_image(trimap, "trimap")
-            if len(preds) != len(gts) or (trimaps is not None and len(trimaps) != len(preds)):
-                raise MattingInputError("pred_alpha, gt_alpha and trimap must have the same batch size")
-            for b in range(len(preds)):
-                values = compute_metrics(
-                    preds[b], gts[b], None if trimaps is None else trimaps[b], self.protocol, self.quantize
-                )
-                for key, value in values.items():
-                    setattr(self, f"{key}_sum", getattr(self, f"{key}_sum") + value)
-                    setattr(self, f"{key}_count", getattr(self, f"{key}_count") + 1)
-
-        def compute(self) -> dict[str, torch.Tensor]:
-            means = {}
-            for key in self.keys:
-                count = getattr(self, f"{key}_count")
-                if count > 0:
-                    means[key] = getattr(self, f"{key}_sum") / count
-            return means
-
-    MattingMetrics.__module__, MattingMetrics.__qualname__ = __name__, "MattingMetrics"
-    return MattingMetrics
-
-
-def __getattr__(name: str):
-    if name == "MattingMetrics":
-        cls = globals()["MattingMetrics"] = _build_matting_metrics()
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
