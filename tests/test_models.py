@@ -1,8 +1,10 @@
+import functools
 import itertools
 
 import pytest
 import torch
 
+from matting.io.errors import MattingInputError
 from matting.models import (
     CollaborativeFusion,
     DetailHead,
@@ -11,9 +13,11 @@ from matting.models import (
     LearnedFusion,
     MattingNet,
     ModnetFusion,
+    PatchRefiner,
     SemanticHead,
     TimmEncoder,
 )
+from matting.models.outputs import DetailOutput, GlanceOutput
 
 from .conftest import TINY_ENCODERS
 
@@ -29,8 +33,6 @@ def test_encoder_channels_match_outputs(name):
 
 
 def test_encoder_unknown_name_is_a_clear_error():
-    from matting.io.errors import MattingInputError
-
     with pytest.raises(MattingInputError, match="no_such_backbone"):
         TimmEncoder("no_such_backbone")
 
@@ -60,7 +62,7 @@ def test_net_any_head_subset_any_size(name, heads):
 
 
 def test_net_without_heads_is_refused():
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(MattingInputError, match="at least one of semantic_head and detail_head"):
         MattingNet(TimmEncoder("test_resnet"))
 
 
@@ -93,7 +95,16 @@ def test_every_head_and_fusion_combination(semantic, detail, fusion):
     assert 0 <= out["pred_alpha"].min() and out["pred_alpha"].max() <= 1
     if semantic is GlanceHead:
         assert out["pred_glance"].shape == (1, classes, 16, 24)
-    assert not {"semantic_s8", "detail_s2"} & set(out), "hidden features are not outputs"
+    assert all(key.startswith("pred_") for key in out), "hidden features are not outputs"
+
+
+def _glance(logits: torch.Tensor) -> GlanceOutput:
+    """A glance output with the given logits; the other fields are not read by the collaborative fusion."""
+    return GlanceOutput(pred_glance=logits, pred_semantic_alpha=logits[:, -1:], feat_s8=torch.zeros(1, 1, 1, 1))
+
+
+def _focus(pred_detail: torch.Tensor) -> DetailOutput:
+    return DetailOutput(pred_detail=pred_detail, feat_s2=torch.zeros(1, 1, 1, 1))
 
 
 def test_collaborative_tt_takes_focus_only_in_the_transition():
@@ -101,21 +112,62 @@ def test_collaborative_tt_takes_focus_only_in_the_transition():
     logits = torch.full((1, 3, 1, 3), -10.0)
     logits[0, 0, 0, 0] = logits[0, 1, 0, 1] = logits[0, 2, 0, 2] = 10.0  # bg, transition, fg
     focus = torch.full((1, 1, 1, 3), 0.3)
-    alpha = fusion(torch.zeros(1, 3, 1, 3), {"pred_glance": logits, "pred_detail": focus})["pred_alpha"]
+    alpha = fusion(torch.zeros(1, 3, 1, 3), _glance(logits), _focus(focus))
     assert torch.allclose(alpha[0, 0, 0], torch.tensor([0.0, 0.3, 1.0]))
 
 
 def test_collaborative_ft_and_bt_forms():
     logits = torch.tensor([[[[10.0, -10.0]], [[-10.0, 10.0]]]])  # class 0 then class 1
-    focus = torch.tensor([[[[0.3, 0.3]]]])
-    ctx = {"pred_glance": logits, "pred_detail": focus}
+    glance, focus = _glance(logits), _focus(torch.tensor([[[[0.3, 0.3]]]]))
     image = torch.zeros(1, 3, 1, 2)
-    assert torch.allclose(CollaborativeFusion(mode="FT")(image, ctx)["pred_alpha"][0, 0, 0], torch.tensor([0.3, 1.0]))
-    assert torch.allclose(CollaborativeFusion(mode="BT")(image, ctx)["pred_alpha"][0, 0, 0], torch.tensor([0.0, 0.7]))
+    assert torch.allclose(CollaborativeFusion(mode="FT")(image, glance, focus)[0, 0, 0], torch.tensor([0.3, 1.0]))
+    assert torch.allclose(CollaborativeFusion(mode="BT")(image, glance, focus)[0, 0, 0], torch.tensor([0.0, 0.7]))
+
+
+def _glance_net(classes: int, fusion=None, detail=FocusHead):
+    return MattingNet(TimmEncoder("test_resnet"), functools.partial(GlanceHead, hidden=8, classes=classes), detail, fusion)
+
+
+@pytest.mark.parametrize("mode,classes", [("TT", 2), ("FT", 3), ("BT", 3)])
+def test_collaborative_mode_and_glance_classes_must_agree(mode, classes):
+    """GFM: TT's glance has 3 classes (background, transition, foreground), FT's and BT's 2."""
+    with pytest.raises(MattingInputError, match=rf"mode='{mode}'.*classes={classes}"):
+        _glance_net(classes, functools.partial(CollaborativeFusion, mode=mode))
+
+
+@pytest.mark.parametrize("mode,classes", [("TT", 3), ("FT", 2), ("BT", 2)])
+def test_collaborative_mode_and_glance_classes_that_agree_build(mode, classes):
+    net = _glance_net(classes, functools.partial(CollaborativeFusion, mode=mode))
+    assert net.collaborative_mode == mode and net.semantic_head.classes == classes
+
+
+@pytest.mark.parametrize("fusion,detail", [(ModnetFusion, FocusHead), (LearnedFusion, FocusHead), (None, FocusHead),
+                                           (functools.partial(CollaborativeFusion, mode="FT"), None)],
+                         ids=["modnet", "learned", "no-fusion", "ft-without-detail"])
+def test_binary_glance_needs_a_collaborative_ft_or_bt_fusion(fusion, detail):
+    """Without FT / BT fusion the loss's glance target is TT's three classes."""
+    with pytest.raises(MattingInputError, match=r"GlanceHead\(classes=2\).*fusion"):
+        _glance_net(2, fusion, detail)
+
+
+def test_glance_classes_and_fusion_mode_are_checked_values():
+    encoder = TimmEncoder("test_resnet")
+    with pytest.raises(MattingInputError, match="classes=4"):
+        GlanceHead(encoder.spec, classes=4)
+    with pytest.raises(MattingInputError, match="mode='XT'"):
+        CollaborativeFusion(mode="XT")
+    with pytest.raises(MattingInputError, match="mode='topk'"):
+        PatchRefiner(encoder.spec.with_context(detail_s2=4), mode="topk")
+
+
+@pytest.mark.parametrize("base_scale", [0.0, 1.5])
+def test_base_scale_outside_zero_one_is_refused(base_scale):
+    with pytest.raises(MattingInputError, match=rf"base_scale={base_scale}"):
+        MattingNet(TimmEncoder("test_resnet"), SemanticHead, DetailHead, ModnetFusion, refiner=PatchRefiner, base_scale=base_scale)
 
 
 def test_trimap_based_variant_needs_a_four_channel_encoder_and_a_trimap():
-    with pytest.raises(ValueError, match="in_chans=4"):
+    with pytest.raises(MattingInputError, match="trimap_input=True.*in_chans=4"):
         MattingNet(TimmEncoder("test_resnet"), SemanticHead, DetailHead, ModnetFusion, trimap_input=True)
     net = MattingNet(TimmEncoder("test_resnet", in_chans=4), SemanticHead, DetailHead, ModnetFusion, trimap_input=True).eval()
     image, trimap = torch.rand(1, 3, 64, 64), torch.full((1, 1, 64, 64), 0.5)
@@ -125,3 +177,19 @@ def test_trimap_based_variant_needs_a_four_channel_encoder_and_a_trimap():
         a = net(image, trimap=trimap)["pred_alpha"]
         b = net(image, trimap=torch.zeros_like(trimap))["pred_alpha"]
     assert a.shape == (1, 1, 64, 64) and not torch.equal(a, b), "the trimap must reach the network"
+
+
+@pytest.mark.parametrize("mode", ["FT", "BT"])
+def test_gfm_config_forms_follow_its_comment(mode, tmp_path):
+    """configs/model/gfm.yaml: "FT / BT forms: set fusion mode to FT or BT and glance classes to 2"."""
+    from matting.runtime.lightning_cli import build_cli
+
+    from .conftest import REPO
+
+    configs = [a for f in ("default.yaml", "model/gfm.yaml", "smoke.yaml") for a in ("-c", str(REPO / "configs" / f))]
+    configs += ["--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}"]
+    mode_arg = f"--model.net.init_args.fusion.init_args.mode={mode}"
+    cli = build_cli(configs + [mode_arg, "--model.net.init_args.semantic_head.init_args.classes=2"], run=False)
+    assert cli.model.net.collaborative_mode == mode
+    with pytest.raises(MattingInputError, match=rf"mode='{mode}'.*classes=3"):
+        build_cli(configs + [mode_arg], run=False)

@@ -74,13 +74,13 @@ def test_patch_refiner_full_mode_is_local():
         refiner.stage_full[1].bias.fill_(0.5)  # keep random-init outputs inside (0, 1), away from the clamp
         refiner.stage_full[1].weight.mul_(0.01)
     small = torch.rand(1, 3, 16, 16)
-    base = {"pred_alpha": torch.rand(1, 1, 16, 16), "detail_s2": torch.rand(1, 4, 8, 8)}
+    base_alpha, feat = torch.rand(1, 1, 16, 16), torch.rand(1, 4, 8, 8)
     image = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        a = refiner(image, small, base)["pred_alpha"]
+        a = refiner(image, small, base_alpha, feat).pred_alpha
         image2 = image.clone()
         image2[..., 40:, 40:] = 0
-        b = refiner(image2, small, base)["pred_alpha"]
+        b = refiner(image2, small, base_alpha, feat).pred_alpha
     assert torch.equal(a[..., :32, :32], b[..., :32, :32])
     assert not torch.equal(a[..., 44:, 44:], b[..., 44:, 44:])
 
@@ -90,10 +90,10 @@ def test_guided_filter_keeps_a_constant_alpha_on_a_flat_image():
     whatever A the (random) network predicts."""
     spec = TimmEncoder("test_resnet").spec.with_context(detail_s2=4)
     refiner = GuidedFilterRefiner(spec).eval()
-    base = {"pred_alpha": torch.full((1, 1, 16, 16), 0.7), "detail_s2": torch.rand(1, 4, 8, 8)}
+    base_alpha, feat = torch.full((1, 1, 16, 16), 0.7), torch.rand(1, 4, 8, 8)
     small = torch.full((1, 3, 16, 16), 0.3)  # flat guide: no variance, A x is constant
     with torch.no_grad():
-        out = refiner(torch.full((1, 3, 64, 64), 0.3), small, base)["pred_alpha"]
+        out = refiner(torch.full((1, 3, 64, 64), 0.3), small, base_alpha, feat).pred_alpha
     assert torch.allclose(out, torch.full_like(out, 0.7), atol=1e-5)
 
 

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from matting.io.errors import MattingInputError
 from matting.losses import MattingLoss, transition_band
 from matting.models.segmentation import FCDenseNet, PatchClassifier
 
@@ -59,7 +60,7 @@ def test_dense_form_patches_are_independent():
 
 
 def test_patch_classifier_rejects_even_centre_patch():
-    with pytest.raises(ValueError, match="odd"):
+    with pytest.raises(MattingInputError, match=r"dense=False.*odd.*patch=8"):
         PatchClassifier(8)
 
 

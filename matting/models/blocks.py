@@ -45,3 +45,10 @@ def resize_to(x: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tens
 def downsample_image(image: torch.Tensor, stride: int) -> torch.Tensor:
     """(B, 3, H, W) -> (B, 3, H/stride, W/stride), anti-aliased by area averaging."""
     return image if stride == 1 else F.avg_pool2d(image, stride)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, H', W'), H' and W' rounded up to ``multiple`` by replicating the
+    bottom and right borders; the input itself when it already fits. Crop back with ``[..., :H, :W]``."""
+    pad_h, pad_w = (-x.shape[-2]) % multiple, (-x.shape[-1]) % multiple
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if (pad_h or pad_w) else x

@@ -1,4 +1,8 @@
-"""Detail (fine) decoders for the transition band, at high resolution."""
+"""Detail (fine) decoders for the transition band, at high resolution.
+
+Called as ``head(feats, image, semantic)``, where ``semantic`` is the coarse head's output (or
+None without one); each returns a :class:`~matting.models.outputs.DetailOutput`.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from torch import nn
 
 from matting.models.blocks import ConvNormAct, downsample_image, resize_to
 from matting.models.encoder import FeatureSpec
+from matting.models.outputs import CoarseOutput, DetailOutput
 
 
 class DetailHead(nn.Module):
@@ -16,12 +21,15 @@ class DetailHead(nn.Module):
     image; uses the semantic head's 1/8 features as context when that head exists.
 
     Args:
-        spec: encoder feature spec (context ``semantic_s8`` optional).
-        hidden: working width, exposed to later heads as ``detail_s2``.
+        spec: encoder feature spec (context ``semantic_s8`` optional: the coarse head's width).
+        hidden: working width, exposed to later parts as ``feat_s2``.
 
-    Outputs:
-        pred_detail: (B, 1, H, W) in [0, 1], alpha prediction meant for the transition band.
-        detail_s2: (B, hidden, H/2, W/2) hidden features.
+    Inputs:
+        feats: dict stride -> (B, C, H/stride, W/stride); image: (B, 3, H, W) in [0, 1];
+        semantic: the coarse head's output (its ``feat_s8`` is used), or None without one.
+    Returns:
+        DetailOutput: pred_detail (B, 1, H, W) in [0, 1], alpha meant for the transition band;
+        feat_s2 (B, hidden, H/2, W/2) hidden features.
     """
 
     def __init__(self, spec: FeatureSpec, hidden: int = 32):
@@ -46,9 +54,9 @@ class DetailHead(nn.Module):
         self.out = nn.Sequential(ConvNormAct(hidden + 3, hidden, 3), nn.Conv2d(hidden, 1, 1))
         self.out_channels = hidden
 
-    def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor, context: dict | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor,
+                semantic: CoarseOutput | None = None) -> DetailOutput:
         h, w = image.shape[-2:]
-        semantic_s8 = (context or {}).get("semantic_s8")
         img_s2, img_s4 = downsample_image(image, 2), downsample_image(image, 4)
         enc_s2 = self.proj_s2(feats[2])  # (B, hidden, H/2, W/2)
         enc_s4 = self.proj_s4(feats[4])  # (B, hidden, H/4, W/4)
@@ -56,31 +64,29 @@ class DetailHead(nn.Module):
         x = self.merge_s4(torch.cat([x, enc_s4], 1))  # (B, 2*hidden, H/4, W/4)
         parts = [x, img_s4]
         if self.c_sem:
-            parts.append(resize_to(semantic_s8, (h // 4, w // 4)))
+            parts.append(resize_to(semantic.feat_s8, (h // 4, w // 4)))
         x = self.conv_s4(torch.cat(parts, 1))  # (B, hidden, H/4, W/4)
         x = resize_to(x, (h // 2, w // 2))
-        detail_s2 = self.conv_s2(torch.cat([x, enc_s2, img_s2], 1))  # (B, hidden, H/2, W/2)
-        logits = self.out(torch.cat([resize_to(detail_s2, (h, w)), image], 1))  # (B, 1, H, W)
-        return {"pred_detail": torch.sigmoid(logits), "detail_s2": detail_s2}
-
-
+        feat_s2 = self.conv_s2(torch.cat([x, enc_s2, img_s2], 1))  # (B, hidden, H/2, W/2)
+        logits = self.out(torch.cat([resize_to(feat_s2, (h, w)), image], 1))  # (B, 1, H, W)
+        return DetailOutput(pred_detail=torch.sigmoid(logits), feat_s2=feat_s2)
 
 
 class FocusHead(nn.Module):
     """GFM's focus decoder: a dilated bridge on the deepest level, then a U-Net over every stride.
 
     Each stage upsamples by two and concatenates the encoder feature of that stride (U-Net
-    skip); the last stage adds the image at full resolution. With ``semantic_s8`` in the context
-    (a semantic head ran first) it is concatenated at 1/8.
+    skip); the last stage adds the image at full resolution. When a semantic head ran first
+    (``semantic_s8`` in the spec's context), its ``feat_s8`` is concatenated at 1/8.
 
     Args:
         spec: encoder feature spec.
         hidden: width of the bridge; stages halve it down to ``min_width``.
         min_width: narrowest stage width.
 
-    Outputs:
-        pred_detail: (B, 1, H, W) in [0, 1].
-        detail_s2: (B, C, H/2, W/2) hidden features.
+    Inputs: as :class:`DetailHead`.
+    Returns:
+        DetailOutput: pred_detail (B, 1, H, W) in [0, 1]; feat_s2 (B, C, H/2, W/2) hidden features.
     """
 
     def __init__(self, spec: FeatureSpec, hidden: int = 128, min_width: int = 32):
@@ -104,18 +110,19 @@ class FocusHead(nn.Module):
         self.out = nn.Sequential(ConvNormAct(width + 3, min_width, 3), nn.Conv2d(min_width, 1, 1))
         self.out_channels = width
 
-    def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor, context: dict | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor,
+                semantic: CoarseOutput | None = None) -> DetailOutput:
         h, w = image.shape[-2:]
         x = self.bridge(feats[self.deepest])  # (B, hidden, H/32, W/32)
-        detail_s2 = None
+        feat_s2 = None
         for s, stage in zip(self.strides, self.stages):
             parts = [resize_to(x, feats[s].shape[-2:]), feats[s]]
             if s == 8 and self.use_semantic:
-                parts.append(resize_to(context["semantic_s8"], feats[s].shape[-2:]))
+                parts.append(resize_to(semantic.feat_s8, feats[s].shape[-2:]))
             x = stage(torch.cat(parts, 1))  # (B, C_s, H/s, W/s)
             if s == 2:
-                detail_s2 = x
-        if detail_s2 is None:
-            detail_s2 = resize_to(x, (h // 2, w // 2))
+                feat_s2 = x
+        if feat_s2 is None:
+            feat_s2 = resize_to(x, (h // 2, w // 2))
         logits = self.out(torch.cat([resize_to(x, (h, w)), image], 1))  # (B, 1, H, W)
-        return {"pred_detail": torch.sigmoid(logits), "detail_s2": detail_s2}
+        return DetailOutput(pred_detail=torch.sigmoid(logits), feat_s2=feat_s2)

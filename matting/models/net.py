@@ -1,29 +1,32 @@
-"""MattingNet: shared encoder -> semantic and detail heads -> fusion."""
+"""MattingNet: shared encoder -> semantic and detail heads -> fusion -> refiner."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from matting.models.blocks import resize_to
+from matting.io.errors import MattingInputError
+from matting.models.blocks import pad_to_multiple, resize_to
 from matting.models.encoder import FeatureSpec, TimmEncoder
-from matting.models.fusion import coarse_alpha
-
-# Outputs of the heads that are hidden features, not predictions: dropped from the result.
-HIDDEN_KEYS = ("semantic_s8", "detail_s2")
+from matting.models.fusion import CollaborativeFusion
+from matting.models.outputs import BasePassOutput, CoarseOutput, DetailOutput
+from matting.models.semantic import GlanceHead
 
 
 class MattingNet(nn.Module):
     """Trimap-free two-decoder matting network.
 
-    Any non-empty subset of heads builds. Heads run in order semantic -> detail -> fusion, each
-    seeing the outputs of the ones before (``context``), and are sized from the encoder's
-    FeatureSpec plus the hidden widths of earlier heads. Without a fusion module (or with one
-    head missing) the final alpha is the detail prediction when a detail head exists, else the
-    upsampled coarse semantic alpha. A missing head is a missing output, and the loss drops its terms.
+    Any non-empty subset of heads builds. Parts run in order encoder -> semantic -> detail ->
+    fusion -> refiner; the detail head sees the semantic head's output, and every part is sized
+    from the encoder's FeatureSpec plus the hidden widths of earlier heads. Without a fusion
+    module (or with one head missing, when the fusion is not used) the final alpha is the detail
+    prediction when a detail head exists, else the upsampled coarse semantic alpha. A missing
+    head is a missing output, and the loss drops its terms. A GlanceHead's classes must be the
+    ones the collaborative fusion mode reads (TT: 3, FT / BT: 2; 3 without that fusion).
 
     Args:
         encoder: the shared backbone.
@@ -42,7 +45,7 @@ class MattingNet(nn.Module):
         image: (B, 3, H, W) float RGB in [0, 1]; any H, W (padded internally to the encoder stride).
         base_size: optional (h, w) of the base pass when a refiner exists (multiples of 32).
         trimap: (B, 1, H, W) in {0, 0.5, 1}, required with ``trimap_input``.
-    Outputs (dict):
+    Outputs (dict of predictions; hidden features stay inside):
         pred_alpha: (B, 1, H, W) in [0, 1], always present.
         pred_semantic: (B, 1, H'/16, W'/16) in [0, 1], MODNet coarse alpha (SemanticHead); H', W'
             are H, W rounded up to the stride.
@@ -64,10 +67,12 @@ class MattingNet(nn.Module):
     ):
         super().__init__()
         if semantic_head is None and detail_head is None:
-            raise ValueError("MattingNet needs at least one of semantic_head and detail_head")
+            raise MattingInputError("MattingNet needs at least one of semantic_head and detail_head")
         expected = 4 if trimap_input else 3
         if encoder.in_chans != expected:
-            raise ValueError(f"trimap_input={trimap_input} needs an encoder with in_chans={expected}, got {encoder.in_chans}")
+            raise MattingInputError(f"trimap_input={trimap_input} needs an encoder with in_chans={expected}, got {encoder.in_chans}")
+        if not 0 < base_scale <= 1:
+            raise MattingInputError(f"MattingNet base_scale must be in (0, 1], got base_scale={base_scale}")
         self.trimap_input = trimap_input
         self.encoder = encoder
         spec = encoder.spec
@@ -80,8 +85,7 @@ class MattingNet(nn.Module):
         both = self.semantic_head is not None and self.detail_head is not None
         self.fusion = fusion(spec) if (fusion and both) else None
         self.refiner = refiner(spec) if refiner else None
-        if not 0 < base_scale <= 1:
-            raise ValueError(f"base_scale must be in (0, 1], got {base_scale}")
+        check_glance_classes(self.semantic_head, self.fusion, fusion_given=fusion is not None)
         self.base_scale = base_scale
         self.stride = max(32, spec.deepest)
 
@@ -99,35 +103,56 @@ class MattingNet(nn.Module):
         if self.trimap_input and trimap is None:
             raise ValueError("this network takes a trimap (trimap_input=True): call net(image, trimap=...)")
         if self.refiner is None:
-            return self._forward_base(image, trimap=trimap)
+            return self.base_pass(image, trimap).predictions()
+        small, small_trimap = self.downsample(image, trimap, base_size)
+        base = self.base_pass(small, small_trimap)
+        refined = self.refiner(image, small, base.pred_alpha, base.feat_finest)
+        return {**base.predictions(alpha_key="pred_alpha_base"), **refined.predictions()}
+
+    def base_pass(self, image: torch.Tensor, trimap: torch.Tensor | None = None) -> BasePassOutput:
+        """Encoder, heads and fusion on ``image`` (B, 3, h, w), padded to the stride inside and cropped back."""
+        h, w = image.shape[-2:]
+        x = pad_to_multiple(image, self.stride)
+        feats = self.encoder(torch.cat([x, pad_to_multiple(trimap, self.stride)], 1) if self.trimap_input else x)
+        semantic = self.semantic_head(feats, x) if self.semantic_head is not None else None
+        detail = self.detail_head(feats, x, semantic) if self.detail_head is not None else None
+        pred_alpha = self.fuse(x, semantic, detail)
+        if detail is not None:
+            detail = replace(detail, pred_detail=detail.pred_detail[..., :h, :w])
+        return BasePassOutput(pred_alpha=pred_alpha[..., :h, :w], semantic=semantic, detail=detail)
+
+    def fuse(self, image: torch.Tensor, semantic: CoarseOutput | None, detail: DetailOutput | None) -> torch.Tensor:
+        """The alpha (B, 1, H, W) in [0, 1] at the padded image's size: the fusion's, else the
+        detail prediction, else the coarse alpha upsampled."""
+        if self.fusion is not None:
+            return self.fusion(image, semantic, detail)
+        if detail is not None:
+            return detail.pred_detail
+        return resize_to(semantic.coarse_alpha, image.shape[-2:])
+
+    def downsample(self, image: torch.Tensor, trimap: torch.Tensor | None, base_size: tuple[int, int] | None):
+        """The base pass's input: image (B, 3, h, w) and trimap (B, 1, h, w) or None, at
+        ``base_size`` or :meth:`base_shape`."""
         size = tuple(base_size) if base_size else self.base_shape(*image.shape[-2:])
         # Antialiased downsampling: the base must see the structure, not aliased strands.
         small = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
         small_trimap = None if trimap is None else F.interpolate(trimap, size=size, mode="nearest")
-        base = self._forward_base(small, keep_hidden=True, trimap=small_trimap)
-        out = {k: v for k, v in base.items() if k not in HIDDEN_KEYS}
-        out["pred_alpha_base"] = out.pop("pred_alpha")
-        out.update(self.refiner(image, small, base))
-        return out
+        return small, small_trimap
 
-    def _forward_base(self, image: torch.Tensor, keep_hidden: bool = False, trimap: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        h, w = image.shape[-2:]
-        pad_h, pad_w = (-h) % self.stride, (-w) % self.stride
-        pad = lambda t: F.pad(t, (0, pad_w, 0, pad_h), mode="replicate") if (pad_h or pad_w) else t
-        x = pad(image)
-        feats = self.encoder(torch.cat([x, pad(trimap)], 1) if self.trimap_input else x)
-        context: dict[str, torch.Tensor] = {}
-        for head in (self.semantic_head, self.detail_head):
-            if head is not None:
-                context.update(head(feats, x, context))
-        if self.fusion is not None:
-            context.update(self.fusion(x, context))
-        elif self.detail_head is not None:
-            context["pred_alpha"] = context["pred_detail"]
-        else:
-            context["pred_alpha"] = resize_to(coarse_alpha(context), x.shape[-2:])
-        out = {k: v for k, v in context.items() if keep_hidden or k not in HIDDEN_KEYS}
-        for key in ("pred_alpha", "pred_detail"):
-            if key in out:
-                out[key] = out[key][..., :h, :w]
-        return out
+
+def check_glance_classes(semantic_head: nn.Module | None, fusion: nn.Module | None, fusion_given: bool) -> None:
+    """A GlanceHead must predict the classes that the fusion mode (and so the loss's glance
+    target) reads: TT 3, FT / BT 2; without a collaborative fusion the target is TT's."""
+    if not isinstance(semantic_head, GlanceHead):
+        return
+    classes = semantic_head.classes
+    if isinstance(fusion, CollaborativeFusion):
+        if classes != fusion.glance_classes:
+            raise MattingInputError(
+                f"CollaborativeFusion(mode={fusion.mode!r}) needs GlanceHead(classes={fusion.glance_classes}), got classes={classes}: "
+                "TT reads background / transition / foreground, FT and BT a binary map")
+    elif classes != 3:
+        what = type(fusion).__name__ if fusion is not None else ("unused (no detail head)" if fusion_given else "none")
+        raise MattingInputError(
+            f"GlanceHead(classes={classes}) is the binary glance of CollaborativeFusion(mode='FT' or 'BT'), but the fusion is {what}: "
+            "set the glance classes to 3 or the fusion to CollaborativeFusion with mode FT or BT")

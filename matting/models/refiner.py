@@ -1,9 +1,10 @@
 """Coarse-to-fine refiners: the base network runs at reduced resolution, a refiner restores edges.
 
 Both are built from the FeatureSpec (its ``context`` gives the width of the base's hidden
-features) and called as ``refiner(image, small_image, base)``, where ``base`` is the base pass's
-output dict at the reduced size (``pred_alpha`` plus hidden features), and both return
-``pred_alpha`` at full resolution.
+features) and called as ``refiner(image, small, pred_alpha_base, feat)``: the full-size image
+(B, 3, H, W) in [0, 1], the base pass's input (B, 3, h, w), its alpha (B, 1, h, w) in [0, 1] and
+its finest hidden features (B, C, h', w', any size: resized to h, w). Both return a
+:class:`~matting.models.outputs.RefinerOutput` with ``pred_alpha`` at full resolution.
 """
 
 from __future__ import annotations
@@ -12,17 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from matting.models.blocks import ConvNormAct, resize_to
+from matting.io.errors import MattingInputError
+from matting.models.blocks import ConvNormAct, pad_to_multiple, resize_to
 from matting.models.encoder import FeatureSpec
-
-
-def base_hidden(base: dict[str, torch.Tensor], size) -> torch.Tensor:
-    """The finest hidden features of the base pass, resized to ``size``: (B, C, *size)."""
-    hidden = base["detail_s2"] if "detail_s2" in base else base["semantic_s8"]
-    return resize_to(hidden, size)
+from matting.models.outputs import RefinerOutput
 
 
 def hidden_width(spec: FeatureSpec) -> int:
+    """Channels of the base's finest hidden features (``BasePassOutput.feat_finest``)."""
     return spec.context.get("detail_s2") or spec.context["semantic_s8"]
 
 
@@ -55,16 +53,16 @@ class PatchRefiner(nn.Module):
         widths: channels of the four refinement convs (BGMv2: 24, 16, 12).
         chunk: refine at most this many cells at once (bounds memory at 4K).
 
-    Outputs (added to the base's):
-        pred_alpha: (B, 1, H, W) in [0, 1]; pred_error: (B, 1, h, w) in [0, 1] at base resolution;
-        refined_cells: (B, 1, H/4, W/4) 1 where a cell was refined.
+    Returns:
+        RefinerOutput: pred_alpha (B, 1, H, W) in [0, 1]; pred_error (B, 1, h, w) in [0, 1] at
+        base resolution; refined_cells (B, 1, H/4, W/4) bool, True where a cell was refined.
     """
 
     def __init__(self, spec: FeatureSpec, mode: str = "sampling", pixel_fraction: float = 1 / 16, sample_pixels: int | None = None,
                  threshold: float = 0.1, widths: tuple[int, int, int] = (24, 16, 12), chunk: int = 65536):
         super().__init__()
         if mode not in ("sampling", "thresholding", "full"):
-            raise ValueError(f"PatchRefiner mode must be sampling, thresholding or full, got {mode!r}")
+            raise MattingInputError(f"PatchRefiner mode must be sampling, thresholding or full, got mode={mode!r}")
         self.mode, self.pixel_fraction, self.sample_pixels, self.threshold, self.chunk = mode, pixel_fraction, sample_pixels, threshold, chunk
         c_hid = hidden_width(spec)
         w1, w2, w3 = widths
@@ -87,14 +85,11 @@ class PatchRefiner(nn.Module):
         chosen = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, idx, True) & (flat > 0)
         return chosen.view(b, 1, h, w)
 
-    def forward(self, image: torch.Tensor, small: torch.Tensor, base: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, small: torch.Tensor, base_alpha: torch.Tensor, feat: torch.Tensor) -> RefinerOutput:
         full_h, full_w = image.shape[-2:]
-        pad_h, pad_w = (-full_h) % 4, (-full_w) % 4
-        if pad_h or pad_w:
-            image = F.pad(image, (0, pad_w, 0, pad_h), mode="replicate")
+        image = pad_to_multiple(image, 4)
         H, W = image.shape[-2:]
-        base_alpha = base["pred_alpha"]
-        hid = base_hidden(base, base_alpha.shape[-2:])
+        hid = resize_to(feat, base_alpha.shape[-2:])
         pred_error = torch.sigmoid(self.error_head(torch.cat([hid, base_alpha, small], 1)))  # (B, 1, h, w)
         alpha = resize_to(base_alpha, (H, W))  # (B, 1, H, W) coarse result everywhere
         cells = self.select(resize_to(pred_error, (H // 4, W // 4)))
@@ -114,7 +109,7 @@ class PatchRefiner(nn.Module):
             grid = alpha.view(-1, 1, H // 4, 4, W // 4, 4).permute(0, 2, 4, 1, 3, 5).clone()  # (B, H/4, W/4, 1, 4, 4)
             grid[b, cy, cx] = refined
             alpha = grid.permute(0, 3, 1, 4, 2, 5).reshape(-1, 1, H, W)
-        return {"pred_alpha": alpha[..., :full_h, :full_w], "pred_error": pred_error, "refined_cells": cells}
+        return RefinerOutput(pred_alpha=alpha[..., :full_h, :full_w], pred_error=pred_error, refined_cells=cells)
 
 
 def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
@@ -136,7 +131,8 @@ class GuidedFilterRefiner(nn.Module):
         hidden: width of the 1x1-conv network.
         radius: box-filter radius (1 -> 3x3 windows).
 
-    Outputs (added to the base's): pred_alpha (B, 1, H, W) in [0, 1].
+    Returns:
+        RefinerOutput: pred_alpha (B, 1, H, W) in [0, 1].
     """
 
     def __init__(self, spec: FeatureSpec, hidden: int = 16, radius: int = 1):
@@ -154,13 +150,13 @@ class GuidedFilterRefiner(nn.Module):
         """(B, 3, H, W) -> (B, 4, H, W): RGB and its channel mean."""
         return torch.cat([image, image.mean(1, keepdim=True)], 1)
 
-    def forward(self, image: torch.Tensor, small: torch.Tensor, base: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        x, y = self.guide(small), base["pred_alpha"]  # (B, 4, h, w), (B, 1, h, w)
+    def forward(self, image: torch.Tensor, small: torch.Tensor, base_alpha: torch.Tensor, feat: torch.Tensor) -> RefinerOutput:
+        x, y = self.guide(small), base_alpha  # (B, 4, h, w), (B, 1, h, w)
         mean_x, mean_y = box_filter(x, self.radius), box_filter(y, self.radius)
         cov_xy = box_filter(x * y, self.radius) - mean_x * mean_y
         var_x = box_filter(x * x, self.radius) - mean_x * mean_x
-        A = self.coeffs(torch.cat([cov_xy, var_x, base_hidden(base, y.shape[-2:])], 1))  # (B, 4, h, w)
+        A = self.coeffs(torch.cat([cov_xy, var_x, resize_to(feat, y.shape[-2:])], 1))  # (B, 4, h, w)
         b = mean_y - (A * mean_x).sum(1, keepdim=True)  # (B, 1, h, w)
         size = image.shape[-2:]
         alpha = (resize_to(A, size) * self.guide(image)).sum(1, keepdim=True) + resize_to(b, size)
-        return {"pred_alpha": alpha.clamp(0, 1)}
+        return RefinerOutput(pred_alpha=alpha.clamp(0, 1))

@@ -17,6 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from matting.io.errors import MattingInputError
+from matting.models.blocks import pad_to_multiple
+
 
 def _centre(image: torch.Tensor) -> torch.Tensor:
     """[0, 1] -> [-1, 1]: the networks here have no pretrained statistics to match."""
@@ -56,9 +59,10 @@ class PatchClassifier(nn.Module):
     def __init__(self, patch: int = 15, dense: bool = False, width: int = 32):
         super().__init__()
         if patch < 3:
-            raise ValueError(f"patch must be at least 3, got {patch}")
+            raise MattingInputError(f"PatchClassifier patch must be at least 3, got patch={patch}")
         if not dense and patch % 2 == 0:
-            raise ValueError(f"the centre form needs an odd patch side (a centre pixel), got {patch}")
+            raise MattingInputError(f"PatchClassifier(dense=False), the centre form, needs an odd patch side (a centre pixel), "
+                                    f"got patch={patch}; use an odd patch or dense=True")
         self.patch, self.dense, self.width = patch, dense, width
         if dense:
             # Enough 3x3 layers for a patch-wide receptive field inside small patches; the mean
@@ -89,10 +93,7 @@ class PatchClassifier(nn.Module):
     def _dense(self, image: torch.Tensor) -> torch.Tensor:
         b, _, h, w = image.shape
         k = self.patch
-        pad_h, pad_w = (-h) % k, (-w) % k
-        x = _centre(image)
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        x = pad_to_multiple(_centre(image), k)
         nh, nw = x.shape[-2] // k, x.shape[-1] // k
         # (B, 3, nh*k, nw*k) -> (B*nh*nw, 3, k, k): every patch becomes its own sample.
         patches = x.reshape(b, 3, nh, k, nw, k).permute(0, 2, 4, 1, 3, 5).reshape(b * nh * nw, 3, k, k)
@@ -190,11 +191,7 @@ class FCDenseNet(nn.Module):
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         h, w = image.shape[-2:]
-        pad_h, pad_w = (-h) % self.stride, (-w) % self.stride
-        x = _centre(image)
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        x = self.first(x)  # (B, first_channels, H', W')
+        x = self.first(pad_to_multiple(_centre(image), self.stride))  # (B, first_channels, H', W')  # (B, first_channels, H', W')
         skips = []
         for block, down in zip(self.down_blocks, self.transitions_down):
             x = block(x)

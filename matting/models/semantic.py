@@ -1,7 +1,7 @@
 """Semantic (coarse) decoders: what is subject, at low resolution.
 
-Heads are built from a :class:`FeatureSpec` and called as ``head(feats, image, context)``, where
-``context`` holds the outputs of heads that ran before; each returns a dict of named outputs.
+Heads are built from a :class:`FeatureSpec` and called as ``head(feats, image)``; each returns
+a typed output (:mod:`matting.models.outputs`) whose ``feat_s8`` later heads may consume.
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from matting.io.errors import MattingInputError
 from matting.models.blocks import ConvNormAct, SEBlock, resize_to
 from matting.models.encoder import FeatureSpec
+from matting.models.outputs import GlanceOutput, SemanticOutput
 
 
 class SemanticHead(nn.Module):
@@ -23,13 +25,14 @@ class SemanticHead(nn.Module):
     Args:
         spec: encoder feature spec.
         hidden_s16: channels of the 1/16 stage.
-        hidden_s8: channels of the 1/8 stage, exposed to later heads as ``semantic_s8``.
+        hidden_s8: channels of the 1/8 stage, exposed to later heads as ``feat_s8``.
 
     Inputs:
         feats: dict stride -> (B, C, H/stride, W/stride).
-    Outputs:
-        pred_semantic: (B, 1, H/16, W/16) in [0, 1], coarse alpha.
-        semantic_s8: (B, hidden_s8, H/8, W/8) hidden features.
+        image: (B, 3, H, W) in [0, 1], H and W multiples of the encoder stride.
+    Returns:
+        SemanticOutput: pred_semantic (B, 1, H/16, W/16) in [0, 1], coarse alpha; feat_s8
+        (B, hidden_s8, H/8, W/8) hidden features.
     """
 
     def __init__(self, spec: FeatureSpec, hidden_s16: int = 96, hidden_s8: int = 32):
@@ -42,15 +45,13 @@ class SemanticHead(nn.Module):
         self.out = nn.Conv2d(hidden_s8, 1, 3, stride=2, padding=1)
         self.out_channels = hidden_s8
 
-    def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor, context: dict | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor) -> SemanticOutput:
         h, w = image.shape[-2:]
         x = self.se(feats[self.deepest])  # (B, C, H/32, W/32)
         x = self.conv_s16(resize_to(x, (h // 16, w // 16)))  # (B, hidden_s16, H/16, W/16)
-        semantic_s8 = self.conv_s8(resize_to(x, (h // 8, w // 8)))  # (B, hidden_s8, H/8, W/8)
-        pred_semantic = torch.sigmoid(self.out(semantic_s8))  # (B, 1, H/16, W/16)
-        return {"pred_semantic": pred_semantic, "semantic_s8": semantic_s8}
-
-
+        feat_s8 = self.conv_s8(resize_to(x, (h // 8, w // 8)))  # (B, hidden_s8, H/8, W/8)
+        pred_semantic = torch.sigmoid(self.out(feat_s8))  # (B, 1, H/16, W/16)
+        return SemanticOutput(pred_semantic=pred_semantic, feat_s8=feat_s8)
 
 
 class PyramidPooling(nn.Module):
@@ -79,21 +80,20 @@ class GlanceHead(nn.Module):
 
     Args:
         spec: encoder feature spec.
-        hidden: width of the decoder stages (exposed to later heads as ``semantic_s8``).
+        hidden: width of the decoder stages (exposed to later heads as ``feat_s8``).
         classes: 3 (TT) or 2 (FT / BT).
         bins: pyramid pooling bin sizes.
 
-    Outputs:
-        pred_glance: (B, classes, H/4, W/4) logits.
-        pred_semantic_alpha: (B, 1, H/4, W/4) in [0, 1], P(foreground) (+ P(transition) / 2 for
-            TT): a coarse alpha for fusions and reports.
-        semantic_s8: (B, hidden, H/8, W/8) hidden features.
+    Returns:
+        GlanceOutput: pred_glance (B, classes, H/4, W/4) logits; pred_semantic_alpha
+        (B, 1, H/4, W/4) in [0, 1], P(foreground) (+ P(transition) / 2 for TT), a coarse alpha
+        for fusions and reports; feat_s8 (B, hidden, H/8, W/8) hidden features.
     """
 
     def __init__(self, spec: FeatureSpec, hidden: int = 64, classes: int = 3, bins: tuple[int, ...] = (1, 3, 5)):
         super().__init__()
         if classes not in (2, 3):
-            raise ValueError(f"GlanceHead classes must be 2 or 3, got {classes}")
+            raise MattingInputError(f"GlanceHead classes must be 3 (fusion mode TT) or 2 (FT, BT), got classes={classes!r}")
         self.deepest = spec.deepest
         self.classes = classes
         self.psp = PyramidPooling(spec.channels[self.deepest], hidden, bins)
@@ -105,18 +105,18 @@ class GlanceHead(nn.Module):
         self.out = nn.Conv2d(hidden, classes, 3, padding=1)
         self.out_channels = hidden
 
-    def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor, context: dict | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor) -> GlanceOutput:
         h, w = image.shape[-2:]
         global_ctx = self.psp(feats[self.deepest])  # (B, hidden, H/32, W/32)
-        x, semantic_s8 = global_ctx, None
+        x, feat_s8 = global_ctx, None
         for stride, stage in zip(self.strides, self.stages):
             size = (h // stride, w // stride)
             x = stage(torch.cat([resize_to(x, size), resize_to(global_ctx, size)], 1))  # (B, hidden, H/s, W/s)
             if stride == 8:
-                semantic_s8 = x
-        if semantic_s8 is None:
-            semantic_s8 = resize_to(x, (h // 8, w // 8))
+                feat_s8 = x
+        if feat_s8 is None:
+            feat_s8 = resize_to(x, (h // 8, w // 8))
         logits = self.out(x)  # (B, classes, H/4, W/4)
         probs = logits.softmax(1)
         coarse = probs[:, 2:3] + 0.5 * probs[:, 1:2] if self.classes == 3 else probs[:, 1:2]
-        return {"pred_glance": logits, "pred_semantic_alpha": coarse, "semantic_s8": semantic_s8}
+        return GlanceOutput(pred_glance=logits, pred_semantic_alpha=coarse, feat_s8=feat_s8)
