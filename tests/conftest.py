@@ -1,4 +1,4 @@
-"""Shared test settings: offline, tiny models, the real-data location."""
+"""Shared test settings: offline, tiny models and checkpoints, the real-data location."""
 
 from __future__ import annotations
 
@@ -36,6 +36,51 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_fit(tmp_path_factory):
+    """``tiny_fit(*extra) -> Path``: the checkpoint of a tiny ``matting fit`` run of the smoke config
+    (``tests/tiny_checkpoint.py``) with ``extra`` LightningCLI arguments, trained once per session."""
+    import torch
+
+    from tests.tiny_checkpoint import make_tiny_checkpoint
+
+    made: dict[tuple[str, ...], Path] = {}
+
+    def fit(*extra: str) -> Path:
+        if extra not in made:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # as one_torch_thread: this fixture is made before any module's
+            try:
+                made[extra] = make_tiny_checkpoint(tmp_path_factory.mktemp("tiny_fit"), *extra)
+            finally:
+                torch.set_num_threads(threads)
+        return made[extra]
+
+    return fit
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tiny_fit) -> Path:
+    """The smoke config's network trained 2 steps by ``matting fit``: a real Lightning checkpoint."""
+    return tiny_fit()
+
+
+@pytest.fixture(scope="session")
+def net_ckpt(tmp_path_factory):
+    """``net_ckpt(seed=0, name="tiny") -> Path``: ``NAME.ckpt`` in the layout ``matting fit`` writes, holding
+    ``tiny_net(seed)``'s random weights (``tests/tiny_checkpoint.py``), written once per session."""
+    from tests.tiny_checkpoint import tiny_net, write_checkpoint
+
+    made: dict[tuple[int, str], Path] = {}
+
+    def write(seed: int = 0, name: str = "tiny") -> Path:
+        if (seed, name) not in made:
+            made[seed, name] = write_checkpoint(tmp_path_factory.mktemp("net_ckpt") / f"{name}.ckpt", tiny_net(seed))
+        return made[seed, name]
+
+    return write
 
 
 # Set in a process by torch.distributed / Lightning; a child process that inherits them believes it

@@ -21,10 +21,10 @@ import pytest
 import torch
 
 from matting.cli import main
-from matting.io import images as imageio
+from matting.io import files
 from matting.models.segmentation import PatchClassifier
 
-from .tiny_checkpoint import REPO, SMOKE, make_tiny_checkpoint, write_pairs
+from .tiny_checkpoint import REPO, SMOKE, write_pairs
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.filterwarnings("ignore")]
 
@@ -41,7 +41,7 @@ PATCH_NET = {"class_path": "matting.models.segmentation.PatchClassifier", "init_
 
 
 @pytest.fixture(scope="module")
-def ckpts(tmp_path_factory) -> dict[str, Path]:
+def ckpts(tiny_ckpt, tmp_path_factory) -> dict[str, Path]:
     """Checkpoints: a real tiny `matting fit` one, and bad ones of the same layout.
 
     - ``tiny``: the smoke config's MattingNet (test_resnet), trained 2 steps.
@@ -51,7 +51,7 @@ def ckpts(tmp_path_factory) -> dict[str, Path]:
     - ``garbage``: bytes that are no checkpoint at all; ``missing``: no file.
     """
     root = tmp_path_factory.mktemp("ckpts")
-    tiny = make_tiny_checkpoint(root)
+    tiny = tiny_ckpt
     torch.manual_seed(0)
     patch_state = {f"net.{k}": v for k, v in PatchClassifier(5, width=4).state_dict().items()}
     full = torch.load(tiny, map_location="cpu", weights_only=False)
@@ -397,7 +397,7 @@ class _HalfWritten:
 
 
 class _FullDiskOs:
-    """``os`` as seen by matting.io.images, whose files fail like a full disk (the rest is the real module)."""
+    """``os`` as seen by matting.io.files, whose files fail like a full disk (the rest is the real module)."""
 
     def __getattr__(self, name):
         return getattr(os, name)
@@ -408,7 +408,7 @@ class _FullDiskOs:
 
 
 def test_predict_on_a_full_disk(ckpts, pairs, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(imageio, "os", _FullDiskOs())
+    monkeypatch.setattr(files, "os", _FullDiskOs())
     out = tmp_path / "out"
     code, err = run(capsys, "predict", "--ckpt", ckpts["tiny"], pairs / "image", "--out", out, "--base-size", "32",
                     "--no-progress")

@@ -15,7 +15,7 @@ from matting.commands import export
 from matting.inference.loading import load_net
 from matting.inference.predict import predict_alpha
 from matting.io.errors import MattingInputError
-from tests.test_predict import NET_CONFIG, tiny_net, write_checkpoint
+from tests.tiny_checkpoint import NET_CONFIG
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -25,8 +25,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt", tiny_net(seed=3))
+def ckpt(net_ckpt) -> Path:
+    return net_ckpt(seed=3)
 
 
 @pytest.fixture(scope="module")

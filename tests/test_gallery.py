@@ -19,7 +19,6 @@ from matting.commands import export, gallery, predict
 from matting.evaluation import evaluate_dirs
 from matting.io.errors import MattingInputError
 from matting.metrics import METRIC_HEADERS, format_metric
-from tests.test_predict import tiny_net, write_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -57,13 +56,11 @@ def data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ckpts(tmp_path_factory) -> list[Path]:
+def ckpts(net_ckpt, tmp_path_factory) -> list[Path]:
     """Two checkpoints of different weights: a Lightning-layout .ckpt and an exported .safetensors."""
-    root = tmp_path_factory.mktemp("ckpts")
-    first = write_checkpoint(root / "first.ckpt", tiny_net(seed=1))
-    second_ckpt = write_checkpoint(root / "second.ckpt", tiny_net(seed=2))
-    second = root / "second.safetensors"
-    assert export.main(["--ckpt", str(second_ckpt), "--safetensors", str(second)]) == 0
+    first = net_ckpt(seed=1, name="first")
+    second = tmp_path_factory.mktemp("ckpts") / "second.safetensors"
+    assert export.main(["--ckpt", str(net_ckpt(seed=2, name="second")), "--safetensors", str(second)]) == 0
     return [first, second]
 
 

@@ -66,14 +66,9 @@ def test_frozen_parts_keep_their_batchnorm_statistics():
 
 def test_fit_keeps_frozen_batchnorm_statistics(tmp_path):
     """Through Lightning's fit loop, not just module.train(): the encoder (lr scale 0) must not drift."""
-    from matting.runtime.lightning_cli import build_cli
+    from .tiny_checkpoint import smoke_cli
 
-    from .conftest import REPO
-
-    cli = build_cli(["-c", str(REPO / "configs" / "default.yaml"), "-c", str(REPO / "configs" / "smoke.yaml"),
-                     f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
-                     "--trainer.enable_checkpointing=false", "--trainer.callbacks=[]", "--trainer.max_steps=2",
-                     "--model.lr_scales={net.encoder: 0.0}"], run=False)
+    cli = smoke_cli(tmp_path, "--trainer.max_steps=2", "--model.lr_scales={net.encoder: 0.0}")
     encoder = cli.model.net.encoder
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
     head_before = {k: v.clone() for k, v in cli.model.net.detail_head.state_dict().items()}

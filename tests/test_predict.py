@@ -19,64 +19,17 @@ from matting.inference.frozen import (
     fold_batchnorm,
     prepare_for_inference,
 )
-from matting.inference.loading import build_net, load_net
+from matting.inference.loading import load_net
 from matting.inference.predict import base_shape, predict_alpha
 from matting.io.errors import MattingInputError
-
-REPO = Path(__file__).resolve().parents[1]
-
+from tests.tiny_checkpoint import NET_CONFIG, REPO, tiny_net, write_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-# The network config exactly as LightningCLI stores it in a checkpoint's hyper_parameters (tiny widths).
-NET_CONFIG = {
-    "class_path": "matting.models.MattingNet",
-    "init_args": {
-        "encoder": {"class_path": "matting.models.TimmEncoder", "init_args": {"name": "test_resnet", "weights_file": None, "stem_channels": 8}},
-        "semantic_head": {"class_path": "matting.models.SemanticHead", "init_args": {"hidden_s16": 16, "hidden_s8": 8}},
-        "detail_head": {"class_path": "matting.models.DetailHead", "init_args": {"hidden": 8}},
-        "fusion": {"class_path": "matting.models.ModnetFusion", "init_args": {"hidden": 8}},
-    },
-}
-
-
-def tiny_net(seed: int = 0) -> torch.nn.Module:
-    """The NET_CONFIG network with random weights and non-trivial BatchNorm statistics (so outputs vary)."""
-    torch.manual_seed(seed)
-    net = build_net(NET_CONFIG)
-    for module in net.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.2, 0.2)
-            module.running_var.uniform_(0.5, 2.0)
-    return net.eval()
-
-
-def write_checkpoint(path: Path, net: torch.nn.Module | None = None, config: dict | None = None) -> Path:
-    """A checkpoint in the layout Lightning writes for a MattingModule trained through LightningCLI."""
-    net = net or tiny_net()
-    torch.save(
-        {
-            "epoch": 0,
-            "global_step": 1,
-            "pytorch-lightning_version": "2.6.0",
-            "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
-            "hyper_parameters": {
-                "net": config or NET_CONFIG,
-                "loss": {"class_path": "matting.losses.MattingLoss", "init_args": {"semantic": 10.0}},
-                "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.001}},
-                "scheduler": None,
-                "channels_last": True,
-                "_instantiator": "lightning.pytorch.cli.instantiate_module",
-            },
-        },
-        path,
-    )
-    return path
-
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
+def ckpt(net_ckpt) -> Path:
+    return net_ckpt(seed=0)
 
 
 def _rgb(h: int, w: int, seed: int = 0) -> np.ndarray:

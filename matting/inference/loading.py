@@ -8,40 +8,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from matting.io.checkpoints import _check_class_paths, load_net_parts
+from matting.io.checkpoints import (
+    _check_class_paths,
+    check_state_fits,
+    load_net_parts,
+    without_weight_files,
+)
 from matting.io.errors import MattingInputError
 
-__all__ = [
-    "base_shape",
-    "build_net",
-    "fold_batchnorm",
-    "AlphaOnly",
-    "FrozenAlphaNet",
-    "prepare_for_inference",
-    "load_net",
-    "load_net_parts",
-    "net_from_parts",
-    "predict_alpha",
-    "resize_image",
-]
-
-
-def _without_weight_files(config: Any) -> Any:
-    """Copy of ``config`` with every ``weights_file`` set to None.
-
-    Pretrained backbone files named at training time (often a path on the training machine) are
-    not needed: the checkpoint's own weights replace them.
-    """
-    if isinstance(config, dict):
-        return {k: (None if k == "weights_file" else _without_weight_files(v)) for k, v in config.items()}
-    if isinstance(config, list):
-        return [_without_weight_files(v) for v in config]
-    return config
+__all__ = ["build_net", "load_net", "net_from_parts"]
 
 
 def build_net(config: dict, path: str | os.PathLike = "<config>") -> nn.Module:
@@ -65,7 +44,7 @@ def build_net(config: dict, path: str | os.PathLike = "<config>") -> nn.Module:
     if not isinstance(config, dict) or "class_path" not in config:
         raise MattingInputError(f"{path}: the network config must be a mapping with class_path and init_args")
     _check_class_paths(config, path)
-    config = _without_weight_files(config)
+    config = without_weight_files(config)
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--net", type=MattingNet)
     try:
@@ -95,16 +74,6 @@ def net_from_parts(config: dict, state: dict[str, torch.Tensor], path: str | os.
     """Build the network from ``config`` and load ``state`` (strict); eval mode, on the CPU."""
     path = Path(path)
     net = build_net(config, path)
-    try:
-        missing, unexpected = net.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        lines = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line][:3]
-        raise MattingInputError(f"{path}: weights do not fit the network config: {'; '.join(lines) or exc}") from exc
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-        raise MattingInputError(f"{path}: weights do not fit the network config: {'; '.join(parts)}")
+    check_state_fits(net.state_dict(), state, str(path), problem="weights do not fit the network config")
+    net.load_state_dict(state)
     return net.eval()
