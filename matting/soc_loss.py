@@ -22,13 +22,15 @@ towards agreement without labels:
   subject mask ``(pred_alpha > 0.1) * up16(pred_semantic > 0.1)`` changes within a square window
   of side ``int((H + W) / 2 * 0.05)`` (dilation minus erosion not zero); ``up16`` is bilinear.
 
-Total: ``100 * semantic + 1 * detail`` (MODNet's weights). Tensors are (B, 1, h, w) in [0, 1].
+Total: ``100 * semantic + 1 * detail`` (MODNet's weights, the defaults of :class:`SOCLoss`).
+Tensors are (B, 1, h, w) in [0, 1].
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from matting.losses import semantic_target
 
@@ -37,7 +39,7 @@ TARGET_FLOOR = 0.01  # fixed-side values at or below this count as background (0
 MASK_THRESHOLD = 0.1  # subject mask of the band: prediction above this
 BAND_FRACTION = 0.05  # band window side: this share of the mean image side
 
-__all__ = ["band_window", "soc_band", "soc_losses"]
+__all__ = ["SOCLoss", "band_window", "soc_band"]
 
 
 def band_window(height: int, width: int, fraction: float = BAND_FRACTION) -> int:
@@ -100,30 +102,34 @@ def _keep(target: torch.Tensor) -> torch.Tensor:
     return fixed * (fixed > TARGET_FLOOR)
 
 
-def soc_losses(
-    outputs: dict[str, torch.Tensor],
-    backup: dict[str, torch.Tensor],
-    semantic_weight: float = 100.0,
-    detail_weight: float = 1.0,
-    band_fraction: float = BAND_FRACTION,
-) -> dict[str, torch.Tensor]:
-    """The SOC terms for one batch.
+class SOCLoss(nn.Module):
+    """The SOC terms for one batch, weighted (configured as ``model.loss`` of :class:`SOCModule`).
 
     Args:
+        semantic: weight of the semantic consistency term (MODNet: 100).
+        detail: weight of the detail consistency term (MODNet: 1).
+        band_fraction: band window side as a share of the mean image side.
+
+    Inputs:
         outputs: the adapted network's outputs: ``pred_alpha`` (B, 1, H, W), ``pred_semantic``
             (B, 1, H'/16, W'/16) and ``pred_detail`` (B, 1, H, W), all in [0, 1], with gradients.
         backup: the frozen copy's outputs for the same images (``pred_alpha``, ``pred_detail``).
-        semantic_weight, detail_weight: weights of the two terms (MODNet: 100 and 1).
-        band_fraction: band window side as a share of the mean image side.
     Returns:
         ``semantic`` and ``detail`` (weighted) and ``loss`` (their sum), scalar tensors.
     """
-    pred_alpha, pred_semantic, pred_detail = outputs["pred_alpha"], outputs["pred_semantic"], outputs["pred_detail"]
-    coarse_matte = semantic_target(pred_alpha, pred_semantic.shape[-2:])
-    semantic = F.mse_loss(pred_semantic, _keep(coarse_matte)) + F.mse_loss(coarse_matte, _keep(pred_semantic))
-    band = soc_band(pred_alpha.detach(), pred_semantic.detach(), band_fraction)
-    detail = (_band_l1(pred_detail, backup["pred_detail"].detach(), band)
-              + _band_l1(pred_alpha, backup["pred_alpha"].detach(), band))
-    terms = {"semantic": semantic_weight * semantic, "detail": detail_weight * detail}
-    terms["loss"] = terms["semantic"] + terms["detail"]
-    return terms
+
+    def __init__(self, semantic: float = 100.0, detail: float = 1.0, band_fraction: float = BAND_FRACTION):
+        super().__init__()
+        self.weights = {"semantic": semantic, "detail": detail}
+        self.band_fraction = band_fraction
+
+    def forward(self, outputs: dict[str, torch.Tensor], backup: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        pred_alpha, pred_semantic, pred_detail = outputs["pred_alpha"], outputs["pred_semantic"], outputs["pred_detail"]
+        coarse_matte = semantic_target(pred_alpha, pred_semantic.shape[-2:])
+        semantic = F.mse_loss(pred_semantic, _keep(coarse_matte)) + F.mse_loss(coarse_matte, _keep(pred_semantic))
+        band = soc_band(pred_alpha.detach(), pred_semantic.detach(), self.band_fraction)
+        detail = (_band_l1(pred_detail, backup["pred_detail"].detach(), band)
+                  + _band_l1(pred_alpha, backup["pred_alpha"].detach(), band))
+        terms = {"semantic": self.weights["semantic"] * semantic, "detail": self.weights["detail"] * detail}
+        terms["loss"] = terms["semantic"] + terms["detail"]
+        return terms

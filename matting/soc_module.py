@@ -4,24 +4,29 @@ Training follows MODNet's SOC recipe (the loss is in :mod:`matting.soc_loss`): a
 copy of the network is taken at the start of every epoch and anchors the detail predictions; every
 normalisation layer keeps the statistics and affine parameters of the trained network (eval mode,
 no gradients), because batches of one unlabeled photo would make poor statistics; Adam, lr 1e-5,
-betas (0.9, 0.99).
+betas (0.9, 0.99). ``matting adapt`` runs it through the LightningCLI of ``matting fit``
+(``configs/adapt.yaml``), so ``matting fit -c`` repeats an adaptation from its ``config.yaml``.
 
-Checkpoints hold the network config as hyper-parameter ``net`` and the weights under ``net.``,
-the layout of ``matting fit`` checkpoints, so :func:`matting.inference.load_net` reads them
-(``matting predict --ckpt``, ``matting export``, ``--model.init_weights``). The backup copy is
+Checkpoints (written by LightningCLI) hold the network config as hyper-parameter ``net`` and the
+weights under ``net.``, the layout of ``matting fit`` checkpoints, so
+:func:`matting.inference.load_net` reads them (``matting predict --ckpt``, ``matting export``,
+``--model.init_weights``). The backup copy is
 not registered as a sub-module and never enters the checkpoint.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 
 import lightning as L
 import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from matting.io.errors import MattingInputError
-from matting.soc_loss import BAND_FRACTION, soc_losses
+from matting.module import load_init_weights, lr_scale, scaled_optimizers
+from matting.soc_loss import SOCLoss
 
 REQUIRED_OUTPUTS = ("pred_alpha", "pred_semantic", "pred_detail")
 NORM_TYPES: tuple[type, ...] = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
@@ -58,16 +63,19 @@ class SOCModule(L.LightningModule):
     Batches are dicts with ``image`` (B, 3, H, W) float RGB in [0, 1]. Logged every step:
     ``train/soc_loss`` and its weighted terms ``train/soc_semantic`` and ``train/soc_detail``;
     every epoch: ``train/soc_loss_epoch``, the mean of ``train/soc_loss`` over the epoch.
+    The arguments follow :class:`matting.module.MattingModule`.
 
     Args:
-        net: the trained network; must output ``pred_alpha`` (B, 1, H, W), ``pred_semantic``
-            (B, 1, H/16, W/16) and ``pred_detail`` (B, 1, H, W), all in [0, 1].
-        net_config: its ``{class_path, init_args}`` config (stored in checkpoints as ``net``).
-        lr: Adam learning rate.
-        betas: Adam betas.
-        semantic_weight, detail_weight: weights of the two SOC terms.
-        band_fraction: side of the detail band's window as a share of the mean image side.
-        source_checkpoint: where ``net`` came from (recorded in the hyper-parameters).
+        net: the network; must output ``pred_alpha`` (B, 1, H, W), ``pred_semantic``
+            (B, 1, H/16, W/16) and ``pred_detail`` (B, 1, H, W), all in [0, 1]. SOC only refines
+            what a network trained on labeled data can do: start it from ``init_weights``.
+        loss: the SOC terms and their weights (defaults: MODNet's).
+        optimizer: optimizer factory; None is MODNet's Adam with lr 1e-5 and betas (0.9, 0.99).
+        scheduler: optional LR scheduler factory, stepped every optimizer step.
+        lr_scales: learning-rate multipliers by parameter-name prefix, longest prefix wins; 0
+            freezes those parameters. Normalisation layers are frozen whatever the scales.
+        init_weights: checkpoint (``.ckpt`` written by ``matting fit``, or ``.safetensors``) whose
+            network weights start the adaptation.
 
     Attributes:
         backup_refreshes: how many times the backup copy was taken (once per training epoch).
@@ -76,20 +84,26 @@ class SOCModule(L.LightningModule):
     def __init__(
         self,
         net: nn.Module,
-        net_config: dict,
-        lr: float = 1e-5,
-        betas: tuple[float, float] = (0.9, 0.99),
-        semantic_weight: float = 100.0,
-        detail_weight: float = 1.0,
-        band_fraction: float = BAND_FRACTION,
-        source_checkpoint: str | None = None,
+        loss: SOCLoss | None = None,
+        optimizer: OptimizerCallable | None = None,
+        scheduler: LRSchedulerCallable | None = None,
+        lr_scales: dict[str, float] | None = None,
+        init_weights: str | None = None,
     ):
         super().__init__()
-        check_soc_outputs(net, source_checkpoint or "the network")
-        self.save_hyperparameters({"net": net_config, "lr": lr, "betas": [float(b) for b in betas],
-                                   "semantic_weight": semantic_weight, "detail_weight": detail_weight,
-                                   "band_fraction": band_fraction, "source_checkpoint": source_checkpoint})
+        # Every init argument is kept (LightningCLI stores them as config): checkpoints hold ``net``'s config.
+        self.save_hyperparameters()
+        check_soc_outputs(net, init_weights or "the network")
         self.net = net
+        self.loss = loss or SOCLoss()
+        self.optimizer_factory = optimizer or functools.partial(torch.optim.Adam, lr=1e-5, betas=(0.9, 0.99))
+        self.scheduler_factory = scheduler
+        self.lr_scales = dict(lr_scales or {})
+        if init_weights:
+            load_init_weights(self.net, init_weights)
+        for name, param in self.named_parameters():
+            if lr_scale(name, self.lr_scales) == 0:
+                param.requires_grad_(False)
         self.norm_modules = norm_layers(net)  # a plain list: not registered twice
         for module in self.norm_modules:
             module.requires_grad_(False)
@@ -127,8 +141,7 @@ class SOCModule(L.LightningModule):
         outputs = self.net(image)
         with torch.no_grad():
             backup = self.backup_net(image)
-        hp = self.hparams
-        terms = soc_losses(outputs, backup, hp.semantic_weight, hp.detail_weight, hp.band_fraction)
+        terms = self.loss(outputs, backup)
         if not torch.isfinite(terms["loss"]):
             raise FloatingPointError(f"non-finite SOC loss {terms['loss'].item()} at global step {self.global_step}")
         logged = {"train/soc_loss": terms["loss"], "train/soc_semantic": terms["semantic"], "train/soc_detail": terms["detail"]}
@@ -140,8 +153,7 @@ class SOCModule(L.LightningModule):
         return terms["loss"]
 
     def configure_optimizers(self):
-        params = [p for p in self.net.parameters() if p.requires_grad]
-        return torch.optim.Adam(params, lr=self.hparams.lr, betas=tuple(self.hparams.betas))
+        return scaled_optimizers(self, self.lr_scales, self.optimizer_factory, self.scheduler_factory)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["soc"] = {"backup_refreshes": self.backup_refreshes}

@@ -12,25 +12,20 @@ import pytest
 import torch
 import yaml
 
-from matting.commands.finetune import main, plain_config
+from matting.commands.finetune import main
 from matting.data.folder import scan_pairs, split_by_stem
 from matting.data.manifest import Record
-from matting.io.checkpoints import load_net_parts
+from matting.io.checkpoints import load_net_parts, plain_config
 from matting.io.errors import MattingInputError
 from matting.runtime.lightning_cli import build_cli
 
-from .tiny_checkpoint import REPO, make_tiny_checkpoint, state_of, write_pairs
+from .tiny_checkpoint import REPO, state_of, write_pairs
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.filterwarnings("ignore")]
 
 # Tiny, quiet, in-process runs.
 SMALL = ["--size", "64", "--batch-size", "2", "--data.init_args.num_workers=0",
          "--trainer.log_every_n_steps=1", "--trainer.enable_progress_bar=false"]
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory) -> Path:
-    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture(scope="module")

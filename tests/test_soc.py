@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import cv2
@@ -10,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from scipy import ndimage
 
+from matting import cli
 from matting.commands import predict
 from matting.commands.adapt import main
 from matting.data.synthetic.dataset import SyntheticMattingDataset
@@ -19,10 +22,9 @@ from matting.inference.loading import build_net, load_net, net_from_parts
 from matting.inference.predict import predict_alpha
 from matting.io.checkpoints import load_net_parts
 from matting.io.errors import MattingInputError
-from matting.soc_loss import band_window, soc_band, soc_losses
+from matting.soc_loss import SOCLoss, band_window, soc_band
 from matting.soc_module import SOCModule, norm_layers
-
-from .tiny_checkpoint import make_tiny_checkpoint, state_of
+from tests.tiny_checkpoint import state_of
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.filterwarnings("ignore")]
 
@@ -30,10 +32,10 @@ EPOCHS = 4
 
 
 @pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory) -> Path:
+def tiny_ckpt(tiny_fit) -> Path:
     # 25 steps: enough for mattes with a subject outline, so that the detail term has a band.
-    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt"), "--trainer.max_steps=25", "--trainer.max_epochs=-1",
-                                "--data.init_args.train_length=64", "--model.optimizer.init_args.lr=3e-3")
+    return tiny_fit("--trainer.max_steps=25", "--trainer.max_epochs=-1", "--data.init_args.train_length=64",
+                    "--model.optimizer.init_args.lr=3e-3")
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +57,12 @@ def adapted_run(tiny_ckpt, photos, tmp_path_factory) -> Path:
     return out
 
 
+def _logs(run: Path) -> Path:
+    return run / "logs" / "version_0"
+
+
 def _metrics(run: Path) -> list[dict]:
-    with open(run / "logs" / "version_0" / "metrics.csv") as handle:
+    with open(_logs(run) / "metrics.csv") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -73,7 +79,7 @@ def test_adapt_lowers_the_soc_loss_and_logs_its_terms(adapted_run):
 
 
 def test_backup_is_refreshed_once_per_epoch(adapted_run):
-    checkpoints = adapted_run / "checkpoints"
+    checkpoints = _logs(adapted_run) / "checkpoints"
     for epoch in range(EPOCHS):
         saved = torch.load(checkpoints / f"adapted-epoch={epoch}.ckpt", map_location="cpu", weights_only=True)
         assert saved["soc"]["backup_refreshes"] == epoch + 1
@@ -81,7 +87,7 @@ def test_backup_is_refreshed_once_per_epoch(adapted_run):
 
 
 def test_normalisation_layers_keep_their_statistics_and_parameters(tiny_ckpt, adapted_run):
-    before, after = state_of(tiny_ckpt), state_of(adapted_run / "checkpoints" / "last.ckpt")
+    before, after = state_of(tiny_ckpt), state_of(_logs(adapted_run) / "checkpoints" / "last.ckpt")
     net = build_net(load_net_parts(tiny_ckpt)[0])
     norm_names = {name for name, m in net.named_modules() if m in norm_layers(net)}
     norm_keys = [k for k in before if k.rsplit(".", 1)[0] in norm_names]
@@ -92,7 +98,7 @@ def test_normalisation_layers_keep_their_statistics_and_parameters(tiny_ckpt, ad
 
 
 def test_adapted_checkpoint_loads_and_predicts(adapted_run, photos, tmp_path):
-    last = adapted_run / "checkpoints" / "last.ckpt"
+    last = _logs(adapted_run) / "checkpoints" / "last.ckpt"
     alpha = predict_alpha(load_net(last), np.random.default_rng(0).random((48, 72, 3), dtype=np.float32), base_size=64)
     assert alpha.shape == (48, 72) and 0 <= alpha.min() <= alpha.max() <= 1
     out = tmp_path / "cutouts"
@@ -100,9 +106,79 @@ def test_adapted_checkpoint_loads_and_predicts(adapted_run, photos, tmp_path):
     assert sorted(p.name for p in (out / "alpha").iterdir()) == [f"photo_{i}.png" for i in range(4)]
 
 
+def test_adapt_leaves_the_run_folder_of_matting_fit(tiny_ckpt, photos, adapted_run):
+    logs = _logs(adapted_run)
+    assert (adapted_run / "adapt.yaml").is_file() and (logs / "hparams.yaml").is_file()
+    assert sorted(p.name for p in (logs / "checkpoints").iterdir()) == [
+        *(f"adapted-epoch={e}.ckpt" for e in range(EPOCHS)), "last.ckpt"]
+    config = yaml.safe_load((logs / "config.yaml").read_text())
+    assert config["model"]["class_path"] == "matting.soc_module.SOCModule"
+    model = config["model"]["init_args"]
+    assert model["init_weights"] == str(tiny_ckpt.resolve())
+    assert model["loss"] == {"class_path": "matting.soc_loss.SOCLoss",
+                             "init_args": {"semantic": 100.0, "detail": 1.0, "band_fraction": 0.05}}
+    assert model["optimizer"]["class_path"] == "torch.optim.Adam"
+    assert model["optimizer"]["init_args"]["lr"] == pytest.approx(1e-3)
+    assert model["optimizer"]["init_args"]["betas"] == [0.9, 0.99]
+    assert config["data"]["class_path"] == "matting.data.unlabeled.UnlabeledImageDataModule"
+    assert config["data"]["init_args"]["root"] == str(photos.resolve())
+    assert config["trainer"]["max_epochs"] == EPOCHS
+
+    run = json.loads((logs / "run.json").read_text())
+    assert run["config_file"] == str(logs / "config.yaml") and run["seed"] == 0
+    fingerprint = run["data"]
+    assert fingerprint["class"] == "matting.data.unlabeled.UnlabeledImageDataModule"
+    assert "root" not in fingerprint["hyperparameters"] and fingerprint["hyperparameters"]["size"] == 64
+    assert sorted(fingerprint["files"]) == [f"photo_{i}.png" for i in range(4)]
+    assert all(len(entry["sha256"]) == 64 for entry in fingerprint["files"].values())
+    assert not (logs / "predictions").exists()  # no labels, no validation: no prediction grid
+
+
+def test_the_photos_fingerprint_follows_their_bytes_not_their_folder(photos, tmp_path):
+    from matting.data.unlabeled import UnlabeledImageDataModule
+
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for path in photos.iterdir():
+        (moved / path.name).write_bytes(path.read_bytes())
+    first = UnlabeledImageDataModule(str(photos), size=64, num_workers=0).fingerprint()
+    assert UnlabeledImageDataModule(str(moved), size=64, num_workers=0).fingerprint()["sha256"] == first["sha256"]
+    image = cv2.imread(str(moved / "photo_0.png"))
+    image[0, 0] = 255 - image[0, 0]
+    cv2.imwrite(str(moved / "photo_0.png"), image)
+    assert UnlabeledImageDataModule(str(moved), size=64, num_workers=0).fingerprint()["sha256"] != first["sha256"]
+
+
+def test_run_record_draws_no_grid_for_unlabeled_batches(tmp_path):
+    from types import SimpleNamespace
+
+    from lightning.pytorch.trainer.states import TrainerFn
+
+    from matting.runtime.run_record import RunRecord
+
+    record = RunRecord(grid_samples=2)
+    record.log_dir = str(tmp_path)
+    trainer = SimpleNamespace(is_global_zero=True, sanity_checking=False, state=SimpleNamespace(fn=TrainerFn.FITTING),
+                              current_epoch=0, global_step=1, loggers=[])
+    record.on_validation_epoch_start(trainer, None)
+    batch = {"image": torch.rand(2, 3, 32, 32), "name": ["a", "b"]}  # photos without an alpha matte
+    record.on_validation_batch_end(trainer, None, {"pred_alpha": torch.rand(2, 1, 32, 32)}, batch, 0)
+    record.on_validation_epoch_end(trainer, None)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_matting_fit_repeats_an_adaptation_from_its_config(adapted_run, tmp_path):
+    again = tmp_path / "again"
+    assert cli.main(["fit", "-c", str(_logs(adapted_run) / "config.yaml"), "--trainer.max_epochs=1",
+                     "--trainer.max_steps=1", f"--trainer.default_root_dir={again}", "--trainer.logger=false",
+                     "--trainer.callbacks=[]", "--trainer.enable_checkpointing=false",
+                     "--trainer.enable_progress_bar=false"]) == 0
+    assert (again / "run.json").is_file()  # a RunRecord without a logger writes into the root folder
+
+
 def test_backup_is_a_frozen_unsaved_copy_and_norms_stay_in_eval(tiny_ckpt):
     config, state = load_net_parts(tiny_ckpt)
-    module = SOCModule(net_from_parts(config, state), config)
+    module = SOCModule(net_from_parts(config, state))
     module.train()
     assert all(not m.training for m in module.norm_modules) and module.net.training
     assert all(not p.requires_grad for m in module.norm_modules for p in m.parameters())
@@ -149,11 +225,12 @@ def test_soc_terms_vanish_when_the_predictions_agree():
     semantic = torch.full((2, 1, 4, 4), 0.6)
     alpha = torch.full((2, 1, 64, 64), 0.6)
     outputs = {"pred_alpha": alpha, "pred_semantic": semantic, "pred_detail": alpha}
-    terms = soc_losses(outputs, {"pred_alpha": alpha, "pred_detail": alpha})
+    soc_loss = SOCLoss()
+    terms = soc_loss(outputs, {"pred_alpha": alpha, "pred_detail": alpha})
     assert terms["loss"].item() == pytest.approx(0.0, abs=1e-10)
     # Disagreeing with the backup inside the band costs L1 averaged over the band.
     edge = alpha.clone()
     edge[..., 32:] = 0.0
-    terms = soc_losses({**outputs, "pred_alpha": edge, "pred_detail": edge},
-                       {"pred_alpha": edge, "pred_detail": torch.where(edge > 0, 0.4, 0.0)})
+    terms = soc_loss({**outputs, "pred_alpha": edge, "pred_detail": edge},
+                     {"pred_alpha": edge, "pred_detail": torch.where(edge > 0, 0.4, 0.0)})
     assert 0 < terms["detail"].item() < 0.2

@@ -32,26 +32,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from matting.io.errors import MattingInputError, ToolArgumentParser
-from matting.io.files import check_run_folder, make_run_folder
+from matting.io.files import check_output, make_run_folder
+from matting.runtime.run_config import (
+    config_dir,
+    run_folder_arguments,
+    write_checkpoint_config,
+)
+
+if TYPE_CHECKING:
+    from matting.io.checkpoints import Checkpoint
 
 MARKER = "from_checkpoint.yaml"
 LOSS_CLASS = "matting.losses.MattingLoss"
-
-
-def config_dir() -> Path:
-    """The repository's ``configs/`` folder (next to the package; else ``./configs``)."""
-    for candidate in (Path(__file__).resolve().parents[2] / "configs", Path("configs")):
-        if (candidate / "finetune.yaml").is_file():
-            return candidate
-    raise MattingInputError("configs/finetune.yaml not found: run from the repository (or an editable install)")
 
 
 def _finetune_defaults(configs: Path) -> dict[str, Any]:
@@ -131,18 +130,9 @@ def _checked_options(args: argparse.Namespace, passthrough: list[str]) -> None:
 # ---------------------------------------------------------------------------- the checkpoint's config
 
 
-def checkpoint_loss_config(path: Path) -> dict | None:
+def checkpoint_loss_config(checkpoint: Checkpoint) -> dict | None:
     """The checkpoint's ``MattingLoss`` config (plain numbers only), or None to keep the default loss."""
-    if path.suffix.lower() == ".safetensors":
-        return None
-    import torch
-
-    try:
-        contents = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (RuntimeError, OSError, ValueError, pickle.UnpicklingError):  # legacy formats cannot be memory-mapped
-        return None
-    hparams = contents.get("hyper_parameters") if isinstance(contents, dict) else None
-    loss = hparams.get("loss") if isinstance(hparams, dict) else None
+    loss = checkpoint.hyper_parameters().get("loss")
     if not isinstance(loss, dict) or loss.get("class_path") != LOSS_CLASS:
         return None
     init_args = loss.get("init_args") or {}
@@ -151,64 +141,22 @@ def checkpoint_loss_config(path: Path) -> dict | None:
     return {"class_path": LOSS_CLASS, "init_args": dict(init_args)}
 
 
-def plain_config(config: Any) -> Any:
-    """A config without None values and weights_file entries, tuples as lists (for comparing)."""
-    if isinstance(config, dict):
-        return {k: plain_config(v) for k, v in config.items() if v is not None and k != "weights_file"}
-    if isinstance(config, (list, tuple)):
-        return [plain_config(v) for v in config]
-    return config
-
-
-def config_differences(expected: Any, got: Any, where: str = "model.net") -> list[str]:
-    """Dotted keys where two plain configs differ, with both values (a different class: its class_path only)."""
-    if isinstance(expected, dict) and isinstance(got, dict):
-        if "class_path" in expected and expected.get("class_path") != got.get("class_path"):
-            return config_differences(expected["class_path"], got.get("class_path"), f"{where}.class_path")
-        return [d for key in sorted(set(expected) | set(got), key=str)
-                for d in config_differences(expected.get(key), got.get(key), f"{where}.{key}")]
-    if expected != got:
-        return [f"{where}: checkpoint {json.dumps(expected)}, configured {json.dumps(got)}"]
-    return []
-
-
 def _check_same_network(cli, ckpt: Path, net_config: dict, state: dict) -> None:
     """Refuse a run whose configured network is not the checkpoint's (a conflicting -c or option)."""
+    from matting.io.checkpoints import config_diff, state_fit
+
     resolved = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False))["model"]["net"]
-    differences = config_differences(plain_config(net_config), plain_config(resolved))
-    built = cli.model.net.state_dict()
-    unfit = sorted(k for k in state if k not in built or built[k].shape != state[k].shape)
-    fresh = sorted(k for k in built if k not in state)
-    if not differences and not unfit and not fresh:
+    differences = config_diff(net_config, resolved)
+    fit = state_fit(cli.model.net.state_dict(), state)
+    if not differences and fit.exact:
         return
     lines = differences[:6] + ([f"... {len(differences) - 6} more"] if len(differences) > 6 else [])
-    if unfit or fresh:
-        lines.append(f"{len(unfit)} checkpoint tensor(s) do not fit the configured network and {len(fresh)} of its "
-                     f"tensor(s) are not in the checkpoint (e.g. {', '.join((unfit + fresh)[:3])})")
+    if not fit.exact:
+        lines.append(f"the checkpoint's weights do not fit the configured network: {fit.describe()}")
     raise MattingInputError(
         f"{ckpt}: the network configured by the -c files and options is not the checkpoint's; fine-tuning keeps "
         "the checkpoint's architecture (drop the setting that changes model.net, or train it with "
         "`matting fit --model.init_weights=CKPT`):\n  " + "\n  ".join(lines))
-
-
-def without_backbone_files(config: Any) -> Any:
-    """Copy of a config with every ``weights_file`` (a pretrained backbone named at training time,
-    often a path on another machine) set to None: init_weights replaces those weights anyway."""
-    if isinstance(config, dict):
-        return {k: None if k == "weights_file" else without_backbone_files(v) for k, v in config.items()}
-    if isinstance(config, list):
-        return [without_backbone_files(v) for v in config]
-    return config
-
-
-def write_checkpoint_config(path: Path, ckpt: Path, net_config: dict, loss_config: dict | None) -> None:
-    """RUN_DIR/from_checkpoint.yaml: the checkpoint's network (and loss) and init_weights."""
-    model: dict[str, Any] = {"net": without_backbone_files(net_config)}
-    if loss_config is not None:
-        model["loss"] = loss_config
-    model["init_weights"] = str(ckpt)
-    header = f"# Written by `matting finetune`: the network and loss stored in {ckpt}, whose weights start the run.\n"
-    path.write_text(header + yaml.safe_dump({"model": model}, sort_keys=False))
 
 
 # ---------------------------------------------------------------------------- the command
@@ -225,7 +173,6 @@ def cli_arguments(args: argparse.Namespace, configs: Path, out: Path, train_pair
     else:
         total = args.steps or default_steps
         budget = [f"--trainer.max_steps={total}", "--trainer.max_epochs=-1"]
-    logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(out), "name": "logs"}}
     argv = ["-c", str(configs / "default.yaml"), "-c", str(configs / "finetune.yaml"), "-c", str(out / MARKER)]
     for extra in args.config:
         argv += ["-c", str(extra)]
@@ -238,8 +185,7 @@ def cli_arguments(args: argparse.Namespace, configs: Path, out: Path, train_pair
         f"--data.init_args.max_side={2 * args.size}",
         *budget,
         f"--trainer.val_check_interval={min(args.val_every, total)}",
-        f"--trainer.default_root_dir={out}",
-        f"--trainer.logger={json.dumps(logger)}",
+        *run_folder_arguments(out),
     ]
     if args.lr is not None:
         argv.append(f"--model.optimizer.init_args.lr={args.lr}")
@@ -254,36 +200,39 @@ def cli_arguments(args: argparse.Namespace, configs: Path, out: Path, train_pair
 
 
 def main(argv: list[str] | None = None) -> int:
-    configs = config_dir()
+    configs = config_dir("finetune.yaml")
     defaults = _finetune_defaults(configs)
     args, passthrough = build_parser(defaults).parse_known_args(argv)
     _checked_options(args, passthrough)
     lr_scales = parse_lr_scales(args.lr_scales, args.freeze_encoder)
     ckpt = args.ckpt.expanduser().resolve()
     out = args.out or Path("runs/finetune") / f"{ckpt.stem}-{args.data.resolve().name}"
-    check_run_folder(out, args.overwrite, MARKER)
+    check_output(out, label="--out", overwrite=args.overwrite, marker=MARKER)
 
     from matting.data.folder import scan_pairs, split_by_stem
     from matting.inference.loading import net_from_parts
-    from matting.io.checkpoints import load_net_parts
+    from matting.io.checkpoints import read_checkpoint, reading_once
 
     train, _ = split_by_stem(scan_pairs(args.data), args.val_fraction)
-    net_config, state = load_net_parts(ckpt)
-    net_from_parts(net_config, state, ckpt)  # the weights fit their config (and it names matting classes only)
-    loss_config = checkpoint_loss_config(ckpt)
+    with reading_once():  # model.init_weights (while the CLI is built) reuses this read of the checkpoint
+        checkpoint = read_checkpoint(ckpt)
+        net_config, state = checkpoint.net_config(), checkpoint.net_state()
+        net_from_parts(net_config, state, ckpt)  # the weights fit their config (and it names matting classes only)
+        loss_config = checkpoint_loss_config(checkpoint)
 
-    make_run_folder(out, args.overwrite, MARKER)
-    out = out.resolve()
-    try:
-        write_checkpoint_config(out / MARKER, ckpt, net_config, loss_config)
-        cli_args, total = cli_arguments(args, configs, out, len(train), lr_scales, passthrough, defaults["steps"])
-        from matting.runtime.lightning_cli import build_cli
+        make_run_folder(out, overwrite=args.overwrite, marker=MARKER)
+        out = out.resolve()
+        try:
+            write_checkpoint_config(out / MARKER, ckpt, net_config, loss_config)
+            cli_args, total = cli_arguments(args, configs, out, len(train), lr_scales, passthrough, defaults["steps"])
+            from matting.runtime.lightning_cli import build_cli
 
-        cli = build_cli(cli_args, run=False)
-        _check_same_network(cli, ckpt, net_config, state)
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)  # nothing was trained: leave no half-made run behind
-        raise
+            cli = build_cli(cli_args, run=False)
+            _check_same_network(cli, ckpt, net_config, state)
+        except BaseException:
+            shutil.rmtree(out, ignore_errors=True)  # nothing was trained: leave no half-made run behind
+            raise
+        del checkpoint, state  # training does not need the file's tensors
     print(f"fine-tuning {ckpt.name} on {args.data} ({len(train)} training pairs) for {total} steps -> {out}")
     # Lightning does not call train() when fitting starts; MattingModule.train() is what puts frozen
     # BatchNorm layers (lr scale 0) in eval mode, so that their running statistics stay the checkpoint's.

@@ -6,13 +6,19 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
-from matting.io.checkpoints import config_conflicts, read_checkpoint
+from matting.io.checkpoints import (
+    check_state_fits,
+    config_diff,
+    read_checkpoint,
+    reading_once,
+)
 from matting.io.errors import MattingInputError
-from matting.io.files import file_in_the_way
+from matting.io.files import check_output
 from matting.runtime.checkpoint_io import remove_stale_temps
 from matting.runtime.process import quiet_defaults
 
@@ -40,12 +46,19 @@ class MattingSaveConfigCallback(SaveConfigCallback):
 
 
 class MattingCLI(LightningCLI):
-    """LightningCLI for :class:`matting.module.MattingModule` with any LightningDataModule."""
+    """LightningCLI for :class:`matting.module.MattingModule` (or a LightningModule named by class path) with any LightningDataModule."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        # The --ckpt_path checks and model.init_weights share one read of each checkpoint.
+        with reading_once():
+            super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
         from matting.runtime.run_record import RunRecord
 
         parser.set_defaults({"trainer.enable_model_summary": False})
+        if self.subclass_mode_model:  # model init arguments without a class path are MattingModule's (configs/default.yaml)
+            parser.set_defaults({"model": {"class_path": "matting.module.MattingModule"}})
         # Always present, configured under its own key: --run_record.grid_samples 8, --run_record.enabled false.
         parser.add_lightning_class_args(RunRecord, "run_record")
 
@@ -62,16 +75,12 @@ class MattingCLI(LightningCLI):
         if not ckpt_path or str(ckpt_path) in SPECIAL_CKPT_PATHS or str(ckpt_path).startswith("registry"):
             return
         path = Path(ckpt_path)
-        if not path.exists():
-            raise MattingInputError(f"--ckpt_path {path}: checkpoint not found")
-        if not path.is_file():
-            raise MattingInputError(f"--ckpt_path {path}: not a file")
-        hparams = self._checkpoint(path).get("hyper_parameters")
-        stored = hparams.get("net") if isinstance(hparams, dict) else None
-        configured = self.config[subcommand].get("model.net")
+        stored = read_checkpoint(path, f"--ckpt_path {path}").hyper_parameters().get("net")
+        parsed = self.config[subcommand]  # model.init_args.net when the model is configured by class path
+        configured = parsed.get("model.net") if parsed.get("model.net") is not None else parsed.get("model.init_args.net")
         if isinstance(stored, dict) and configured is not None:
             configured = configured.as_dict() if hasattr(configured, "as_dict") else configured
-            conflicts = config_conflicts(stored, configured, "model.net")
+            conflicts = config_diff(stored, configured, "model.net", shared_keys_only=True)
             if conflicts:
                 raise MattingInputError(
                     f"{path} does not fit this network: it was trained with another model.net, which LightningCLI would "
@@ -80,13 +89,6 @@ class MattingCLI(LightningCLI):
                     + "). Pass the config the checkpoint was trained with, or start the configured network from its "
                     "weights with --model.init_weights"
                 )
-
-    def _checkpoint(self, path: Path) -> dict:
-        """``read_checkpoint``, once per path: the config check and the state-dict check share it."""
-        cache = self.__dict__.setdefault("_checkpoints_read", {})
-        if path.resolve() not in cache:
-            cache[path.resolve()] = read_checkpoint(path)
-        return cache[path.resolve()]
 
     def before_instantiate_classes(self) -> None:
         """Batch sizes and worker counts LightningCLI accepts but the DataLoader refuses mid-run with a traceback."""
@@ -147,10 +149,7 @@ class MattingCLI(LightningCLI):
         for label, folder in folders:
             if not folder or "://" in str(folder):
                 continue
-            blocker = file_in_the_way(folder)
-            if blocker is not None:
-                where = "" if Path(blocker) == Path(folder) else f" ({blocker})"
-                raise MattingInputError(f"{label} {folder}: a file is in the way{where}; expected a folder")
+            check_output(folder, label=label, overwrite=True)  # writing into an existing folder is Lightning's way
 
     def _check_checkpoint_fits(self) -> None:
         """Refuse a ``--ckpt_path`` whose weights do not fit the model, naming it and a few keys.
@@ -162,21 +161,8 @@ class MattingCLI(LightningCLI):
             return
         if not getattr(self.model, "strict_loading", True):
             return
-        state = self._checkpoint(Path(path)).get("state_dict")
-        if not isinstance(state, dict):
-            raise MattingInputError(f"{path}: no state_dict in it; not a checkpoint written by `matting fit`")
-        own = self.model.state_dict()
-        missing = sorted(k for k in own if k not in state)
-        unexpected = sorted(k for k in state if k not in own)
-        reshaped = sorted(k for k in own if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape))
-        if not (missing or unexpected or reshaped):
-            return
-        counts = f"{len(missing)} missing / {len(unexpected)} unexpected keys"
-        if reshaped:
-            counts += f" / {len(reshaped)} of another shape"
-        examples = [f"missing {k}" for k in missing[:2]] + [f"unexpected {k}" for k in unexpected[:2]]
-        examples += [f"{k} is {tuple(state[k].shape)} in the file, {tuple(own[k].shape)} here" for k in reshaped[:2]]
-        raise MattingInputError(f"{path} does not fit this network: {counts}, e.g. {', '.join(examples)}")
+        name = f"--ckpt_path {path}"
+        check_state_fits(self.model.state_dict(), read_checkpoint(Path(path), name).state_dict(), name)
 
 
 def find_last_checkpoint(trainer) -> Path | None:
@@ -190,15 +176,22 @@ def find_last_checkpoint(trainer) -> Path | None:
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> MattingCLI:
-    """Run (or, with ``run=False``, just build) the Lightning CLI; used by ``main`` and the demo."""
+    """Run (or, with ``run=False``, just build) the Lightning CLI; used by ``main`` and the demo.
+
+    The model is :class:`matting.module.MattingModule`, configured by its init arguments under
+    ``model``; a config that names ``model.class_path`` (``configs/adapt.yaml``: SOCModule)
+    configures any LightningModule by class path instead.
+    """
     import lightning as L
 
     from matting.module import MattingModule
 
     quiet_defaults()
+    by_class_path = configured_model_class(sys.argv[1:] if args is None else args) is not None
     return MattingCLI(
-        MattingModule,
+        L.LightningModule if by_class_path else MattingModule,
         L.LightningDataModule,
+        subclass_mode_model=by_class_path,
         subclass_mode_data=True,
         args=args,
         run=run,
@@ -207,3 +200,29 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> MattingCLI:
         # Raise instead of printing the whole usage text, so main() can name just the bad key.
         parser_kwargs={"exit_on_error": False},
     )
+
+
+def configured_model_class(args: list[str]) -> str | None:
+    """The ``model.class_path`` the ``-c`` files and ``--model...`` arguments name (the last one wins), or None.
+
+    Read before LightningCLI parses, because the class path decides how ``model`` is parsed;
+    files that cannot be read are left to LightningCLI to report.
+    """
+    import yaml
+
+    found = None
+    for i, arg in enumerate(args):
+        key, has_value, value = arg.partition("=")
+        if not has_value:
+            value = args[i + 1] if i + 1 < len(args) else ""
+        if key in ("-c", "--config"):
+            try:
+                config = yaml.safe_load(Path(value).read_text())
+            except (OSError, ValueError, yaml.YAMLError):
+                continue
+            model = config.get("model") if isinstance(config, dict) else None
+            if isinstance(model, dict) and model.get("class_path"):
+                found = str(model["class_path"])
+        elif key == "--model.class_path" and value:
+            found = value
+    return found
