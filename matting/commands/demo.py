@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import torch
 from matting.baselines import best_constant, tune_threshold
 from matting.evaluation import evaluate_dirs, per_image_csv
 from matting.io.errors import MattingInputError, ToolArgumentParser
-from matting.io.files import file_in_the_way
+from matting.io.files import check_output, open_staging, publish
 from matting.io.images import write_png
 from matting.metrics import METRIC_HEADERS, sad
 from matting.report import method_table, save_grid
@@ -50,18 +49,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def _prepare_run_dir(run_dir: Path, overwrite: bool) -> Path:
-    if run_dir.exists() and not run_dir.is_dir():
-        raise MattingInputError(f"--run-dir {run_dir} exists and is not a folder")
-    blocker = file_in_the_way(run_dir.parent)  # mkdir of <run-dir>.partial would fail with a traceback
-    if blocker is not None:
-        raise MattingInputError(f"--run-dir {run_dir}: {blocker} is a file, not a folder")
-    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
-        raise MattingInputError(f"--run-dir {run_dir} already exists and is not empty; pass --overwrite to replace it")
-    partial = run_dir.with_name(run_dir.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)  # left by an interrupted run of ours; never user data
-    partial.mkdir(parents=True)
-    return partial
+    """Check ``run_dir``, then make the empty ``<run-dir>.partial`` the run is written into."""
+    check_output(run_dir, label="--run-dir", overwrite=overwrite, empty_ok=True, messages={
+        "exists": "{where} already exists and is not empty; pass --overwrite to replace it",
+    })
+    # A leftover .partial is an interrupted run of ours: replaced.
+    return open_staging(run_dir, staging=run_dir.with_name(run_dir.name + ".partial"), label="--run-dir")
 
 
 def _to_numpy_image(t: torch.Tensor) -> np.ndarray:
@@ -155,9 +148,7 @@ def run(args: argparse.Namespace) -> Path:
     )
     save_grid(data.test_set, preds, ["model", "color_threshold"], report / "grid.png", n=args.grid_images)
 
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    partial.rename(run_dir)
+    publish(partial, run_dir)  # an old run folder (--overwrite) is deleted only once the new one is in place
     print(f"\n{table}\n\nrun folder: {run_dir}")
     return run_dir
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from matting.evaluation import evaluate_dirs, summary_markdown, write_report
 from matting.io.errors import MattingInputError, ToolArgumentParser
-from matting.io.files import file_in_the_way
+from matting.io.files import check_output
 from matting.metrics import (
     PROTOCOLS,
 )
@@ -71,11 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 1:
         raise MattingInputError(f"--workers must be at least 1, got {args.workers}")
     out_dir = args.out if args.out is not None else default_out_dir(args.pred, args.protocol)
-    blocker = file_in_the_way(out_dir)
-    if blocker is not None:  # --overwrite replaces a report folder, never a file (it would be deleted)
-        raise MattingInputError(f"--out {out_dir}: {blocker} is a file, not a folder")
-    if out_dir.exists() and not args.overwrite:  # fail before the work, not after
-        raise MattingInputError(f"{out_dir}: exists already (pass --overwrite to replace it)")
+    # Before the work, not after; --overwrite replaces a report folder, never a file.
+    check_output(out_dir, label="--out", overwrite=args.overwrite)
     rows, problems = evaluate_dirs(
         args.pred, args.gt, args.trimap, args.protocol, args.workers, args.allow_missing, not args.no_progress
     )

@@ -40,7 +40,7 @@ from matting.inference.export import (
 from matting.inference.loading import net_from_parts
 from matting.io.checkpoints import METADATA_KEY, load_net_parts
 from matting.io.errors import MattingInputError, ToolArgumentParser
-from matting.io.files import file_in_the_way
+from matting.io.files import check_output
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,27 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _check_target(target: Path, overwrite: bool, flag: str) -> None:
-    if target.exists() and target.is_dir():
-        raise MattingInputError(f"{flag} {target}: is a folder, expected a file name")
-    if target.exists() and not overwrite:
-        raise MattingInputError(f"{flag} {target}: exists already (pass --overwrite to replace it)")
-    blocker = file_in_the_way(target.parent)  # any parent, not just the nearest: mkdir would fail after the work
-    if blocker is not None:
-        raise MattingInputError(f"{flag} {target}: {blocker} is not a folder")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the tool. Returns 0 on success, 1 when the exported ONNX model fails the parity check."""
     args = build_parser().parse_args(argv)
     if args.onnx is None and args.safetensors is None:
         raise MattingInputError("nothing to do: pass --onnx OUT.onnx and/or --safetensors OUT.safetensors")
     if args.onnx is not None:
-        _check_target(args.onnx, args.overwrite, "--onnx")
+        check_output(args.onnx, label="--onnx", overwrite=args.overwrite, kind="file")
         if args.opset < 17:
             raise MattingInputError(f"--opset must be at least 17, got {args.opset}")
     if args.safetensors is not None:
-        _check_target(args.safetensors, args.overwrite, "--safetensors")
+        check_output(args.safetensors, label="--safetensors", overwrite=args.overwrite, kind="file")
     config, state = load_net_parts(args.ckpt)
     net = net_from_parts(config, state, args.ckpt)
     if getattr(net, "refiner", None) is not None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from matting.data.synthetic.dataset import SyntheticMattingDataset, write_split
-from matting.io.errors import MattingInputError, ToolArgumentParser
-from matting.io.files import file_in_the_way
+from matting.io.errors import ToolArgumentParser
+from matting.io.files import check_output
 
 
 def main(argv: list[str]) -> int:
@@ -20,11 +20,8 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.length < 1 or args.size < 32:
         p.error(f"--length must be >= 1 and --size >= 32 (got {args.length}, {args.size})")
-    blocker = file_in_the_way(args.out)  # write_split's mkdir would fail with a traceback
-    if blocker is not None:
-        raise MattingInputError(f"--out {args.out}: {blocker} is a file, not a folder")
-    if args.out.is_dir() and any(args.out.iterdir()) and not args.overwrite:  # write_split's message names its argument
-        raise MattingInputError(f"--out {args.out}: exists and is not empty (pass --overwrite to replace it)")
+    # Checked here too: write_split's messages name its argument, not the option.
+    check_output(args.out, label="--out", overwrite=args.overwrite, empty_ok=True)
     out = write_split(SyntheticMattingDataset(args.split, args.length, args.size, args.seed), args.out, overwrite=args.overwrite)
     print(f"wrote {args.length} {args.split} samples to {out}")
     return 0

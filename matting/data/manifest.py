@@ -37,12 +37,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from matting.io.errors import MattingInputError
+from matting.io.files import atomic_write
 
 ENV_DATA_ROOT = "MATTING_DATA_ROOT"
 FORMAT_VERSION = 1
@@ -233,23 +233,11 @@ class Resolver:
 # ---------------------------------------------------------------------------- reading and writing
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_split(manifest_dir: Path, split: str, records: Iterable[Record]) -> Path:
     """Write ``<split>.jsonl`` (records sorted by name), atomically."""
     lines = [json.dumps(r.to_json(), sort_keys=False, separators=(",", ":")) for r in sorted(records, key=lambda r: r.name)]
     path = Path(manifest_dir) / f"{split}.jsonl"
-    _atomic_write(path, "\n".join(lines) + ("\n" if lines else ""))
+    atomic_write(path, "\n".join(lines) + ("\n" if lines else ""))
     return path
 
 
@@ -259,7 +247,7 @@ def write_manifest(manifest_dir: Path, info: ManifestInfo, splits: Mapping[str, 
     for split, records in splits.items():
         write_split(manifest_dir, split, records)
     info.splits = {split: len(records) for split, records in splits.items()}
-    _atomic_write(manifest_dir / INFO_FILE, json.dumps(info.to_json(), indent=2) + "\n")
+    atomic_write(manifest_dir / INFO_FILE, json.dumps(info.to_json(), indent=2) + "\n")
 
 
 def read_info(manifest_dir: Path) -> ManifestInfo:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -15,26 +13,12 @@ from torch import nn
 from matting.inference.frozen import AlphaOnly
 from matting.io.checkpoints import METADATA_KEY
 from matting.io.errors import MattingInputError
+from matting.io.files import atomic_path, could_not_write
 
 DEFAULT_OPSET = 17
 
 
 DEFAULT_TOLERANCE = 1e-4
-
-
-def _temp_path(target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    return Path(name)
-
-
-def _finish(tmp: Path, target: Path) -> None:
-    """Give the complete temporary file the usual permissions (mkstemp makes 0600) and move it into place."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, target)
 
 
 def trace_shape(stride: int) -> tuple[int, int]:
@@ -56,8 +40,8 @@ def export_onnx(net: nn.Module, target: Path, opset: int = DEFAULT_OPSET, metada
     wrapper = AlphaOnly(net).eval()
     stride = int(getattr(net, "stride", 32))
     sample = torch.rand(1, 3, *trace_shape(stride), generator=torch.Generator().manual_seed(0))
-    tmp = _temp_path(target)
-    try:
+    # A full disk, no permission: one line naming the file, and no partial file left.
+    with atomic_path(target, error=could_not_write) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about Python ints/bools; checked by verify_onnx
             torch.onnx.export(
@@ -77,13 +61,6 @@ def export_onnx(net: nn.Module, target: Path, opset: int = DEFAULT_OPSET, metada
             entry = model.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(model, str(tmp))
-        _finish(tmp, target)
-    except OSError as exc:  # a full disk, no permission: one line naming the file, no partial file left
-        tmp.unlink(missing_ok=True)
-        raise MattingInputError(f"{target}: could not write it ({exc.strerror or exc})") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 @torch.inference_mode()
@@ -111,13 +88,9 @@ def export_safetensors(net: nn.Module, config: dict, target: Path) -> None:
     from safetensors.torch import save_file
 
     state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
-    tmp = _temp_path(target)
+    # A full disk, no permission: one line naming the file, and no partial file left.
     try:
-        save_file(state, str(tmp), metadata={METADATA_KEY: json.dumps(config), "format": "pt"})
-        _finish(tmp, target)
-    except (OSError, SafetensorError) as exc:  # a full disk, no permission: one line naming the file, no partial file
-        tmp.unlink(missing_ok=True)
-        raise MattingInputError(f"{target}: could not write it ({getattr(exc, 'strerror', None) or exc})") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        with atomic_path(target, error=could_not_write) as tmp:
+            save_file(state, str(tmp), metadata={METADATA_KEY: json.dumps(config), "format": "pt"})
+    except SafetensorError as exc:  # how safetensors reports some OS errors
+        raise MattingInputError(f"{target}: could not write it ({exc})") from exc

@@ -21,45 +21,29 @@ from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from matting.io.errors import CheckpointWriteError
+from matting.io.files import atomic_write
 
 TEMP_SUFFIX = ".partial"
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not supported on this platform / file system
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def _checkpoint_error(path: Path, exc: OSError) -> CheckpointWriteError:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    hint = " (free some space or point default_root_dir elsewhere)" if exc.errno == errno.ENOSPC else ""
+    return CheckpointWriteError(exc.errno, f"could not write checkpoint {path}: {reason}{hint}; "
+                                           "the previous checkpoint at that path is unchanged")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically: a temporary sibling, fsync, then ``os.replace``.
 
     Raises :class:`CheckpointWriteError` naming ``path`` (no space left, no permission, ...);
-    the temporary file is removed and whatever was at ``path`` stays as it was.
+    the temporary file is removed and whatever was at ``path`` stays as it was. The temporary
+    file is named after this process, so :func:`remove_stale_temps` can tell a dead writer's.
     """
     path = Path(path)
     temp = path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(temp, "wb") as f:
-            write_all(f, data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except OSError as exc:
-        temp.unlink(missing_ok=True)
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        hint = " (free some space or point default_root_dir elsewhere)" if exc.errno == errno.ENOSPC else ""
-        raise CheckpointWriteError(exc.errno, f"could not write checkpoint {path}: {reason}{hint}; "
-                                              "the previous checkpoint at that path is unchanged") from exc
-    _fsync_dir(path.parent)
+    # write_all is looked up at call time: tests replace it to simulate a full disk.
+    atomic_write(path, lambda f: write_all(f, data), fsync=True, temp=temp, error=_checkpoint_error)
 
 
 def write_all(f, data: bytes) -> None:
