@@ -10,9 +10,7 @@ import io
 import json
 import multiprocessing
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -20,7 +18,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from matting.io.errors import MattingInputError
+from matting.io.files import check_output, staged_folder
 from matting.io.images import list_images, read_alpha, read_trimap
+from matting.io.pairing import group_by_stem
 from matting.metrics import (
     DISPLAY_SCALES,
     METRIC_HEADERS,
@@ -60,21 +60,22 @@ def match_files(
     pred_dir: Path, gt_dir: Path, trimap_dir: Path | None = None
 ) -> tuple[list[Pair], list[Problem]]:
     """Pair files by stem. Returns the complete pairs and the problems found, sorted by name."""
-    preds, gts = list_images(pred_dir), list_images(gt_dir)
-    trimaps = list_images(trimap_dir) if trimap_dir is not None else None
+    listings = {"pred": list_images(pred_dir), "gt": list_images(gt_dir),
+                "trimap": list_images(trimap_dir) if trimap_dir is not None else None}
     pairs, problems = [], []
-    for name in sorted(set(preds) | set(gts)):
-        if name not in gts:
-            message = f"prediction {preds[name]} has no ground truth in {gt_dir}"
+    for group in group_by_stem(listings, leading=("pred", "gt")):
+        name, files = group.stem, group.files
+        if "gt" in group.missing:
+            message = f"prediction {files['pred']} has no ground truth in {gt_dir}"
             problems.append(Problem("stray prediction", name, message))
-        elif name not in preds:
-            message = f"ground truth {gts[name]} has no prediction in {pred_dir}"
+        elif "pred" in group.missing:
+            message = f"ground truth {files['gt']} has no prediction in {pred_dir}"
             problems.append(Problem("missing prediction", name, message))
-        elif trimaps is not None and name not in trimaps:
-            message = f"ground truth {gts[name]} has no trimap in {trimap_dir}"
+        elif "trimap" in group.missing:
+            message = f"ground truth {files['gt']} has no trimap in {trimap_dir}"
             problems.append(Problem("missing trimap", name, message))
         else:
-            pairs.append(Pair(name, preds[name], gts[name], trimaps[name] if trimaps is not None else None))
+            pairs.append(Pair(name, files["pred"], files["gt"], files.get("trimap")))
     return pairs, problems
 
 
@@ -273,7 +274,8 @@ def write_report(
     """Write per_image.csv, summary.md and summary.json into ``out_dir`` as one step.
 
     The files are written into a temporary sibling folder which then replaces ``out_dir``, so
-    a reader never sees half a report. An existing ``out_dir`` raises unless ``overwrite``.
+    a reader never sees half a report. An existing ``out_dir`` raises unless ``overwrite``, and a
+    file there (or above it) always does.
 
     Args:
         rows: ``{"name": ..., <metric key>: raw value}`` per image.
@@ -286,24 +288,11 @@ def write_report(
         ``out_dir`` as a Path.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise MattingInputError(f"{out_dir}: exists already (pass --overwrite to replace it)")
+    check_output(out_dir, overwrite=overwrite)
     summary = summarise(rows, protocol, problems)
     summary["sources"] = {k: str(v) for k, v in (sources or {}).items()}
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with staged_folder(out_dir) as staging:
         (staging / "per_image.csv").write_text(per_image_csv(rows, protocol))
         (staging / "summary.md").write_text(summary_markdown(summary, sources))
         (staging / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-            os.replace(out_dir, old / out_dir.name)
-            os.replace(staging, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return out_dir

@@ -21,18 +21,11 @@ time so that each update sees its neighbours' newest values, as in the sequentia
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
+from matting.io.images import resize_image
+
 __all__ = ["estimate_foreground"]
-
-
-def _resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
-    if array.shape[:2] == (height, width):
-        return array
-    shrink = height * width < array.shape[0] * array.shape[1]
-    out = cv2.resize(array, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-    return out.reshape(height, width, *array.shape[2:])
 
 
 def _neighbour_weights(alpha: np.ndarray, regularization: float, gradient_weight: float) -> list[np.ndarray]:
@@ -154,10 +147,10 @@ def estimate_foreground(
     for level in range(n_levels + 1):
         h = max(1, int(round(h0 ** (level / n_levels))))
         w = max(1, int(round(w0 ** (level / n_levels))))
-        level_image = _resize(image, h, w)
-        level_alpha = _resize(alpha, h, w)
-        fg = np.ascontiguousarray(_resize(fg, h, w))
-        bg = np.ascontiguousarray(_resize(bg, h, w))
+        level_image = resize_image(image, h, w)
+        level_alpha = resize_image(alpha, h, w)
+        fg = np.ascontiguousarray(resize_image(fg, h, w))
+        bg = np.ascontiguousarray(resize_image(bg, h, w))
         iterations = n_small_iterations if min(h, w) <= small_size else n_big_iterations
         _solve_level_tiled(level_image, level_alpha, fg, bg, iterations, regularization, gradient_weight, tile)
     fg = fg.astype(np.float32, copy=False)

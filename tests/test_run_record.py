@@ -11,16 +11,14 @@ import pytest
 import torch
 
 from matting.data import MatteDataModule, SyntheticDataModule
+from matting.data.synthetic.dataset import GENERATOR_SOURCES
+from matting.report.grid import HEADER_PX, LABEL_PX, grid_sample, prediction_grid
 from matting.runtime.lightning_cli import build_cli
 from matting.runtime.run_record import (
     GRID_KEY,
-    HEADER_PX,
-    LABEL_PX,
     RunRecord,
     data_fingerprint,
     git_state,
-    grid_sample,
-    prediction_grid,
 )
 
 from .conftest import REPO
@@ -167,7 +165,10 @@ def test_git_state_outside_a_repository_is_null_and_inside_one_is_commit_and_dir
 
 
 def test_synthetic_fingerprint_follows_the_data_not_the_loader():
-    base = data_fingerprint(SyntheticDataModule(train_length=4, val_length=2, size=64, seed=0))["sha256"]
+    record = data_fingerprint(SyntheticDataModule(train_length=4, val_length=2, size=64, seed=0))
+    assert set(record["files"]) == {f"matting/data/synthetic/{name}" for name in GENERATOR_SOURCES}
+    assert all(entry["sha256"] for entry in record["files"].values())
+    base = record["sha256"]
     assert data_fingerprint(SyntheticDataModule(train_length=4, val_length=2, size=64, seed=0))["sha256"] == base
     assert data_fingerprint(SyntheticDataModule(train_length=4, val_length=2, size=64, seed=0, num_workers=0))["sha256"] == base
     assert data_fingerprint(SyntheticDataModule(train_length=4, val_length=2, size=64, seed=1))["sha256"] != base
@@ -192,6 +193,27 @@ def test_manifest_fingerprint_follows_the_manifest_bytes_and_arguments(tmp_path)
     assert fingerprint(crop_size=256)["sha256"] != base["sha256"]
     (manifests / "train.jsonl").write_text('{"name": "c", "files": {}}\n')
     assert fingerprint()["sha256"] != base["sha256"]
+
+
+def test_folder_fingerprint_follows_the_photos_bytes_not_their_location(tmp_path):
+    from matting.data.folder import FolderDataModule
+
+    from .tiny_checkpoint import write_pairs
+
+    root = write_pairs(tmp_path / "pairs", count=3, size=32)
+    base = data_fingerprint(FolderDataModule(str(root), num_workers=0))
+    assert {"image/train_00000.png", "alpha/train_00000.png", "fg/train_00002.png"} <= set(base["files"])
+    assert data_fingerprint(FolderDataModule(str(root), num_workers=1))["sha256"] == base["sha256"]
+    moved = shutil.copytree(root, tmp_path / "elsewhere")
+    assert data_fingerprint(FolderDataModule(str(moved), num_workers=0))["sha256"] == base["sha256"]
+    photo = root / "image" / "train_00001.png"
+    image = cv2.imread(str(photo))
+    image[0, 0] = 255 - image[0, 0]
+    cv2.imwrite(str(photo), image)  # same name, same size, other bytes
+    changed = data_fingerprint(FolderDataModule(str(root), num_workers=0))
+    assert changed["sha256"] != base["sha256"]
+    assert changed["files"]["image/train_00001.png"]["sha256"] != base["files"]["image/train_00001.png"]["sha256"]
+    assert data_fingerprint(FolderDataModule(str(root), num_workers=0, crop_size=256))["sha256"] != changed["sha256"]
 
 
 def test_grid_tiles_are_shrunk_to_the_tile_size_and_labelled_rows_stack():

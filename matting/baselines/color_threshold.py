@@ -14,6 +14,8 @@ from typing import Callable, Iterable, Sequence
 import cv2
 import numpy as np
 
+from matting.io.images import to_uint8
+
 
 class ColorThresholdRemover:
     """Predicts a binary alpha from border colour samples.
@@ -52,7 +54,7 @@ class ColorThresholdRemover:
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """(H, W, 3) RGB, uint8 or float in [0, 1] -> (H, W) float32 alpha in {0, 1}."""
-        image_u8 = image if image.dtype == np.uint8 else np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
+        image_u8 = image if image.dtype == np.uint8 else to_uint8(image)
         background = np.zeros(image_u8.shape[:2], np.uint8)
         for colour in self.sample_colours(image_u8):
             lower = np.clip(colour - self.threshold, 0, 255)

@@ -96,13 +96,14 @@ def samples_from_batches(batches: Iterable[dict]) -> Iterable[tuple[np.ndarray, 
 def _folder_samples(images: Path, alphas: Path) -> Iterable[tuple[np.ndarray, np.ndarray]]:
     from matting.io.errors import MattingInputError
     from matting.io.images import list_images, read_alpha, read_image
+    from matting.io.pairing import group_by_stem
 
-    found, truth = list_images(images), list_images(alphas)
-    names = sorted(set(found) & set(truth))
-    if not names:
+    groups = group_by_stem({"image": list_images(images), "alpha": list_images(alphas)})
+    pairs = [g.files for g in groups if g.complete]
+    if not pairs:
         raise MattingInputError(f"no image in {images} has an alpha of the same name in {alphas}")
-    for name in names:
-        yield read_image(found[name]), read_alpha(truth[name])
+    for files in pairs:
+        yield read_image(files["image"]), read_alpha(files["alpha"])
 
 
 def _synthetic_samples(split: str, length: int, size: int, seed: int) -> Iterable[tuple[np.ndarray, np.ndarray]]:

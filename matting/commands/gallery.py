@@ -36,60 +36,50 @@ image without ground truth, an ``--out`` that is a file or a non-empty folder) r
 from __future__ import annotations
 
 import argparse
-import csv
-import html
-import io
 import os
 import re
-import shutil
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
-from itertools import combinations
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import cv2
 import numpy as np
 
 from matting.io.errors import MattingInputError, ToolArgumentParser
+from matting.io.files import atomic_write, check_output, could_not_write, staged_folder
 from matting.io.images import (
+    from_uint8,
     list_images,
-    normalise_trimap,
     read_alpha,
     read_image,
     read_trimap,
+    shrink_long_side,
     to_uint8,
     write_png,
 )
-from matting.metrics import (
-    METRIC_HEADERS,
-    compute_metrics,
-    format_metric,
-    grad,
-    mse,
-    quantize_8bit,
-    sad,
+from matting.io.pairing import check_stems, collect_inputs, group_by_stem
+from matting.report.gallery_page import (
+    Model,
+    Row,
+    alpha_file,
+    diff_file,
+    disagreement,
+    error_file,
+    gt_file,
+    input_file,
+    metrics_csv,
+    pred_thumb_file,
+    render_html,
+    score,
+    sort_rows,
 )
+from matting.report.grid import error_colours
 
 # Written into every gallery (and its staging folder): --overwrite replaces only folders holding it.
 MARKER = ".matting-gallery"
 BASE_METRICS = ("sad", "mse", "grad")
-PRIMARY = "sad"  # the metric that picks the best model of a row and orders the rows
-SHORT_NAMES = {"sad": "SAD", "mse": "MSE", "grad": "Grad", "conn": "Conn"}
 JPEG_QUALITY = 90
-
-
-@dataclass
-class Model:
-    """One checkpoint: display name, folder-safe slug, file, parameter count and the prepared network."""
-
-    name: str
-    slug: str
-    path: Path
-    params: int
-    net: object
 
 
 @dataclass(frozen=True)
@@ -100,30 +90,6 @@ class Item:
     image: Path
     gt: Path | None = None
     trimap: Path | None = None
-
-
-@dataclass
-class Row:
-    """Results of one image: per-model metrics (empty without ground truth) and the sort keys."""
-
-    name: str
-    thumb: tuple[int, int]  # (height, width) of the thumbnails
-    scores: list[dict[str, float]] = field(default_factory=list)
-    disagreement: float = 0.0
-
-    @property
-    def spread(self) -> float:
-        """max - min of the primary metric across models (0 without ground truth)."""
-        values = [s[PRIMARY] for s in self.scores]
-        return max(values) - min(values) if values else 0.0
-
-    @property
-    def best(self) -> list[int]:
-        """Indices of the models with the lowest primary metric (all of them on a tie)."""
-        if not self.scores:
-            return []
-        low = min(s[PRIMARY] for s in self.scores)
-        return [i for i, s in enumerate(self.scores) if s[PRIMARY] == low]
 
 
 # ---------------------------------------------------------------------------- arguments
@@ -205,55 +171,22 @@ def slugs(names: list[str]) -> list[str]:
 # ---------------------------------------------------------------------------- output folder
 
 
-def _is_gallery(folder: Path) -> bool:
-    return (folder / MARKER).is_file()
-
-
 def check_out(out: Path, overwrite: bool) -> None:
     """Refuse a file, a non-empty folder without --overwrite, and a non-gallery folder even with it."""
-    if out.exists() and not out.is_dir():
-        raise MattingInputError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise MattingInputError(f"--out {out}: exists and is not empty (pass --overwrite to replace a gallery)")
-        if not _is_gallery(out):
-            raise MattingInputError(f"--out {out}: not a gallery written by `matting gallery`; refusing to replace it")
-    staging = staging_dir(out)
-    if staging.exists() and not _is_gallery(staging):
-        raise MattingInputError(f"{staging}: exists and was not left by `matting gallery`; move it away")
+    check_output(out, label="--out", overwrite=overwrite, empty_ok=True, marker=MARKER, messages={
+        "is_file": "{where}: exists and is not a folder",
+        "exists": "{where}: exists and is not empty (pass --overwrite to replace a gallery)",
+        "not_ours": "{where}: not a gallery written by `matting gallery`; refusing to replace it",
+    })
+    # A leftover of an interrupted run is replaced; anything else by that name is not ours to delete.
+    check_output(staging_dir(out), overwrite=True, marker=MARKER, messages={
+        "is_file": "{path}: exists and was not left by `matting gallery`; move it away",
+        "not_ours": "{path}: exists and was not left by `matting gallery`; move it away",
+    })
 
 
 def staging_dir(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
-
-
-def make_staging(out: Path) -> Path:
-    """A fresh ``OUT.partial`` (a leftover of an interrupted run is removed), marked as ours."""
-    staging = staging_dir(out)
-    if staging.exists():
-        shutil.rmtree(staging)
-    try:
-        staging.mkdir(parents=True)
-        (staging / MARKER).write_text("written by `matting gallery`; --overwrite may replace this folder\n")
-    except OSError as exc:
-        raise MattingInputError(f"--out {out}: cannot create {staging} ({exc})") from exc
-    return staging
-
-
-def publish(staging: Path, out: Path) -> None:
-    """Put the complete gallery in place; an old one is moved away first and deleted after."""
-    if not out.exists():
-        os.replace(staging, out)
-        return
-    trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-    os.replace(out, trash / out.name)
-    try:
-        os.replace(staging, out)
-    except BaseException:
-        os.replace(trash / out.name, out)  # put the old gallery back
-        trash.rmdir()
-        raise
-    shutil.rmtree(trash, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -265,25 +198,23 @@ def collect_items(args) -> tuple[list[Item], list[str]]:
     Returns:
         (items, skipped): the images to show, and a message per image skipped (--allow-missing).
     """
-    from matting.io.pairing import check_stems, collect_inputs
-
     paths, problems = collect_inputs(args.images)
     if problems:
         raise MattingInputError("; ".join(problems))
     if not paths:
         raise MattingInputError("no input images")
-    check_stems(paths)
-    gts = list_images(args.alpha) if args.alpha is not None else None
-    trimaps = list_images(args.trimap) if args.trimap is not None else None
+    listings = {"image": check_stems(paths),
+                "gt": list_images(args.alpha) if args.alpha is not None else None,
+                "trimap": list_images(args.trimap) if args.trimap is not None else None}
     items, missing = [], []
-    for path in paths:
-        if gts is not None and path.stem not in gts:
+    for group in group_by_stem(listings, leading=("image",), sort=False):
+        path = group.files["image"]
+        if "gt" in group.missing:
             missing.append(f"{path} has no ground truth in {args.alpha}")
-        elif trimaps is not None and path.stem not in trimaps:
+        elif "trimap" in group.missing:
             missing.append(f"{path} has no trimap in {args.trimap}")
         else:
-            gt = gts[path.stem] if gts is not None else None
-            items.append(Item(path.stem, path, gt, trimaps[path.stem] if trimaps is not None else None))
+            items.append(Item(group.stem, path, group.files.get("gt"), group.files.get("trimap")))
     if missing and not args.allow_missing:
         shown = "\n  - ".join(missing[:20]) + (f"\n  (and {len(missing) - 20} more)" if len(missing) > 20 else "")
         raise MattingInputError(f"{len(missing)} image(s) cannot be scored (pass --allow-missing to skip them):\n  - {shown}")
@@ -308,71 +239,12 @@ def load_models(paths: list[Path], names: list[str], eager: bool) -> list[Model]
 # ---------------------------------------------------------------------------- per image
 
 
-def score(alpha8: np.ndarray, gt: np.ndarray, trimap: np.ndarray | None, protocol: str, keys: tuple[str, ...]) -> dict[str, float]:
-    """Metrics of an 8-bit prediction, equal to ``matting evaluate`` on its PNG and the ground truth."""
-    pred = alpha8.astype(np.float32) / np.float32(255)  # what read_alpha returns for the saved PNG
-    if "conn" in keys:
-        values = compute_metrics(pred, gt, trimap, protocol)
-        return {k: values[k] for k in keys}
-    # compute_metrics always computes Conn; these are its definitions for the other metrics.
-    pred, mask = quantize_8bit(pred), None
-    if protocol == "comp1k":
-        trimap = normalise_trimap(trimap)
-        mask = trimap == 128
-        forced = (trimap == 255).astype(np.float32)  # known regions forced, as compute_metrics does
-        np.copyto(forced, pred, where=mask)
-        pred = forced
-    return {"sad": sad(pred, gt, mask), "mse": mse(pred, gt, mask), "grad": grad(pred, gt, mask)}
-
-
-def thumbnail(array: np.ndarray, size: int) -> np.ndarray:
-    """Shrink (H, W[, C]) so that its long side is at most ``size`` (area averaging; never enlarged)."""
-    from matting.inference.predict import resize_image
-
-    height, width = array.shape[:2]
-    scale = size / max(height, width)
-    if scale >= 1:
-        return array
-    return resize_image(array, max(1, round(height * scale)), max(1, round(width * scale)))
-
-
-def colour_map(difference: np.ndarray) -> np.ndarray:
-    """An absolute difference in [0, 1] -> uint8 RGB (inferno: black = equal, yellow = off by 1)."""
-    return cv2.applyColorMap(to_uint8(difference), cv2.COLORMAP_INFERNO)[..., ::-1]
-
-
 def write_jpeg(path: Path, rgb: np.ndarray) -> None:
-    """uint8 RGB -> JPEG (thumbnails only; the staging folder makes the whole gallery atomic)."""
+    """uint8 RGB -> JPEG (thumbnails only), written as every output file is."""
     ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise MattingInputError(f"{path}: JPEG encoding failed")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(encoded.tobytes())
-
-
-# Paths inside the gallery, relative to its root (index.html links them as they are).
-def input_file(stem: str) -> Path:
-    return Path("images", "input", f"{stem}.jpg")
-
-
-def gt_file(stem: str) -> Path:
-    return Path("images", "gt", f"{stem}.png")
-
-
-def diff_file(stem: str) -> Path:
-    return Path("images", "diff", f"{stem}.jpg")
-
-
-def pred_thumb_file(slug: str, stem: str) -> Path:
-    return Path("images", "models", slug, "alpha", f"{stem}.png")
-
-
-def error_file(slug: str, stem: str) -> Path:
-    return Path("images", "models", slug, "error", f"{stem}.jpg")
-
-
-def alpha_file(slug: str, stem: str) -> Path:
-    return Path("alpha", slug, f"{stem}.png")
+    atomic_write(path, encoded.tobytes(), error=could_not_write)
 
 
 def _read_same_size(path: Path, reader, shape: tuple[int, int], what: str, image: Path) -> np.ndarray:
@@ -383,12 +255,6 @@ def _read_same_size(path: Path, reader, shape: tuple[int, int], what: str, image
     return array
 
 
-def _disagreement(alphas: list[np.ndarray]) -> float:
-    """Mean over model pairs of the mean |a - b| of their 8-bit predictions, in [0, 1]."""
-    pairs = [np.abs(a.astype(np.int16) - b).mean() / 255.0 for a, b in combinations(alphas, 2)]
-    return float(np.mean(pairs)) if pairs else 0.0
-
-
 def process_image(item: Item, models: list[Model], args, keys: tuple[str, ...], root: Path) -> Row:
     """Predict with every model, write the full-size mattes and thumbnails, score against the ground truth."""
     from matting.inference.predict import predict_alpha
@@ -397,182 +263,37 @@ def process_image(item: Item, models: list[Model], args, keys: tuple[str, ...], 
     shape = image.shape[:2]
     gt = _read_same_size(item.gt, read_alpha, shape, "ground truth", item.image) if item.gt else None
     trimap = _read_same_size(item.trimap, read_trimap, shape, "trimap", item.image) if item.trimap else None
-    small = to_uint8(thumbnail(image, args.size))
+    small = to_uint8(shrink_long_side(image, args.size))
     write_jpeg(root / input_file(item.name), small)
     if gt is not None:
-        write_png(root / gt_file(item.name), thumbnail(gt, args.size))
+        write_png(root / gt_file(item.name), shrink_long_side(gt, args.size))
     row = Row(item.name, small.shape[:2])
     alphas = []
     for model in models:
         alpha = predict_alpha(model.net, image, base_size=args.base_size, base_side=args.base_side, bf16=args.bf16)
         alpha8 = to_uint8(alpha)  # exactly what `matting predict` writes
         write_png(root / alpha_file(model.slug, item.name), alpha8)
-        quantised = alpha8.astype(np.float32) / np.float32(255)
-        write_png(root / pred_thumb_file(model.slug, item.name), thumbnail(quantised, args.size))
+        quantised = from_uint8(alpha8)
+        write_png(root / pred_thumb_file(model.slug, item.name), shrink_long_side(quantised, args.size))
         if gt is not None:
             row.scores.append(score(alpha8, gt, trimap, args.protocol, keys))
-            write_jpeg(root / error_file(model.slug, item.name), colour_map(thumbnail(np.abs(quantised - gt), args.size)))
+            error = shrink_long_side(np.abs(quantised - gt), args.size)
+            write_jpeg(root / error_file(model.slug, item.name), error_colours(error))
         alphas.append(alpha8)
-    row.disagreement = _disagreement(alphas)
+    row.disagreement = disagreement(alphas)
     if gt is None and len(alphas) >= 2:
-        first, second = (a.astype(np.float32) / np.float32(255) for a in alphas[:2])
-        write_jpeg(root / diff_file(item.name), colour_map(thumbnail(np.abs(first - second), args.size)))
+        first, second = (from_uint8(a) for a in alphas[:2])
+        write_jpeg(root / diff_file(item.name), error_colours(shrink_long_side(np.abs(first - second), args.size)))
     return row
 
 
-def sort_rows(rows: list[Row], how: str) -> list[Row]:
-    """By name, or largest disagreement first (SAD spread with ground truth), ties by name."""
-    if how == "name":
-        return sorted(rows, key=lambda r: r.name)
-    with_gt = any(r.scores for r in rows)
-    return sorted(rows, key=lambda r: (-(r.spread if with_gt else r.disagreement), r.name))
-
-
-# ---------------------------------------------------------------------------- reports
-
-
-def model_means(models: list[Model], rows: list[Row], keys: tuple[str, ...]) -> list[dict[str, float]]:
-    """Per model: mean over images of each metric (raw scale); empty without ground truth."""
-    if not rows or not rows[0].scores:
-        return [{} for _ in models]
-    return [{k: float(np.mean([r.scores[i][k] for r in rows], dtype=np.float64)) for k in keys} for i in range(len(models))]
-
-
-def metrics_csv(models: list[Model], rows: list[Row], keys: tuple[str, ...]) -> str:
-    """CSV text: image, model, then each metric in the units and digits of evaluate's per_image.csv."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["image", "model"] + [METRIC_HEADERS[k] for k in keys])
-    for row in sorted(rows, key=lambda r: r.name):
-        for model, scores in zip(models, row.scores):
-            writer.writerow([row.name, model.name] + [format_metric(k, scores[k], digits=6) for k in keys])
-    return buffer.getvalue()
-
-
-CSS = """
-body { font: 14px/1.35 system-ui, sans-serif; margin: 16px; color: #222; }
-table { border-collapse: collapse; margin-bottom: 20px; }
-th, td { border: 1px solid #ccc; padding: 4px 6px; vertical-align: top; }
-th { background: #f2f2f2; text-align: left; }
-.gallery thead th { position: sticky; top: 0; z-index: 1; }
-.num { text-align: right; font-variant-numeric: tabular-nums; }
-.pair { display: flex; gap: 4px; }
-img { display: block; background: #777; }
-.metrics { font-size: 12px; font-variant-numeric: tabular-nums; margin-top: 2px; }
-.best { background: #dff3df; outline: 3px solid #2e9a2e; outline-offset: -3px; }
-.path { font-family: monospace; font-size: 12px; word-break: break-all; }
-.note { color: #555; }
-"""
-
-
-def _e(text) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _url(path: Path) -> str:
-    return _e(quote(path.as_posix()))
-
-
-def _img(path: Path, row: Row, alt: str, link: Path | None = None) -> str:
-    """An <img> shown at half its stored size (sharp on high-DPI screens), optionally linked."""
-    height, width = row.thumb
-    tag = f'<img src="{_url(path)}" width="{max(1, width // 2)}" height="{max(1, height // 2)}" alt="{_e(alt)}" loading="lazy">'
-    return f'<a href="{_url(link)}">{tag}</a>' if link is not None else tag
-
-
-def _metric_lines(scores: dict[str, float], keys: tuple[str, ...]) -> str:
-    return "<br>".join(f'{SHORT_NAMES[k]} <span data-metric="{k}">{format_metric(k, scores[k])}</span>' for k in keys)
-
-
-def summary_html(models: list[Model], rows: list[Row], keys: tuple[str, ...]) -> str:
-    """The table at the top: one line per model."""
-    means = model_means(models, rows, keys)
-    with_gt = bool(means[0])
-    head = "<tr><th>model</th>" + "".join(f"<th>{_e(METRIC_HEADERS[k])}<br>mean</th>" for k in keys if with_gt)
-    head += ("<th>best on</th>" if with_gt else "") + "<th>parameters</th><th>checkpoint</th></tr>"
-    lines = ['<table class="summary">', head]
-    for i, (model, mean) in enumerate(zip(models, means)):
-        cells = [f"<td>{_e(model.name)}</td>"]
-        cells += [f'<td class="num" data-metric="{k}">{format_metric(k, mean[k])}</td>' for k in keys if with_gt]
-        if with_gt:
-            wins = sum(i in r.best for r in rows)
-            cells.append(f'<td class="num">{wins} / {len(rows)}</td>')
-        cells.append(f'<td class="num">{model.params:,}</td>')
-        cells.append(f'<td class="path">{_e(model.path.resolve())}</td>')
-        lines.append(f'<tr data-model="{_e(model.slug)}">' + "".join(cells) + "</tr>")
-    lines.append("</table>")
-    return "\n".join(lines)
-
-
-def _row_html(row: Row, models: list[Model], keys: tuple[str, ...], with_gt: bool) -> str:
-    if with_gt:
-        order = f"{SHORT_NAMES[PRIMARY]} spread {format_metric(PRIMARY, row.spread)}"
-    else:
-        order = f"models differ by {row.disagreement * 1e3:.3f} (x1e-3)"
-    cells = [f'<th>{_e(row.name)}<div class="note metrics">{order}</div></th>',
-             f"<td>{_img(input_file(row.name), row, 'input')}</td>"]
-    if with_gt:
-        cells.append(f"<td>{_img(gt_file(row.name), row, 'ground truth')}</td>")
-    elif len(models) >= 2:
-        cells.append(f"<td>{_img(diff_file(row.name), row, 'difference of the first two models')}</td>")
-    best = row.best
-    for i, model in enumerate(models):
-        pred = _img(pred_thumb_file(model.slug, row.name), row, f"{model.name} prediction", alpha_file(model.slug, row.name))
-        if with_gt:
-            error = _img(error_file(model.slug, row.name), row, f"{model.name} error")
-            body = f'<div class="pair">{pred}{error}</div><div class="metrics">{_metric_lines(row.scores[i], keys)}</div>'
-        else:
-            body = pred
-        css = ' class="best"' if i in best else ""
-        cells.append(f'<td{css} data-model="{_e(model.slug)}">{body}</td>')
-    return f'<tr data-image="{_e(row.name)}">' + "".join(cells) + "</tr>"
-
-
-def render_html(models: list[Model], rows: list[Row], keys: tuple[str, ...], args, skipped: list[str]) -> str:
-    """The whole page: settings, summary table, then one row per image."""
-    with_gt = bool(rows and rows[0].scores)
-    if args.sort == "name":
-        order = "by image name"
-    elif with_gt:
-        order = f"by the spread of {SHORT_NAMES[PRIMARY]} across models (max - min), largest first"
-    else:
-        order = "by the mean absolute difference between the models' predictions, largest first"
-    settings = (f"base size {args.base_size} ({args.base_side} side){', bf16' if args.bf16 else ''}"
-                f"{', eager' if args.eager else ''}")
-    about = [f"{len(rows)} image(s), {len(models)} model(s); inference as <code>matting predict</code>: {_e(settings)}."]
-    if with_gt:
-        about.append(f"Ground truth: <span class=\"path\">{_e(args.alpha.resolve())}</span>, protocol "
-                     f"<code>{_e(args.protocol)}</code>; metrics of the 8-bit predictions as saved "
-                     "(<code>matting evaluate</code> on <code>alpha/&lt;model&gt;/</code> gives the same; "
-                     "per-image values in <a href=\"metrics.csv\">metrics.csv</a>). "
-                     f"Best model per image (lowest {SHORT_NAMES[PRIMARY]}) highlighted; error maps show "
-                     "|prediction - ground truth| (black = exact, yellow = off by 1).")
-    else:
-        about.append("No ground truth: the column after the input shows |first model - second model| "
-                     "(black = same, yellow = opposite).")
-    about.append(f"Rows sorted {order}. Click a prediction for the full-resolution matte.")
-    header = ["<th>image</th>", "<th>input</th>"]
-    if with_gt:
-        header.append("<th>ground truth</th>")
-    elif len(models) >= 2:
-        header.append(f"<th>|{_e(models[0].name)} - {_e(models[1].name)}|</th>")
-    header += [f"<th>{_e(m.name)}" + (" (prediction, error)" if with_gt else "") + "</th>" for m in models]
-    parts = [
-        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-        "<title>matting gallery</title>", f"<style>{CSS}</style>", "</head>", "<body>",
-        "<h1>Matting gallery</h1>", "\n".join(f'<p class="note">{line}</p>' for line in about),
-        summary_html(models, rows, keys),
-    ]
-    if skipped:
-        items = "".join(f"<li>{_e(s)}</li>" for s in skipped)
-        parts.append(f'<details><summary>{len(skipped)} image(s) skipped (--allow-missing)</summary><ul>{items}</ul></details>')
-    parts += ['<table class="gallery">', "<thead><tr>" + "".join(header) + "</tr></thead>", "<tbody>"]
-    parts += [_row_html(row, models, keys, with_gt) for row in rows]
-    parts += ["</tbody>", "</table>", "</body>", "</html>"]
-    return "\n".join(parts) + "\n"
-
-
 # ---------------------------------------------------------------------------- main
+
+
+def inference_settings(args) -> str:
+    """The options shared with ``matting predict``, as the page states them."""
+    return (f"base size {args.base_size} ({args.base_side} side){', bf16' if args.bf16 else ''}"
+            f"{', eager' if args.eager else ''}")
 
 
 def build_gallery(items: list[Item], models: list[Model], args, keys: tuple[str, ...], root: Path, skipped: list[str]) -> list[Row]:
@@ -585,7 +306,9 @@ def build_gallery(items: list[Item], models: list[Model], args, keys: tuple[str,
     rows = sort_rows(rows, args.sort)
     if args.alpha is not None:
         (root / "metrics.csv").write_text(metrics_csv(models, rows, keys))
-    (root / "index.html").write_text(render_html(models, rows, keys, args, skipped), encoding="utf-8")
+    page = render_html(models, rows, keys, skipped, sort=args.sort, inference=inference_settings(args),
+                       gt_dir=args.alpha, protocol=args.protocol)
+    (root / "index.html").write_text(page, encoding="utf-8")
     return rows
 
 
@@ -608,13 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     for message in skipped:
         print(f"matting gallery: skipped: {message}", file=sys.stderr)
     start = time.perf_counter()
-    staging = make_staging(args.out)
-    try:
+    # Marked as ours, so that a later --overwrite may replace it; on failure the old gallery stays.
+    with staged_folder(args.out, staging=staging_dir(args.out), marker=MARKER, label="--out",
+                       marker_text="written by `matting gallery`; --overwrite may replace this folder\n") as staging:
         rows = build_gallery(items, models, args, keys, staging, skipped)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)  # the old gallery, if any, stays as it was
-        raise
-    publish(staging, args.out)
     seconds = time.perf_counter() - start
     print(f"{len(rows)} image(s) x {len(models)} model(s) in {seconds:.1f} s: {args.out / 'index.html'}")
     return 0

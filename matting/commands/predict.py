@@ -41,8 +41,11 @@ import cv2
 import numpy as np
 
 from matting.io.errors import MattingInputError, ToolArgumentParser
+from matting.io.files import check_output
 from matting.io.images import (
+    from_uint8,
     read_image,
+    resize_image,
     to_uint8,
     write_png,
 )
@@ -89,12 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_out(out: Path, kinds: list[str]) -> None:
-    if out.exists() and not out.is_dir():
-        raise MattingInputError(f"--out {out}: exists and is not a folder")
+    """An existing --out is fine (each file is checked on its own); a file where a folder goes is not."""
+    check_output(out, label="--out", overwrite=True, messages={"is_file": "{where}: exists and is not a folder"})
     for kind in kinds:
-        sub = out / kind
-        if sub.exists() and not sub.is_dir():
-            raise MattingInputError(f"--out {out}: {sub} exists and is not a folder")
+        check_output(out / kind, label=f"--out {out}:", overwrite=True)
 
 
 def _make_out(out: Path, kinds: list[str]) -> None:
@@ -144,8 +145,6 @@ def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarra
     """Colour or image -> (H, W, 3): an image is scaled to cover (H, W) and centre-cropped."""
     if background.ndim == 1:
         return np.broadcast_to(background, (height, width, 3))
-    from matting.inference.predict import resize_image
-
     bh, bw = background.shape[:2]
     scale = max(height / bh, width / bw)
     sh, sw = max(height, int(np.ceil(bh * scale))), max(width, int(np.ceil(bw * scale)))
@@ -177,7 +176,7 @@ def process_image(net, path: Path, out: Path, kinds: list[str], args, background
     image = read_image(path)
     alpha = predict_alpha(net, image, base_size=args.base_size, base_side=args.base_side, bf16=args.bf16)
     alpha8 = to_uint8(alpha)
-    quantised = alpha8.astype(np.float32) / np.float32(255)
+    quantised = from_uint8(alpha8)
     foreground = None
     if "cutout" in kinds or "composite" in kinds:
         foreground = estimate_foreground(image, quantised)

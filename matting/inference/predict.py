@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from matting.io.errors import MattingInputError
+from matting.io.images import resize_image
 
 BASE_MULTIPLE = 32
 
@@ -31,14 +32,6 @@ def base_shape(height: int, width: int, base_size: int = 512, side: str = "long"
     scale = base_size / ref
     return (max(multiple, int(round(height * scale / multiple)) * multiple),
             max(multiple, int(round(width * scale / multiple)) * multiple))
-
-
-def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize (H, W[, C]) float32: area averaging when shrinking, bilinear when enlarging."""
-    if image.shape[:2] == (height, width):
-        return image
-    shrink = height * width < image.shape[0] * image.shape[1]
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def _to_tensor(image: np.ndarray, device: torch.device, channels_last: bool) -> torch.Tensor:
@@ -82,6 +75,6 @@ def predict_alpha(
         else:
             out = net(_to_tensor(resize_image(image, bh, bw), device, channels_last))
     alpha = out["pred_alpha"][0, 0].float().cpu().numpy()
-    if alpha.shape != (height, width):
-        alpha = cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR)
+    # Bilinear both ways: the base pass may be a little larger than the photo (sides rounded to 32).
+    alpha = resize_image(alpha, height, width, shrink=cv2.INTER_LINEAR)
     return np.clip(alpha, 0.0, 1.0).astype(np.float32, copy=False)

@@ -27,38 +27,52 @@ values > 170 -> 255 (foreground), anything in [85, 170] -> 128 (unknown). This a
 127/128/129 conventions and JPEG noise. A trimap whose values all lie in {0, 1, 2} is
 label-encoded, not a gray trimap, and raises rather than being read as all background.
 
-``write_png`` quantises floats with ``to_uint8`` (round half to even of x * 255), the
-same rounding the metrics use to score a prediction as its saved PNG.
+``to_uint8`` is the one quantiser to 8 bit (round half to even of clip(x, 0, 1) * 255):
+``write_png`` uses it, and ``quantize_8bit`` (the values the saved PNG holds, as the metrics
+score a prediction) is ``from_uint8(to_uint8(x))``.
+
+``resize_image`` is the one resize rule for images and mattes (area averaging when shrinking,
+bilinear when enlarging, both selectable); ``shrink_long_side`` caps the long side with it.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from matting.io.errors import MattingInputError
+from matting.io.files import atomic_write, could_not_write
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)  # read once at import: os.umask can only be read by setting it
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")
 # Largest channel spread (8-bit levels) accepted in a lossy gray file stored as colour.
 LOSSY_CHANNEL_TOLERANCE = 3
 _EXIF_ORIENTATION = 0x0112
+# The 8-bit levels of a trimap (files, and the uint8 trimaps the data pipeline makes): 128 is
+# unknown, as in the DIM / Composition-1k trimap files and their official evaluation.
+TRIMAP_BACKGROUND, TRIMAP_UNKNOWN, TRIMAP_FOREGROUND = 0, 128, 255
 # uint8 value -> trimap level (nearest of 0 / 128 / 255).
-_TRIMAP_LUT = np.where(np.arange(256) < 85, 0, np.where(np.arange(256) > 170, 255, 128)).astype(np.uint8)
+_TRIMAP_LUT = np.where(np.arange(256) < 85, TRIMAP_BACKGROUND,
+                       np.where(np.arange(256) > 170, TRIMAP_FOREGROUND, TRIMAP_UNKNOWN)).astype(np.uint8)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "TRIMAP_BACKGROUND",
+    "TRIMAP_FOREGROUND",
+    "TRIMAP_UNKNOWN",
+    "from_uint8",
     "list_images",
+    "long_side_size",
     "normalise_trimap",
+    "quantize_8bit",
     "read_alpha",
     "read_image",
     "read_trimap",
+    "resize_image",
+    "shrink_long_side",
     "to_uint8",
     "write_png",
 ]
@@ -224,9 +238,9 @@ def normalise_trimap(trimap: np.ndarray, name: str = "trimap") -> np.ndarray:
             raise MattingInputError(f"{name}: trimap contains NaN or infinite values")
         if values.max() <= 1.0:
             values *= np.float32(255)
-    out = np.full(values.shape, 128, dtype=np.uint8)
-    out[values < 85] = 0
-    out[values > 170] = 255
+    out = np.full(values.shape, TRIMAP_UNKNOWN, dtype=np.uint8)
+    out[values < 85] = TRIMAP_BACKGROUND
+    out[values > 170] = TRIMAP_FOREGROUND
     return out
 
 
@@ -240,13 +254,74 @@ def read_trimap(path: str | os.PathLike) -> np.ndarray:
     return normalise_trimap(_gray(_decode(path), path), name=str(path))
 
 
-# ---------------------------------------------------------------------------- writing
+# ---------------------------------------------------------------------------- resizing
+
+
+def resize_image(
+    array: np.ndarray,
+    height: int,
+    width: int,
+    shrink: int = cv2.INTER_AREA,
+    enlarge: int = cv2.INTER_LINEAR,
+    clip: bool = False,
+) -> np.ndarray:
+    """Resize an image, matte or map to (height, width).
+
+    Args:
+        array: (H, W) or (H, W, C) float32 (uint8 works too, e.g. a trimap with nearest).
+        height, width: the new size.
+        shrink: OpenCV interpolation when the pixel count goes down (default area averaging,
+            which does not alias).
+        enlarge: OpenCV interpolation otherwise (default bilinear; a matte is never enlarged
+            with nearest, which would make its soft edges hard).
+        clip: clip the result to [0, 1] (bicubic and Lanczos overshoot).
+
+    Returns:
+        (height, width[, C]) of the input's dtype; the input itself when it has that size already.
+    """
+    if array.shape[:2] == (height, width):
+        return array
+    flag = shrink if height * width < array.shape[0] * array.shape[1] else enlarge
+    out = cv2.resize(array, (width, height), interpolation=flag)
+    out = out.reshape(height, width, *array.shape[2:])  # OpenCV drops a single channel axis
+    return np.clip(out, 0.0, 1.0) if clip else out
+
+
+def long_side_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """(h, w) with the long side at most ``max_side``, aspect kept (each side rounded, at least 1)."""
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return height, width
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def shrink_long_side(array: np.ndarray, max_side: int, **options) -> np.ndarray:
+    """``array`` with its long side at most ``max_side`` (``resize_image`` with ``options``;
+    area averaging by default); never enlarged, returned as it is when it fits."""
+    return resize_image(array, *long_side_size(*array.shape[:2], max_side), **options)
+
+
+# ---------------------------------------------------------------------------- quantising and writing
 
 
 def to_uint8(array: np.ndarray) -> np.ndarray:
-    """Quantise a float array in [0, 1] to uint8: rint(clip(x, 0, 1) * 255) in float32."""
+    """Quantise a float array in [0, 1] to uint8: rint(clip(x, 0, 1) * 255) in float32.
+
+    The one 8-bit rounding of the package: PNGs, thumbnails, grids and the metrics' view of a
+    saved prediction all go through it.
+    """
     scaled = np.clip(np.asarray(array, dtype=np.float32), 0.0, 1.0) * np.float32(255)
     return np.rint(scaled).astype(np.uint8)
+
+
+def from_uint8(levels: np.ndarray) -> np.ndarray:
+    """uint8 levels -> float32 in [0, 1] (levels / 255 in float32), as ``read_alpha`` returns an 8-bit file."""
+    return _to_unit_float(np.asarray(levels, dtype=np.uint8))
+
+
+def quantize_8bit(array: np.ndarray) -> np.ndarray:
+    """float in [0, 1] -> float32 holding the values its 8-bit PNG holds: rint(clip(x) * 255) / 255."""
+    return from_uint8(to_uint8(array))
 
 
 def write_png(path: str | os.PathLike, array: np.ndarray, overwrite: bool = False) -> Path:
@@ -286,20 +361,8 @@ def write_png(path: str | os.PathLike, array: np.ndarray, overwrite: bool = Fals
     ok, encoded = cv2.imencode(".png", array)
     if not ok:
         raise MattingInputError(f"{path}: PNG encoding failed")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(encoded.tobytes())
-        os.chmod(tmp_name, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
-        os.replace(tmp_name, path)
-    except OSError as exc:  # a full disk, no permission: a clean error naming the file, no partial file
-        Path(tmp_name).unlink(missing_ok=True)
-        raise MattingInputError(f"{path}: could not write it ({exc.strerror or exc})") from exc
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    # A full disk, no permission: a clean error naming the file, and no partial file.
+    return atomic_write(path, encoded.tobytes(), error=could_not_write)
 
 
 # ---------------------------------------------------------------------------- listing

@@ -1,9 +1,17 @@
-"""Collecting input images (files, folders, globs) and pairing files by stem."""
+"""Collecting input images (files, folders, globs) and pairing files by stem.
+
+``group_by_stem`` is the one pairing of the package: prediction / ground truth / trimap folders
+(``matting evaluate``), photo / matte / fg / bg folders (``FolderDataModule``, the dataset
+layouts of ``matting prepare``), input images with ground truth (``matting gallery``). It only
+matches; each caller words its own problems from what is missing.
+"""
 
 from __future__ import annotations
 
 import glob
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Sequence
 
 from matting.io.errors import MattingInputError
 from matting.io.images import (
@@ -49,7 +57,9 @@ def collect_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
     return [Path(p) for p in unique], problems
 
 
-def check_stems(paths: list[Path]) -> None:
+def check_stems(paths: list[Path]) -> dict[str, Path]:
+    """stem -> path of ``paths`` (in their order); inputs sharing a stem raise, since their outputs
+    (``<out>/<kind>/<stem>.png``) would collide."""
     by_stem: dict[str, Path] = {}
     clashes = []
     for path in paths:
@@ -62,3 +72,50 @@ def check_stems(paths: list[Path]) -> None:
             f"inputs share a file stem, so their outputs would collide: {'; '.join(clashes[:5])}"
             + (f" (and {len(clashes) - 5} more)" if len(clashes) > 5 else "")
         )
+    return by_stem
+
+
+@dataclass(frozen=True)
+class StemGroup:
+    """The files of one stem across roles.
+
+    Attributes:
+        stem: the file stem shared by the files.
+        files: role -> file, for the roles that have one.
+        missing: the roles without a file of this stem, in the order the roles were given.
+    """
+
+    stem: str
+    files: dict[str, Path]
+    missing: tuple[str, ...]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+
+def group_by_stem(
+    listings: Mapping[str, Mapping[str, Path] | None],
+    leading: Sequence[str] | None = None,
+    sort: bool = True,
+) -> list[StemGroup]:
+    """Match files of several roles by stem.
+
+    Args:
+        listings: role -> (stem -> file), e.g. from ``list_images`` or ``check_stems``; a role
+            given as None is not in use (it is never missing).
+        leading: the roles whose stems make the groups (default: every role in use). Stems found
+            only in the other roles are ignored, e.g. ground truth without an input image.
+        sort: groups in stem order; False keeps the order in which the leading roles list them.
+
+    Returns:
+        One group per stem of the leading roles; ``missing`` says which roles in use lack it.
+    """
+    used = {role: files for role, files in listings.items() if files is not None}
+    leading = list(used) if leading is None else [role for role in leading if role in used]
+    stems = list(dict.fromkeys(stem for role in leading for stem in used[role]))
+    if sort:
+        stems.sort()
+    return [StemGroup(stem, {role: files[stem] for role, files in used.items() if stem in files},
+                      tuple(role for role, files in used.items() if stem not in files))
+            for stem in stems]

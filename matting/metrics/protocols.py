@@ -22,7 +22,13 @@ from __future__ import annotations
 import numpy as np
 
 from matting.io.errors import MattingInputError
-from matting.io.images import normalise_trimap, quantize_8bit
+from matting.io.images import (
+    TRIMAP_BACKGROUND,
+    TRIMAP_FOREGROUND,
+    TRIMAP_UNKNOWN,
+    normalise_trimap,
+    quantize_8bit,
+)
 from matting.metrics.per_image import _conn, _grad, _mad, _mse, _prepare, _sad
 
 PROTOCOLS = ("comp1k", "whole", "modnet")
@@ -80,8 +86,8 @@ def compute_metrics(
         if trimap is None:
             raise MattingInputError("protocol 'comp1k' needs a trimap (only trimap == 128 pixels count)")
         # The official pipeline saves predictions with the known regions forced.
-        unknown = trimap == 128
-        forced = (trimap == 255).astype(np.float32)
+        unknown = trimap == TRIMAP_UNKNOWN
+        forced = (trimap == TRIMAP_FOREGROUND).astype(np.float32)
         np.copyto(forced, pred, where=unknown)
         pred = forced
         return {
@@ -99,13 +105,13 @@ def compute_metrics(
         "conn": _conn(pred, gt, None),
     }
     if trimap is not None:
-        unknown = trimap == 128
+        unknown = trimap == TRIMAP_UNKNOWN
         result.update(
             sad_unknown=_sad(pred, gt, unknown),
             mse_unknown=_mse(pred, gt, unknown),
             mad_unknown=_mad(pred, gt, unknown),
-            sad_fg=_sad(pred, gt, trimap == 255),
-            sad_bg=_sad(pred, gt, trimap == 0),
+            sad_fg=_sad(pred, gt, trimap == TRIMAP_FOREGROUND),
+            sad_bg=_sad(pred, gt, trimap == TRIMAP_BACKGROUND),
         )
     assert tuple(result) == keys
     return result
