@@ -5,45 +5,19 @@ Each term is skipped when the network does not produce the output it needs, so a
 trains with the same loss object.
 
 Conventions: alpha in [0, 1]; ``band`` is the transition region (1 inside, 0 in the known
-foreground and background), built from the ground truth by :func:`transition_band`.
+foreground and background): from the ground truth (:func:`matting.data.trimap.transition_band`)
+or the unknown region of the data pipeline's trimap (:func:`matting.data.trimap.trimap_band`).
 """
 
 from __future__ import annotations
-
-import random
 
 import kornia
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def transition_band(gt_alpha: torch.Tensor, radius: int) -> torch.Tensor:
-    """Unknown region of a trimap made from the ground truth, as MODNet's maintainers describe it.
-
-    dilate(alpha > 0) minus erode(alpha >= 1) with a square window of side 2*radius+1.
-
-    Args:
-        gt_alpha: (B, 1, H, W) in [0, 1].
-        radius: dilation / erosion radius in pixels.
-    Returns:
-        (B, 1, H, W) float in {0, 1}.
-    """
-    k = 2 * radius + 1
-    not_bg = (gt_alpha > 0).float()
-    fg = (gt_alpha >= 1).float()
-    dilated = F.max_pool2d(not_bg, k, stride=1, padding=radius)
-    eroded = -F.max_pool2d(-fg, k, stride=1, padding=radius)
-    return (dilated - eroded).clamp_(0, 1)
-
-
-def random_band_radius(size: int, generator: random.Random | None = None) -> int:
-    """Half of MODNet's size-relative window, size / 256 * randint(10, 20), at least 1 pixel.
-
-    MODNet floors size // 256 first, which gives an empty band below 256 px; we scale continuously.
-    """
-    rng = generator or random
-    return max(1, round(size / 256 * rng.randint(10, 20) / 2))
+# The band is built in the one trimap module; imported here for the callers that build it next to the loss.
+from matting.data.trimap import random_band_radius, transition_band  # noqa: F401
 
 
 def semantic_target(gt_alpha: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -16,8 +16,18 @@ from torchmetrics.classification import (
     BinaryRecall,
 )
 
-from matting.losses import MattingLoss, random_band_radius, transition_band
+from matting.data.trimap import (
+    random_band_radius,
+    transition_band,
+    trimap_band,
+    trimap_from_band,
+    trimap_to_float,
+)
+from matting.io.errors import MattingInputError
+from matting.losses import MattingLoss
 from matting.metrics import MattingMetrics
+
+BAND_SOURCES = ("random", "pipeline")  # where the training band comes from (MattingModule(band=...))
 
 
 class MattingModule(L.LightningModule):
@@ -42,6 +52,11 @@ class MattingModule(L.LightningModule):
         init_weights: checkpoint (``.ckpt`` written by ``matting fit``, or ``.safetensors``) whose
             network weights initialise this one before training; keys missing on either side are
             listed (a refiner added in stage 2 starts from scratch). Loaded without unpickling objects.
+        band: the transition band the loss weights in training. ``random``: made from the ground
+            truth each step (:func:`matting.data.trimap.transition_band`, MODNet's size-relative
+            window of random size); ``pipeline``: the unknown region of the batch's ``trimap``,
+            the one the data configs choose (``augment.trimap: gfm | modnet | dim``); a
+            trimap-based network then also sees that trimap in training.
     """
 
     def __init__(
@@ -53,8 +68,11 @@ class MattingModule(L.LightningModule):
         channels_last: bool = True,
         lr_scales: dict[str, float] | None = None,
         init_weights: str | None = None,
+        band: str = "random",
     ):
         super().__init__()
+        if band not in BAND_SOURCES:
+            raise MattingInputError(f"model.band must be one of {', '.join(BAND_SOURCES)}, got '{band}'")
         # Keep every init argument (LightningCLI stores them as config) so load_from_checkpoint rebuilds the net.
         self.save_hyperparameters()
         self.net = net
@@ -69,6 +87,7 @@ class MattingModule(L.LightningModule):
         # Trimap-based variant at evaluation without a dataset trimap: the GT band of this radius.
         self.eval_band_radius = 10
         self._band_rng = random.Random(0)
+        self.band = band
         self.lr_scales = dict(lr_scales or {})
         if init_weights:
             self._load_init_weights(init_weights)
@@ -99,13 +118,26 @@ class MattingModule(L.LightningModule):
         """(B, 1, H, W) in {0, 0.5, 1}: the batch's trimap (0/128/255) when it has one, else the
         ground truth's band (unknown) and its sides (known), for the trimap-based variant."""
         if batch.get("trimap") is not None:
-            return batch["trimap"].float() / 255
-        return torch.where(band > 0, 0.5, (batch["alpha"] > 0.5).float())
+            return trimap_to_float(batch["trimap"])
+        return trimap_from_band(band, batch["alpha"])
+
+    def _training_band(self, batch: dict) -> torch.Tensor:
+        """(B, 1, H, W) float in {0, 1}: the band of ``self.band`` (see the class docstring)."""
+        if self.band == "pipeline":
+            if batch.get("trimap") is None:
+                raise MattingInputError(
+                    "model.band is 'pipeline' but the training batches carry no 'trimap' (the synthetic data "
+                    "makes none); use model.band=random, or data whose augmentation makes trimaps"
+                )
+            return trimap_band(batch["trimap"]).to(batch["alpha"].dtype)
+        radius = random_band_radius(min(batch["alpha"].shape[-2:]), self._band_rng)
+        return transition_band(batch["alpha"], radius)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        radius = random_band_radius(min(batch["alpha"].shape[-2:]), self._band_rng)
-        band = transition_band(batch["alpha"], radius)
-        trimap = self._trimap_input({**batch, "trimap": None}, band) if self._trimap_input_net else None
+        band = self._training_band(batch)
+        # With the random band, the trimap-based variant sees that band, not the pipeline's trimap.
+        trimap_batch = batch if self.band == "pipeline" else {**batch, "trimap": None}
+        trimap = self._trimap_input(trimap_batch, band) if self._trimap_input_net else None
         outputs = self(batch["image"], trimap)
         terms = self.loss(outputs, batch, band, mode=getattr(self.net, "collaborative_mode", "TT"))
         for name, value in terms.items():
@@ -168,46 +200,59 @@ class MattingModule(L.LightningModule):
             self._band_rng.setstate((state[0], tuple(state[1]), state[2]))
 
     def _load_init_weights(self, path: str) -> None:
-        from matting.io.checkpoints import load_net_parts
-
-        _, state = load_net_parts(path)
-        own = self.net.state_dict()
-        fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        if not fitting:  # another architecture entirely: training would silently start from scratch
-            from matting.io.errors import MattingInputError
-
-            raise MattingInputError(
-                f"{path}: none of its {len(state)} network tensors fits this network (e.g. {', '.join(sorted(state)[:3])}), "
-                "so model.init_weights would load nothing; pick a checkpoint of the configured network"
-            )
-        self.net.load_state_dict(fitting, strict=False)
-        skipped = sorted(set(state) - set(fitting))
-        fresh = sorted(set(own) - set(fitting))
-        print(f"init_weights {path}: loaded {len(fitting)} tensors; "
-              f"{len(fresh)} start fresh ({', '.join(sorted({k.split('.')[0] for k in fresh})) or 'none'}); "
-              f"{len(skipped)} in the file unused")
+        load_init_weights(self.net, path)
 
     def _lr_scale(self, name: str) -> float:
-        matches = [p for p in self.lr_scales if name == p or name.startswith(p + ".")]
-        return self.lr_scales[max(matches, key=len)] if matches else 1.0
+        return lr_scale(name, self.lr_scales)
 
     def configure_optimizers(self):
-        groups: dict[float, list] = {}
-        for name, param in self.named_parameters():
-            if param.requires_grad:
-                groups.setdefault(self._lr_scale(name), []).append(param)
-        optimizer = self.optimizer_factory([{"params": p, "lr_scale": s} for s, p in groups.items()])
-        for group in optimizer.param_groups:
-            group["lr"] *= group["lr_scale"]
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer)
-        for group in optimizer.param_groups:
-            # Schedulers that set the lr from their own arguments (OneCycleLR's max_lr) get the scale here.
-            if "max_lr" in group and group["lr_scale"] != 1:
-                for key in ("lr", "initial_lr", "max_lr", "min_lr"):
-                    group[key] *= group["lr_scale"]
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return scaled_optimizers(self, self.lr_scales, self.optimizer_factory, self.scheduler_factory)
+
+
+def load_init_weights(net: nn.Module, path: str) -> None:
+    """Copy the network weights of checkpoint ``path`` into ``net`` where names and shapes fit.
+
+    Keys missing on either side are listed (a refiner added in stage 2 starts from scratch); a
+    file of which nothing fits is refused. Loaded without unpickling objects.
+    """
+    from matting.io.checkpoints import check_state_fits, read_checkpoint
+
+    state = read_checkpoint(path).net_state()
+    # Another architecture entirely is refused: training would silently start from scratch.
+    fit = check_state_fits(net.state_dict(), state, path, partial=True,
+                           hint="model.init_weights would load nothing; pick a checkpoint of the configured network")
+    net.load_state_dict({k: state[k] for k in fit.fitting}, strict=False)
+    fresh = fit.missing + fit.reshaped
+    print(f"init_weights {path}: loaded {len(fit.fitting)} tensors; "
+          f"{len(fresh)} start fresh ({', '.join(sorted({k.split('.')[0] for k in fresh})) or 'none'}); "
+          f"{len(fit.unexpected) + len(fit.reshaped)} in the file unused")
+
+
+def lr_scale(name: str, lr_scales: dict[str, float]) -> float:
+    """Learning-rate multiplier of parameter ``name``: the longest matching prefix of ``lr_scales``, else 1."""
+    matches = [p for p in lr_scales if name == p or name.startswith(p + ".")]
+    return lr_scales[max(matches, key=len)] if matches else 1.0
+
+
+def scaled_optimizers(module: nn.Module, lr_scales: dict[str, float], optimizer_factory, scheduler_factory=None):
+    """``configure_optimizers`` of a module trained with ``lr_scales``: one parameter group per scale
+    (trainable parameters only), the scheduler stepped every optimizer step."""
+    groups: dict[float, list] = {}
+    for name, param in module.named_parameters():
+        if param.requires_grad:
+            groups.setdefault(lr_scale(name, lr_scales), []).append(param)
+    optimizer = optimizer_factory([{"params": p, "lr_scale": s} for s, p in groups.items()])
+    for group in optimizer.param_groups:
+        group["lr"] *= group["lr_scale"]
+    if scheduler_factory is None:
+        return optimizer
+    scheduler = scheduler_factory(optimizer)
+    for group in optimizer.param_groups:
+        # Schedulers that set the lr from their own arguments (OneCycleLR's max_lr) get the scale here.
+        if "max_lr" in group and group["lr_scale"] != 1:
+            for key in ("lr", "initial_lr", "max_lr", "min_lr"):
+                group[key] *= group["lr_scale"]
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 def _warn_if_padded(trainer, loaders, split: str) -> None:

@@ -65,6 +65,7 @@ def test_training_config_trains_one_step(config, tmp_path):
         else:
             prepared(dataset, data_root)
     cli = _cli(config, data_root, tmp_path)
+    assert cli.model.band == "pipeline"  # the loss weights the trimap the config's augmentation makes
     datamodule = cli.datamodule
     datamodule.setup("fit")
     batch = next(iter(datamodule.train_dataloader()))

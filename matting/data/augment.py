@@ -43,6 +43,7 @@ import numpy as np
 
 from matting.data.trimap import TRIMAP_KINDS, make_trimap
 from matting.io.errors import MattingInputError
+from matting.io.images import TRIMAP_UNKNOWN, resize_image, to_uint8
 
 __all__ = [
     "INTERPOLATIONS",
@@ -54,7 +55,6 @@ __all__ = [
     "hsv_shift",
     "jpeg_recompress",
     "joint_noise",
-    "resize_alpha",
     "sharpen",
     "warp_alpha",
     "warp_colour",
@@ -100,23 +100,6 @@ def warp_alpha(alpha: np.ndarray, matrix: np.ndarray, height: int, width: int) -
                           borderValue=0.0)
 
 
-def resize_alpha(alpha: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize an alpha matte: area averaging when shrinking, bilinear when enlarging; never nearest."""
-    if alpha.shape[:2] == (height, width):
-        return alpha
-    shrink = height * width < alpha.shape[0] * alpha.shape[1]
-    return cv2.resize(alpha, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-
-
-def resize_colour(image: np.ndarray, height: int, width: int, interpolation: int | None = None) -> np.ndarray:
-    """Resize a colour layer: area when shrinking, else ``interpolation`` (bilinear by default), clipped."""
-    if image.shape[:2] == (height, width):
-        return image
-    shrink = height * width < image.shape[0] * image.shape[1]
-    flag = cv2.INTER_AREA if shrink else (cv2.INTER_LINEAR if interpolation is None else interpolation)
-    return np.clip(cv2.resize(image, (width, height), interpolation=flag), 0.0, 1.0)
-
-
 def crop_box(trimap: np.ndarray, crop: int, rng: np.random.Generator, min_unknown: int = 10) -> tuple[int, int, bool]:
     """Top-left (y, x) of a ``crop`` square centred on a random unknown pixel, clamped to the image.
 
@@ -125,7 +108,7 @@ def crop_box(trimap: np.ndarray, crop: int, rng: np.random.Generator, min_unknow
     """
     h, w = trimap.shape
     small = trimap[::4, ::4]
-    ys, xs = np.nonzero(small == 128)
+    ys, xs = np.nonzero(small == TRIMAP_UNKNOWN)
     centred = len(ys) >= min_unknown
     if centred:
         k = int(rng.integers(len(ys)))
@@ -180,7 +163,7 @@ def box_blur(image: np.ndarray, kernel: int) -> np.ndarray:
 
 def denoise(image: np.ndarray, strength: float = 5.0) -> np.ndarray:
     """Non-local-means denoising of a float RGB image (a fast stand-in for RSSN's BM3D)."""
-    as_u8 = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
+    as_u8 = to_uint8(image)
     out = cv2.fastNlMeansDenoisingColored(as_u8, None, strength, strength, 5, 11)
     return out.astype(np.float32) * np.float32(1 / 255)
 
@@ -193,7 +176,7 @@ def joint_noise(rng: np.random.Generator, sigma: float, *layers: np.ndarray) -> 
 
 def jpeg_recompress(image: np.ndarray, quality: int) -> np.ndarray:
     """Encode as JPEG at ``quality`` and decode again."""
-    as_u8 = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
+    as_u8 = to_uint8(image)
     ok, data = cv2.imencode(".jpg", as_u8[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise MattingInputError("JPEG re-compression failed")
@@ -230,7 +213,8 @@ class Augment:
         p_flip: probability of a horizontal flip (applied with the affine or alone).
         random_interpolation: colour layers warp with a random one of nearest / bilinear / bicubic /
             Lanczos (the alpha is always bilinear); False: bilinear everywhere.
-        trimap: ``dim``, ``gfm``, ``modnet`` or ``band``; drives the crop and is returned with the sample.
+        trimap: ``dim``, ``gfm``, ``modnet`` or ``band``; drives the crop and is returned with the sample
+            (with ``model.band: pipeline`` its unknown region is the loss's transition band).
         min_unknown: fewer unknown pixels than this (at 1/4 scale) -> random crop instead of a centred one.
         p_hsv, hue_degrees: HSV jitter of the foreground.
         p_bg_blur, bg_blur_kernels: RSSN background defocus (box kernel in px of a 1000 px photo).
@@ -284,8 +268,8 @@ class Augment:
         interpolation = int(rng.choice(INTERPOLATIONS)) if self.random_interpolation else cv2.INTER_LINEAR
         if rng.random() < self.p_resize:
             side = self.resize_side
-            alpha = resize_alpha(alpha, side, side)
-            colours = {k: resize_colour(v, side, side, interpolation) for k, v in colours.items()}
+            alpha = resize_image(alpha, side, side)
+            colours = {k: resize_image(v, side, side, enlarge=interpolation, clip=True) for k, v in colours.items()}
         h, w = alpha.shape
         if rng.random() < self.p_affine:
             matrix, out_h, out_w = affine_matrix(rng, h, w, self.degrees, self.scale, self.shear, self.p_flip)
@@ -306,8 +290,8 @@ class Augment:
         if min(h, w) < crop:  # upscale so that the short side equals the crop
             factor = crop / min(h, w)
             nh, nw = max(crop, math.ceil(h * factor)), max(crop, math.ceil(w * factor))
-            alpha = resize_alpha(alpha, nh, nw)
-            colours = {k: resize_colour(v, nh, nw) for k, v in colours.items()}
+            alpha = resize_image(alpha, nh, nw)
+            colours = {k: resize_image(v, nh, nw, clip=True) for k, v in colours.items()}
         trimap = make_trimap(self.trimap, alpha, rng)
         y0, x0, _ = crop_box(trimap, crop, rng, self.min_unknown)
         window = (slice(y0, y0 + crop), slice(x0, x0 + crop))

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from matting.io.errors import MattingInputError
+from matting.io.images import resize_image
 
 __all__ = [
     "comp1k_background",
@@ -94,9 +95,7 @@ def random_background_crop(bg: np.ndarray, height: int, width: int, rng: np.rand
     y0 = int(rng.integers(0, bh - ch + 1))
     x0 = int(rng.integers(0, bw - cw + 1))
     region = bg[y0:y0 + ch, x0:x0 + cw]
-    interpolation = cv2.INTER_AREA if ch > height else cv2.INTER_CUBIC
-    out = cv2.resize(region, (width, height), interpolation=interpolation)
-    return np.clip(out, 0.0, 1.0)
+    return np.clip(resize_image(region, height, width, enlarge=cv2.INTER_CUBIC), 0.0, 1.0)
 
 
 # ---------------------------------------------------------------------------- Composition-1k test set

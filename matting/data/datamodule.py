@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import lightning as L
+from pathlib import Path
+
 from torch.utils.data import DataLoader
 
-from matting.data.resumable import ResumableTrainData
-from matting.data.synthetic.dataset import SyntheticMattingDataset
-from matting.data.workers import worker_context
+from matting.data.base import MattingDataModule
+from matting.data.synthetic.dataset import SyntheticMattingDataset, generator_files
 
 
-class SyntheticDataModule(ResumableTrainData, L.LightningDataModule):
+class SyntheticDataModule(MattingDataModule):
     """Train / val / test splits of :class:`SyntheticMattingDataset`, generated on the fly.
 
     Samples are pure functions of (seed, split, index), so every worker, process and rerun sees
@@ -24,6 +24,8 @@ class SyntheticDataModule(ResumableTrainData, L.LightningDataModule):
         num_workers: DataLoader worker processes.
         worker_start_method: ``spawn`` (default) or ``fork`` (see :mod:`matting.data.workers`).
         seed: dataset seed (independent of the training seed).
+
+    Fingerprint: these arguments (minus the loader settings) and the generator's source files.
     """
 
     def __init__(
@@ -41,7 +43,7 @@ class SyntheticDataModule(ResumableTrainData, L.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         self.eval_size = eval_size or size
-        worker_context(num_workers, worker_start_method)  # validates the name now, not at the first loader
+        self.check_loader_settings()
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
@@ -49,18 +51,19 @@ class SyntheticDataModule(ResumableTrainData, L.LightningDataModule):
         self.val_set = SyntheticMattingDataset("val", hp.val_length, self.eval_size, hp.seed)
         self.test_set = SyntheticMattingDataset("test", hp.test_length, self.eval_size, hp.seed)
 
-    def _loader(self, dataset) -> DataLoader:
-        hp = self.hparams
-        return DataLoader(dataset, batch_size=hp.batch_size, shuffle=False, num_workers=hp.num_workers,
-                          persistent_workers=hp.num_workers > 0,
-                          multiprocessing_context=worker_context(hp.num_workers, hp.worker_start_method))
+    def identity_files(self) -> dict[str, Path]:
+        # The generator has no version constant: its source files stand for it.
+        return generator_files()
 
     def train_dataloader(self) -> DataLoader:
-        # Shuffled by (training seed, epoch) and resumable mid-epoch (see matting.data.resumable).
         return self.training_loader(self.train_set)
 
+    def _eval_loader(self, dataset) -> DataLoader:
+        # Samples share one size: batched like training, with all the workers.
+        return self.evaluation_loader(dataset, batch_size=self.hparams.batch_size, max_workers=None)
+
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set)
+        return self._eval_loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set)
+        return self._eval_loader(self.test_set)

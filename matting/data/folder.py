@@ -28,18 +28,18 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
-import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
-from matting.data.augment import Augment, resize_alpha, resize_colour
+from matting.data.augment import Augment
+from matting.data.base import MattingDataModule
 from matting.data.manifest import FileEntry, Record, Resolver, image_size
 from matting.data.matte_dataset import MatteEvalDataset, MatteTrainDataset
-from matting.data.resumable import ResumableTrainData
-from matting.data.workers import eval_loader, worker_context
 from matting.io.errors import MattingInputError
-from matting.io.images import list_images
+from matting.io.images import list_images, shrink_long_side
+from matting.io.pairing import group_by_stem
 
 __all__ = ["FOLDER_NAMES", "FolderDataModule", "photo_augment", "scan_pairs", "split_by_stem", "train_batches"]
 
@@ -91,26 +91,26 @@ def scan_pairs(root: str | Path) -> list[Record]:
     root = Path(root)
     folders = _role_folders(root)
     listed = {role: list_images(folder) for role, folder in folders.items()}
-    images, alphas = listed["image"], listed["alpha"]
-    problems = [f"{images[s]}: no matte {folders['alpha'].name}/{s}.* for this photo" for s in sorted(set(images) - set(alphas))]
-    problems += [f"{alphas[s]}: no photo {folders['image'].name}/{s}.* for this matte" for s in sorted(set(alphas) - set(images))]
-    stems = sorted(set(images) & set(alphas))
+    groups = group_by_stem(listed, leading=("image", "alpha"))
+    pairs = [g for g in groups if "image" in g.files and "alpha" in g.files]
+    problems = [f"{g.files['image']}: no matte {folders['alpha'].name}/{g.stem}.* for this photo"
+                for g in groups if "alpha" in g.missing]
+    problems += [f"{g.files['alpha']}: no photo {folders['image'].name}/{g.stem}.* for this matte"
+                 for g in groups if "image" in g.missing]
     for role in ("fg", "bg"):
         if role in listed:
-            problems += [f"{folders[role]}: no {role} file for '{s}' (every pair needs one when {folders[role].name}/ exists)"
-                         for s in stems if s not in listed[role]]
+            problems += [f"{folders[role]}: no {role} file for '{g.stem}' (every pair needs one when {folders[role].name}/ exists)"
+                         for g in pairs if role in g.missing]
     records = []
-    for stem in stems:
-        entries = {}
-        for role, files in listed.items():
-            if stem not in files:
-                continue
+    for group in pairs:
+        stem, entries = group.stem, {}
+        for role, path in group.files.items():
             try:
-                width, height = image_size(files[stem])
+                width, height = image_size(path)
             except MattingInputError as exc:
                 problems.append(str(exc))
                 continue
-            entries[role] = FileEntry(f"{folders[role].name}/{files[stem].name}", width, height)
+            entries[role] = FileEntry(f"{folders[role].name}/{path.name}", width, height)
         alpha = entries.get("alpha")
         for role, entry in entries.items():
             if alpha is not None and role != "alpha" and (entry.width, entry.height) != (alpha.width, alpha.height):
@@ -152,12 +152,9 @@ def train_batches(samples: int, batch_size: int) -> int:
 
 def _downscale(alpha: np.ndarray, colours: dict[str, np.ndarray], max_side: int | None):
     """Scale (H, W) alpha and (H, W, 3) colour layers so that the long side is at most ``max_side``."""
-    h, w = alpha.shape
-    if not max_side or max(h, w) <= max_side:
+    if not max_side:
         return alpha, colours
-    factor = max_side / max(h, w)
-    nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
-    return resize_alpha(alpha, nh, nw), {k: resize_colour(v, nh, nw) for k, v in colours.items()}
+    return shrink_long_side(alpha, max_side), {k: shrink_long_side(v, max_side, clip=True) for k, v in colours.items()}
 
 
 class _CappedTrainDataset(MatteTrainDataset):
@@ -172,7 +169,7 @@ class _CappedTrainDataset(MatteTrainDataset):
         return _downscale(alpha, colours, self.max_side)
 
 
-class FolderDataModule(ResumableTrainData, L.LightningDataModule):
+class FolderDataModule(MattingDataModule):
     """Training and validation sets from a folder of photo / matte pairs (see the module docstring).
 
     Batches are dicts: ``image`` (B, 3, crop, crop) and ``alpha`` (B, 1, crop, crop) float32 in
@@ -191,6 +188,10 @@ class FolderDataModule(ResumableTrainData, L.LightningDataModule):
         augment: the augmentation recipe (default: :func:`photo_augment`).
         on_error: ``raise`` or ``skip`` for training samples that fail to load.
         worker_start_method: ``spawn`` (default) or ``fork`` (see :mod:`matting.data.workers`).
+
+    Fingerprint: the arguments (minus the loader settings and the folder's location), the
+    augmentation recipe, and the names and bytes of every photo, matte and colour file of the
+    folder (all of them are read once at fit start to hash them).
     """
 
     def __init__(
@@ -209,7 +210,7 @@ class FolderDataModule(ResumableTrainData, L.LightningDataModule):
         super().__init__()
         self.save_hyperparameters(ignore=["augment"])
         self.augment = augment or photo_augment()
-        worker_context(num_workers, worker_start_method)  # validates the name now
+        self.check_loader_settings()
         self.root = Path(root).expanduser()
         self.train_set = self.val_set = None
 
@@ -222,15 +223,27 @@ class FolderDataModule(ResumableTrainData, L.LightningDataModule):
         self.val_set = MatteEvalDataset(val, resolve, max_side=hp.max_side)
 
     def train_dataloader(self) -> DataLoader:
-        # Shuffled by (training seed, epoch) and resumable mid-epoch (see matting.data.resumable).
         return self.training_loader(self.train_set)
 
-    def _eval_loader(self) -> DataLoader:
-        return eval_loader(self.val_set, self.hparams.num_workers, self.hparams.worker_start_method)
-
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader()
+        return self.evaluation_loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
         """The held-out pairs, so ``matting test`` scores a fine-tuned checkpoint on them."""
-        return self._eval_loader()
+        return self.evaluation_loader(self.val_set)
+
+    # -- fingerprint ---------------------------------------------------------------------------
+
+    def identity_hyperparameters(self) -> dict[str, Any]:
+        # The folder's contents identify the data, wherever it lives.
+        hyperparameters = {k: v for k, v in super().identity_hyperparameters().items() if k != "root"}
+        return {**hyperparameters, "augment": vars(self.augment)}
+
+    def identity_files(self) -> dict[str, Path | None]:
+        """``"<sub-folder>/<file name>"`` -> the file, for every image of each role's sub-folder."""
+        try:
+            folders = _role_folders(self.root)
+        except MattingInputError:
+            return {str(self.root): None}  # recorded as unreadable; setup names the problem
+        return {f"{folder.name}/{path.name}": path
+                for folder in folders.values() for path in sorted(list_images(folder).values())}

@@ -15,11 +15,12 @@ defaults to the ``MATTING_DATA_ROOT`` environment variable.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import lightning as L
 from torch.utils.data import DataLoader
 
 from matting.data.augment import Augment
+from matting.data.base import MattingDataModule
 from matting.data.manifest import Resolver, data_root, dataset_folder, read_split
 from matting.data.matte_dataset import (
     BackgroundPool,
@@ -27,11 +28,12 @@ from matting.data.matte_dataset import (
     MatteTrainDataset,
 )
 from matting.data.prepare.layouts import get_layout
-from matting.data.resumable import ResumableTrainData
-from matting.data.workers import eval_loader, worker_context
 from matting.io.errors import MattingInputError
 
 __all__ = ["MatteDataModule", "parse_split"]
+
+# Where a dataset lives; its manifests' bytes identify the content instead.
+LOCATION_KEYS = frozenset({"root", "paths", "manifests"})
 
 
 def parse_split(spec: str, purpose: str) -> tuple[str, str]:
@@ -46,7 +48,7 @@ def parse_split(spec: str, purpose: str) -> tuple[str, str]:
     return dataset, choices[0]
 
 
-class MatteDataModule(ResumableTrainData, L.LightningDataModule):
+class MatteDataModule(MattingDataModule):
     """Training, validation and test sets from prepared manifests.
 
     Args:
@@ -70,6 +72,9 @@ class MatteDataModule(ResumableTrainData, L.LightningDataModule):
         val_samples: validate on this many samples, evenly spaced over the split (None: all).
         trimap: which trimap evaluation samples carry (``trimap``; alphamatting also has ``trimap2``).
         on_error: ``raise`` or ``skip`` for bad training samples (evaluation always raises).
+
+    Fingerprint: the arguments (minus the loader settings and where the data lives), the
+    augmentation recipe, and the bytes of the split manifests read (``<manifest dir>/<split>.jsonl``).
     """
 
     def __init__(
@@ -98,7 +103,7 @@ class MatteDataModule(ResumableTrainData, L.LightningDataModule):
         super().__init__()
         self.save_hyperparameters(ignore=["augment"])
         self.augment = augment or Augment()
-        worker_context(num_workers, worker_start_method)  # validates the name now
+        self.check_loader_settings()
         if mode not in ("auto", "composite", "original"):
             raise MattingInputError(f"mode must be auto, composite or original, got '{mode}'")
         self.train_set = self.val_set = self.test_set = None
@@ -173,14 +178,30 @@ class MatteDataModule(ResumableTrainData, L.LightningDataModule):
     # -- loaders -------------------------------------------------------------------------------
 
     def train_dataloader(self) -> DataLoader:
-        # Shuffled by (training seed, epoch) and resumable mid-epoch (see matting.data.resumable).
         return self.training_loader(self.train_set)
 
-    def _eval_loader(self, dataset) -> DataLoader:
-        return eval_loader(dataset, self.hparams.num_workers, self.hparams.worker_start_method)
-
     def val_dataloader(self):
-        return self._eval_loader(self.val_set) if self.val_set is not None else []
+        return self.evaluation_loader(self.val_set) if self.val_set is not None else []
 
     def test_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.test_set)
+        return self.evaluation_loader(self.test_set)
+
+    # -- fingerprint ---------------------------------------------------------------------------
+
+    def identity_hyperparameters(self) -> dict[str, Any]:
+        hyperparameters = {k: v for k, v in super().identity_hyperparameters().items() if k not in LOCATION_KEYS}
+        return {**hyperparameters, "augment": vars(self.augment)}
+
+    def identity_files(self) -> dict[str, Path | None]:
+        """``"<dataset>/<split>.jsonl"`` -> its manifest, for each configured split (None: not located)."""
+        hp = self.hparams
+        files: dict[str, Path | None] = {}
+        for spec, purpose in ((hp.train, "train"), (hp.backgrounds, "train"), (hp.val, "eval"), (hp.test, "eval")):
+            if spec is None:
+                continue
+            try:
+                dataset, split = parse_split(spec, purpose)
+                files[f"{dataset}/{split}.jsonl"] = self.manifest_dir(dataset) / f"{split}.jsonl"
+            except MattingInputError:
+                files[spec] = None  # unknown dataset or no data root: recorded as unreadable
+        return files

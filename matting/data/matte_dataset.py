@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from matting.data.augment import Augment, joint_noise, resize_alpha, resize_colour
+from matting.data.augment import Augment, joint_noise
 from matting.data.composite import (
     comp1k_from_files,
     composite,
@@ -44,7 +44,13 @@ from matting.data.composite import (
 )
 from matting.data.manifest import Record
 from matting.io.errors import MattingInputError
-from matting.io.images import read_alpha, read_image, read_trimap
+from matting.io.images import (
+    read_alpha,
+    read_image,
+    read_trimap,
+    resize_image,
+    shrink_long_side,
+)
 
 __all__ = ["BackgroundPool", "MatteEvalDataset", "MatteTrainDataset", "sample_rng"]
 
@@ -243,7 +249,7 @@ class MatteTrainDataset(Dataset):
                     alpha2, colours2 = self._load(other, with_image=False)
                     h, w = alpha.shape
                     colours["fg"], alpha = merge_foregrounds(
-                        colours["fg"], alpha, resize_colour(colours2["fg"], h, w), resize_alpha(alpha2, h, w))
+                        colours["fg"], alpha, resize_image(colours2["fg"], h, w, clip=True), resize_image(alpha2, h, w))
         alpha, colours = aug.geometry(rng, alpha, colours)
         alpha, trimap, colours = aug.crop(rng, crop, alpha, colours)
         if composite_mode:
@@ -329,13 +335,10 @@ class MatteEvalDataset(Dataset):
             trimap_path = self.resolve(files[self.trimap_role].path)
             trimap = read_trimap(trimap_path)
             _check_same_size(alpha, alpha_path, trimap, trimap_path, "trimap")
-        h, w = alpha.shape
-        if self.max_side and max(h, w) > self.max_side:
-            factor = self.max_side / max(h, w)
-            nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
-            image, alpha = resize_colour(image, nh, nw), resize_alpha(alpha, nh, nw)
+        if self.max_side:
+            image, alpha = shrink_long_side(image, self.max_side, clip=True), shrink_long_side(alpha, self.max_side)
             if trimap is not None:
-                trimap = cv2.resize(trimap, (nw, nh), interpolation=cv2.INTER_NEAREST)
+                trimap = shrink_long_side(trimap, self.max_side, shrink=cv2.INTER_NEAREST, enlarge=cv2.INTER_NEAREST)
         sample = {"image": _chw(image), "alpha": _chw(alpha), "name": record.name}
         if trimap is not None:
             sample["trimap"] = _chw(trimap)

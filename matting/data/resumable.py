@@ -7,8 +7,8 @@ A run restarted from ``last.ckpt`` must see the batches the uninterrupted run wo
   still swaps in its own ``DistributedSampler`` (also a function of seed and epoch).
 - :class:`ResumableDataLoader` can start its first pass at a given epoch and skip the batches
   already trained on, without loading them.
-- :class:`ResumableTrainData`, mixed into a LightningDataModule, stores (epoch, batches done) in
-  every checkpoint and builds the resumed loader from it.
+- :class:`matting.data.base.MattingDataModule` stores (epoch, batches done) in every checkpoint
+  and builds the resumed loader from it (``training_loader``).
 
 Samples that are pure functions of their index (the synthetic data) are then identical after a
 restart. Datasets that draw augmentations from the worker's random generator get the same images
@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import torch
 from torch.utils.data import DataLoader, RandomSampler
-
-from matting.data.workers import worker_context
 
 
 class SeededRandomSampler(RandomSampler):
@@ -93,40 +91,3 @@ class ResumableDataLoader(DataLoader):
                     sampler.set_epoch(self.start_epoch)
             self.start_epoch = None
         return super().__iter__()
-
-
-class ResumableTrainData:
-    """LightningDataModule mixin: checkpoints record the training loader's position.
-
-    Subclasses build their training loader with :meth:`training_loader` (or :meth:`resumable_loader`).
-    """
-
-    _resume_position: dict | None = None
-
-    def state_dict(self) -> dict:
-        trainer = getattr(self, "trainer", None)
-        if trainer is None or trainer.state.fn != "fit":
-            return {}
-        loop = trainer.fit_loop
-        return {"train_epoch": int(trainer.current_epoch),
-                "train_batches_done": int(loop.epoch_loop.batch_progress.current.processed)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self._resume_position = dict(state) if state else None
-
-    def training_loader(self, dataset) -> ResumableDataLoader:
-        """The training loader from the data module's ``batch_size``, ``num_workers`` and
-        ``worker_start_method`` hyper-parameters (a last partial batch is dropped)."""
-        hp = self.hparams
-        return self.resumable_loader(dataset, batch_size=hp.batch_size, num_workers=hp.num_workers,
-                                     persistent_workers=hp.num_workers > 0, drop_last=len(dataset) >= hp.batch_size,
-                                     multiprocessing_context=worker_context(hp.num_workers, hp.worker_start_method))
-
-    def resumable_loader(self, dataset, **kwargs) -> ResumableDataLoader:
-        """A shuffled training loader (seeded by the training seed) at the checkpoint's position."""
-        position, self._resume_position = self._resume_position, None
-        epoch, done = 0, 0
-        if position:
-            epoch, done = position["train_epoch"], position["train_batches_done"]
-        return ResumableDataLoader(dataset, sampler=SeededRandomSampler(dataset, epoch=epoch),
-                                   start_epoch=epoch, skip_batches=done, **kwargs)

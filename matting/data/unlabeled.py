@@ -9,18 +9,17 @@ A sample is the photo scaled so that its short side is ``size`` times a random f
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from matting.data.augment import resize_colour
+from matting.data.base import MattingDataModule
 from matting.data.manifest import image_size
 from matting.data.matte_dataset import sample_rng
-from matting.data.workers import worker_context
 from matting.io.errors import MattingInputError
-from matting.io.images import list_images, read_image
+from matting.io.images import list_images, read_image, resize_image
 
 __all__ = ["UnlabeledImageDataModule", "UnlabeledImageDataset", "scan_images"]
 
@@ -75,7 +74,7 @@ class UnlabeledImageDataset(Dataset):
         h, w = image.shape[:2]
         scale = self.size * rng.uniform(1.0, self.max_zoom) / min(h, w)
         nh, nw = max(self.size, round(h * scale)), max(self.size, round(w * scale))
-        image = resize_colour(image, nh, nw)
+        image = resize_image(image, nh, nw, clip=True)
         y0, x0 = int(rng.integers(0, nh - self.size + 1)), int(rng.integers(0, nw - self.size + 1))
         crop = image[y0:y0 + self.size, x0:x0 + self.size]
         if rng.random() < 0.5:
@@ -84,8 +83,11 @@ class UnlabeledImageDataset(Dataset):
         return {"image": tensor, "name": path.stem}
 
 
-class UnlabeledImageDataModule(L.LightningDataModule):
+class UnlabeledImageDataModule(MattingDataModule):
     """Training batches of random crops from a folder of photos (no validation: there are no labels).
+
+    Configured by class path like every data module of ``matting fit``
+    (``data: {class_path: matting.data.unlabeled.UnlabeledImageDataModule, init_args: {root: DIR}}``).
 
     Args:
         root: the image folder.
@@ -94,21 +96,28 @@ class UnlabeledImageDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
         samples_per_epoch: crops per epoch (default: one per photo).
         worker_start_method: ``spawn`` (default) or ``fork`` (see :mod:`matting.data.workers`).
+
+    Fingerprint: these arguments (minus where the folder is and the loader settings) and the
+    photos' file names and bytes.
     """
 
     def __init__(self, root: str, size: int = 512, batch_size: int = 1, num_workers: int = 2,
                  samples_per_epoch: int | None = None, worker_start_method: str | None = "spawn"):
         super().__init__()
         self.save_hyperparameters()
-        worker_context(num_workers, worker_start_method)  # validates the name now
+        self.check_loader_settings()
         self.train_set = None
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
         self.train_set = UnlabeledImageDataset(scan_images(hp.root), hp.size, hp.samples_per_epoch)
 
+    def identity_hyperparameters(self) -> dict[str, Any]:
+        # The photos' bytes identify the data; the folder may move.
+        return {k: v for k, v in super().identity_hyperparameters().items() if k != "root"}
+
+    def identity_files(self) -> dict[str, Path]:
+        return {path.name: path for path in scan_images(self.hparams.root)}
+
     def train_dataloader(self) -> DataLoader:
-        hp = self.hparams
-        return DataLoader(self.train_set, batch_size=hp.batch_size, shuffle=True, num_workers=hp.num_workers,
-                          persistent_workers=hp.num_workers > 0, drop_last=len(self.train_set) >= hp.batch_size,
-                          multiprocessing_context=worker_context(hp.num_workers, hp.worker_start_method))
+        return self.training_loader(self.train_set)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import multiprocessing
 
-from torch.utils.data import DataLoader
-
 from matting.io.errors import MattingInputError
 
 START_METHODS = ("spawn", "fork")
@@ -29,11 +27,3 @@ def worker_context(num_workers: int, start_method: str | None):
     if start_method not in multiprocessing.get_all_start_methods():
         return None  # fork on Windows: the platform default
     return multiprocessing.get_context(start_method)
-
-
-def eval_loader(dataset, num_workers: int, start_method: str | None, batch_size: int = 1):
-    """An evaluation loader in file order (one worker at most: evaluation images differ in size)."""
-    workers = min(num_workers, 1)
-    # Persistent: a spawned worker costs seconds to start, and validation runs many times.
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                      persistent_workers=workers > 0, multiprocessing_context=worker_context(workers, start_method))

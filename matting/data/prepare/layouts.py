@@ -22,6 +22,7 @@ import numpy as np
 
 from matting.io.errors import MattingInputError
 from matting.io.images import IMAGE_EXTENSIONS, list_images
+from matting.io.pairing import group_by_stem
 
 __all__ = ["LAYOUTS", "IncompleteTreeError", "Layout", "RawSample", "ScanOptions", "get_layout"]
 
@@ -143,17 +144,14 @@ def _pairs(check: _Check, folders: dict[str, str], optional: dict[str, str] | No
             folders = {**folders, role: rel}
     if any(v is None for v in listings.values()):
         return []
-    names = sorted(set().union(*listings.values()))
     samples = []
-    for name in names:
-        present = {role: listing[name] for role, listing in listings.items() if name in listing}
-        absent = [role for role in listings if role not in present]
-        if absent:
-            have = ", ".join(check.rel(p) for p in present.values())
-            for role in absent:
-                check.missing.append(f"{folders[role]}/{name}.* ({role} of {have})")
+    for group in group_by_stem(listings):
+        if group.missing:
+            have = ", ".join(check.rel(p) for p in group.files.values())
+            for role in group.missing:
+                check.missing.append(f"{folders[role]}/{group.stem}.* ({role} of {have})")
             continue
-        samples.append(RawSample(name, {role: check.rel(path) for role, path in present.items()}))
+        samples.append(RawSample(group.stem, {role: check.rel(path) for role, path in group.files.items()}))
     return samples
 
 
