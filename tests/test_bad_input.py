@@ -112,6 +112,7 @@ def lightning(command: str, root: Path, *extra) -> list:
 # ---------------------------------------------------------------------------- 1. missing config file
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [*LIGHTNING, "finetune", "demo"])
 def test_missing_config_file_is_named(command, ckpts, pairs, tmp_path, capsys):
     missing = tmp_path / "missing.yaml"
@@ -129,6 +130,7 @@ def test_missing_config_file_is_named(command, ckpts, pairs, tmp_path, capsys):
 # ---------------------------------------------------------------------------- 2. wrong types
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra, key", [
     (["--trainer.max_steps=abc"], "trainer.max_steps"),
     (["--data.init_args.batch_size=-3"], "data.init_args.batch_size"),
@@ -142,6 +144,7 @@ def test_wrong_value_for_a_key_names_it(extra, key, tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_wrong_type_in_a_config_file_names_the_key(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("trainer:\n  max_steps: many\n")
@@ -150,6 +153,7 @@ def test_wrong_type_in_a_config_file_names_the_key(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command, option", [
     ("predict", "--base-size"), ("evaluate", "--workers"), ("gallery", "--size"), ("finetune", "--steps"),
     ("adapt", "--epochs"), ("make-data", "--length"), ("export", "--opset"), ("demo", "--grid-images"),
@@ -172,6 +176,7 @@ def test_tool_option_of_the_wrong_type_is_one_line(command, option, ckpts, pairs
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_tool_missing_required_option_is_one_line(tmp_path, capsys):
     assert_clean_error(*run(capsys, "predict", tmp_path / "x.png"), "--ckpt", "--out")
 
@@ -179,6 +184,7 @@ def test_tool_missing_required_option_is_one_line(tmp_path, capsys):
 # ---------------------------------------------------------------------------- 3. checkpoints that do not fit
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", LIGHTNING)
 @pytest.mark.parametrize("kind, expected", [
     ("mismatched", "does not fit this network: {own} missing / {patch} unexpected keys, e.g. missing net."),
@@ -195,6 +201,7 @@ def test_ckpt_path_that_does_not_fit_is_one_line(command, kind, expected, ckpts,
     assert not (out / "config.yaml").exists()  # stopped before the run began
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", LIGHTNING)
 def test_ckpt_path_of_another_architecture_than_configured_is_refused(command, ckpts, tmp_path, capsys):
     """LightningCLI would silently replace the configured GFM heads by the checkpoint's MODNet heads."""
@@ -204,6 +211,7 @@ def test_ckpt_path_of_another_architecture_than_configured_is_refused(command, c
     assert not (out / "config.yaml").exists()
 
 
+@pytest.mark.slow
 def test_ckpt_path_that_fits_still_validates(ckpts, tmp_path, capsys):
     """The checks above refuse only what does not fit: the checkpoint of the configured network loads."""
     out = tmp_path / "run"
@@ -212,6 +220,7 @@ def test_ckpt_path_that_fits_still_validates(ckpts, tmp_path, capsys):
     assert (out / "config.yaml").is_file()
 
 
+@pytest.mark.slow
 def test_init_weights_that_match_nothing_is_an_error(ckpts, tmp_path, capsys):
     out = tmp_path / "run"
     assert_clean_error(*run(capsys, *lightning("fit", out, f"--model.init_weights={ckpts['patch']}")),
@@ -233,6 +242,7 @@ def _tool_args(command: str, ckpt: Path, pairs: Path, out: Path) -> list:
 TOOLS_WITH_CKPT = ("predict", "export", "gallery", "finetune", "adapt")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", TOOLS_WITH_CKPT)
 @pytest.mark.parametrize("kind, expected", [
     ("mismatched", "weights do not fit the network config"),
@@ -245,6 +255,7 @@ def test_tool_checkpoint_that_does_not_load_is_one_line(command, kind, expected,
     assert not out.exists() and not out.with_name("out.partial").exists()
 
 
+@pytest.mark.slow
 def test_finetune_with_a_conflicting_network_config(ckpts, pairs, tmp_path, capsys):
     out = tmp_path / "out"
     code, err = run(capsys, *_tool_args("finetune", ckpts["tiny"], pairs, out), "-c", GFM)
@@ -279,6 +290,7 @@ OUTPUT_COMMANDS = ("predict", "evaluate", "export-onnx", "export-safetensors", "
 
 
 # The output folder is the user's file, or lies inside it. (export writes a file: that one existing is case 5.)
+@pytest.mark.slow
 @pytest.mark.parametrize("command, below", [
     pytest.param(command, below, id=f"{command}-{'inside-a-file' if below else 'is-a-file'}")
     for command in OUTPUT_COMMANDS for below in (False, True) if below or not command.startswith("export")
@@ -290,6 +302,7 @@ def test_output_folder_that_is_a_file(command, below, a_file, ckpts, pairs, caps
     assert sorted(p.name for p in a_file.parent.iterdir()) == ["notes.txt"]  # no .partial or temporary sibling
 
 
+@pytest.mark.slow
 def test_evaluate_overwrite_never_deletes_a_file(a_file, ckpts, pairs, capsys):
     """--overwrite replaces an old report folder; a file at --out was deleted before."""
     args = _output_args("evaluate", a_file, ckpts, pairs) + ["--overwrite"]
@@ -300,6 +313,7 @@ def test_evaluate_overwrite_never_deletes_a_file(a_file, ckpts, pairs, capsys):
 # ---------------------------------------------------------------------------- 5. existing outputs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["evaluate", "gallery", "make-data", "demo", "finetune", "adapt"])
 def test_existing_output_folder_is_refused_and_kept(command, ckpts, pairs, tmp_path, capsys):
     out = tmp_path / "out"
@@ -310,6 +324,7 @@ def test_existing_output_folder_is_refused_and_kept(command, ckpts, pairs, tmp_p
     assert listing(tmp_path) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["gallery", "finetune", "adapt"])
 def test_overwrite_replaces_only_the_tools_own_folders(command, ckpts, pairs, tmp_path, capsys):
     out = tmp_path / "out"
@@ -320,6 +335,7 @@ def test_overwrite_replaces_only_the_tools_own_folders(command, ckpts, pairs, tm
     assert listing(tmp_path) == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", ["--onnx", "--safetensors"])
 def test_export_existing_file_is_refused_and_kept(flag, ckpts, tmp_path, capsys):
     target = tmp_path / "model.out"
@@ -329,6 +345,7 @@ def test_export_existing_file_is_refused_and_kept(flag, ckpts, tmp_path, capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.out"]
 
 
+@pytest.mark.slow
 def test_predict_existing_output_is_kept(ckpts, pairs, tmp_path, capsys):
     out = tmp_path / "out"
     mine = out / "alpha" / "train_00000.png"
@@ -343,6 +360,7 @@ def test_predict_existing_output_is_kept(ckpts, pairs, tmp_path, capsys):
     assert listing(out) == {"alpha/train_00000.png": b"the user's edited matte"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", LIGHTNING)
 def test_lightning_run_into_an_earlier_run_folder_is_refused(command, tmp_path, capsys):
     """Without a logger the run folder is default_root_dir itself: a second run there would replace config.yaml."""
@@ -364,6 +382,7 @@ def _full_disk_error(*args, **kwargs):
     raise OSError(errno.ENOSPC, ENOSPC)
 
 
+@pytest.mark.slow
 def test_make_data_on_a_full_disk(tmp_path, monkeypatch, capsys):
     from matting.data.synthetic import dataset as synthetic
 
@@ -407,6 +426,7 @@ class _FullDiskOs:
         return _HalfWritten(os.fdopen(fd, *args, **kwargs))
 
 
+@pytest.mark.slow
 def test_predict_on_a_full_disk(ckpts, pairs, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(files, "os", _FullDiskOs())
     out = tmp_path / "out"
@@ -418,6 +438,7 @@ def test_predict_on_a_full_disk(ckpts, pairs, tmp_path, monkeypatch, capsys):
     assert listing(out) == {}  # no partial PNG, no temporary file
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag", ["--safetensors", "--onnx"])
 def test_export_on_a_full_disk(flag, ckpts, tmp_path, monkeypatch, capsys):
     def half_then_full(_, path, *args, **kwargs):

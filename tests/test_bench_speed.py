@@ -20,6 +20,7 @@ def test_options_keep_their_order_for_lightningcli():
         bench_speed.parse_args(["--sizes", "64"])
 
 
+@pytest.mark.slow
 def test_the_network_is_the_one_matting_fit_builds(capsys):
     from matting.inference.loading import build_net
     from matting.runtime.lightning_cli import build_cli

@@ -55,6 +55,7 @@ def test_checkpoint_io_round_trip(tmp_path):
     assert loaded["global_step"] == 3 and torch.equal(loaded["state_dict"]["w"], state["state_dict"]["w"])
 
 
+@pytest.mark.slow
 def test_only_temporary_files_of_dead_writers_are_removed(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
@@ -67,6 +68,7 @@ def test_only_temporary_files_of_dead_writers_are_removed(tmp_path):
     assert not stale.exists() and live.exists() and other.exists()
 
 
+@pytest.mark.slow
 def test_fit_on_a_full_disk_exits_with_an_error_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
     _disk_full_after(monkeypatch, good_writes=1)
     code = main(["fit", "-c", str(REPO / "configs" / "default.yaml"), "-c", str(REPO / "configs" / "smoke.yaml"),

@@ -14,6 +14,7 @@ from .conftest import REPO, subprocess_env
 CFG = ["-c", str(REPO / "configs" / "default.yaml"), "-c", str(REPO / "configs" / "smoke.yaml")]
 
 
+@pytest.mark.slow
 def test_fit_writes_checkpoints_config_and_log(tmp_path):
     logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path), "name": "logs"}}
     assert main(["fit", *CFG, f"--trainer.default_root_dir={tmp_path}", f"--trainer.logger={json.dumps(logger)}"]) == 0
@@ -36,6 +37,7 @@ def _run_cli(*args, cwd=REPO):
                           timeout=300, env=subprocess_env())
 
 
+@pytest.mark.slow
 def test_unknown_config_key_is_one_clear_error(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  no_such_key: 3\n")
@@ -46,6 +48,7 @@ def test_unknown_config_key_is_one_clear_error(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_missing_config_file_is_named(tmp_path):
     res = _run_cli("demo", "-c", str(tmp_path / "nope.yaml"), "--run-dir", str(tmp_path / "run"))
     assert res.returncode == 2

@@ -31,6 +31,7 @@ def smoke_for(config: Path, tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(REPO)))
 def test_config_instantiates_and_trains_one_step(config: Path, tmp_path):
     files = [BASE] + ([config] if config not in (BASE, SMOKE) else []) + [smoke_for(config, tmp_path)]

@@ -54,6 +54,7 @@ def _people_tree(data_root: Path) -> None:
     prepare("coco", coco, annotations=[annotations], log=lambda *_: None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", sorted(TRAINING))
 def test_training_config_trains_one_step(config, tmp_path):
     data_root = tmp_path / "data"
@@ -80,6 +81,7 @@ def test_training_config_trains_one_step(config, tmp_path):
     assert all(torch.isfinite(p).all() for p in cli.model.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", sorted(EVALUATION) + ["comp1k"])
 def test_evaluation_config_validates_with_trimap_metrics(config, tmp_path):
     data_root = tmp_path / "data"
@@ -99,6 +101,7 @@ def test_evaluation_only_config_refuses_to_fit_with_a_clear_message(tmp_path):
         module.setup("fit")
 
 
+@pytest.mark.slow
 def test_training_and_evaluation_configs_combine(tmp_path):
     """A training config followed by an evaluation-only one: train on P3M-10k, validate on PPM-100."""
     data_root = tmp_path / "data"

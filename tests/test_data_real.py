@@ -20,6 +20,7 @@ from .test_data_layouts import prepared
 pytestmark = pytest.mark.shared_data
 
 
+@pytest.mark.slow
 def test_alphamatting_images_are_evaluable_through_the_data_config(shared_data, tmp_path):
     source = shared_data / "alphamatting"
     manifests = tmp_path / "manifests"

@@ -60,6 +60,7 @@ def _seen(ddp_run: Path, rank: int) -> dict:
     return json.loads((ddp_run / "seen" / f"rank{rank}.json").read_text())
 
 
+@pytest.mark.slow
 def test_each_rank_trains_on_its_own_half_of_every_epoch(ddp_run):
     ranks = [_seen(ddp_run, r) for r in (0, 1)]
     for epoch in (0, 1):  # 8 samples, batch 2, 2 ranks: 2 steps per epoch, 4 steps in all
@@ -71,6 +72,7 @@ def test_each_rank_trains_on_its_own_half_of_every_epoch(ddp_run):
     assert orders[0] != orders[1], "each epoch is shuffled anew"
 
 
+@pytest.mark.slow
 def test_validation_is_sharded_and_its_metrics_are_reduced_over_all_samples(ddp_run, tmp_path):
     halves = [{n for _, names in _seen(ddp_run, r)["val"] for n in names} for r in (0, 1)]
     assert not halves[0] & halves[1] and halves[0] | halves[1] == VAL_NAMES

@@ -73,6 +73,7 @@ def _read_csv(path: Path) -> list[dict]:
 # ---------------------------------------------------------------------------- happy paths
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["comp1k", "whole", "modnet"])
 def test_reports_match_compute_metrics(dataset, protocol, capsys):
     root, scenes = dataset
@@ -102,6 +103,7 @@ def test_reports_match_compute_metrics(dataset, protocol, capsys):
     assert METRIC_HEADERS[keys[0]] in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_two_workers_give_the_same_numbers(dataset):
     root, _ = dataset
     main(_args(root, "comp1k", True, "--out", str(root / "one")))
@@ -113,6 +115,7 @@ def test_two_workers_give_the_same_numbers(dataset):
     assert one == two
 
 
+@pytest.mark.slow
 def test_training_metric_equals_tool_on_saved_predictions(dataset):
     # A float prediction logged by MattingMetrics gives the number the tool prints for its PNG.
     root, scenes = dataset
@@ -150,6 +153,7 @@ def _error(args) -> str:
     return str(info.value)
 
 
+@pytest.mark.slow
 def test_missing_prediction_is_an_error_naming_the_file(dataset):
     root, _ = dataset
     (root / "pred" / "b.png").unlink()
@@ -158,6 +162,7 @@ def test_missing_prediction_is_an_error_naming_the_file(dataset):
     assert not (root / "pred_eval_comp1k").exists()
 
 
+@pytest.mark.slow
 def test_stray_prediction_is_an_error(dataset):
     root, _ = dataset
     write_png(root / "pred" / "extra.png", np.zeros(SHAPE, np.float32))
@@ -165,6 +170,7 @@ def test_stray_prediction_is_an_error(dataset):
     assert "stray prediction" in message and str(root / "pred" / "extra.png") in message
 
 
+@pytest.mark.slow
 def test_size_mismatch_is_an_error_naming_both_files(dataset):
     root, _ = dataset
     write_png(root / "pred" / "a.png", np.zeros((10, 10), np.float32), overwrite=True)
@@ -173,6 +179,7 @@ def test_size_mismatch_is_an_error_naming_both_files(dataset):
     assert str(root / "pred" / "a.png") in message and str(root / "gt" / "a.png") in message
 
 
+@pytest.mark.slow
 def test_unreadable_file_is_an_error(dataset):
     root, _ = dataset
     (root / "pred" / "c.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
@@ -180,6 +187,7 @@ def test_unreadable_file_is_an_error(dataset):
     assert str(root / "pred" / "c.png") in message
 
 
+@pytest.mark.slow
 def test_every_problem_is_listed_at_once(dataset):
     root, _ = dataset
     (root / "pred" / "a.png").unlink()
@@ -191,6 +199,7 @@ def test_every_problem_is_listed_at_once(dataset):
         assert fragment in message
 
 
+@pytest.mark.slow
 def test_missing_trimap_and_comp1k_without_trimaps(dataset):
     root, _ = dataset
     assert "needs --trimap" in _error(_args(root, "comp1k", trimap=False))
@@ -199,6 +208,7 @@ def test_missing_trimap_and_comp1k_without_trimaps(dataset):
     assert "missing trimap" in message and str(root / "gt" / "b.png") in message
 
 
+@pytest.mark.slow
 def test_existing_output_is_never_overwritten_silently(dataset):
     root, _ = dataset
     out = root / "pred_eval_whole"
@@ -210,6 +220,7 @@ def test_existing_output_is_never_overwritten_silently(dataset):
     assert not (out / "keep.txt").exists() and (out / "summary.json").exists()
 
 
+@pytest.mark.slow
 def test_allow_missing_lists_problems_in_the_summary(dataset):
     root, _ = dataset
     (root / "pred" / "a.png").unlink()
@@ -223,6 +234,7 @@ def test_allow_missing_lists_problems_in_the_summary(dataset):
     assert [r["image"] for r in _read_csv(out / "per_image.csv")] == ["b"]
 
 
+@pytest.mark.slow
 def test_nothing_to_evaluate_and_missing_folder(dataset):
     root, _ = dataset
     for name in NAMES:
@@ -231,6 +243,7 @@ def test_nothing_to_evaluate_and_missing_folder(dataset):
     assert "folder not found" in _error(["--pred", str(root / "nope"), "--gt", str(root / "gt"), "--no-progress"])
 
 
+@pytest.mark.slow
 def test_project_cli_prints_a_clean_error(dataset, capsys):
     from matting.cli import main as cli_main
 

@@ -36,6 +36,7 @@ def onnx_file(ckpt, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("height,width", [(64, 96), (75, 41)])  # a multiple of the stride, and an odd size
 def test_onnx_matches_pytorch_at_two_sizes(ckpt, onnx_file, height, width):
     net = load_net(ckpt)
@@ -50,6 +51,7 @@ def test_onnx_matches_pytorch_at_two_sizes(ckpt, onnx_file, height, width):
     assert np.abs(alpha - expected).max() <= 1e-4
 
 
+@pytest.mark.slow
 def test_onnx_metadata_and_batch(onnx_file, ckpt):
     umask = os.umask(0)
     os.umask(umask)
@@ -65,6 +67,7 @@ def test_onnx_metadata_and_batch(onnx_file, ckpt):
     assert 0.0 <= alpha.min() and alpha.max() <= 1.0
 
 
+@pytest.mark.slow
 def test_export_refuses_to_overwrite_and_bad_targets(ckpt, onnx_file, tmp_path):
     before = onnx_file.read_bytes()
     with pytest.raises(MattingInputError, match="exists already"):
@@ -83,6 +86,7 @@ def test_export_refuses_to_overwrite_and_bad_targets(ckpt, onnx_file, tmp_path):
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_failed_parity_check_removes_the_file(ckpt, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(export, "verify_onnx", lambda net, path, shapes: [((64, 64), 0.5)])
     target = tmp_path / "bad.onnx"
@@ -91,6 +95,7 @@ def test_failed_parity_check_removes_the_file(ckpt, tmp_path, monkeypatch, capsy
     assert "differs from PyTorch" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_safetensors_round_trip_and_sidecar(ckpt, tmp_path):
     target = tmp_path / "model.safetensors"
     assert export.main(["--ckpt", str(ckpt), "--safetensors", str(target)]) == 0

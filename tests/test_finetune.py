@@ -42,6 +42,7 @@ def _encoder_keys(state: dict) -> list[str]:
     return [k for k in state if k.startswith("encoder.")]
 
 
+@pytest.mark.slow
 def test_finetune_lowers_the_loss_and_writes_a_repeatable_run(tiny_ckpt, pairs, tmp_path):
     out = tmp_path / "run"
     assert main([str(tiny_ckpt), "--data", str(pairs), "--steps", "30", "--val-every", "15", "--lr", "1e-3",
@@ -73,6 +74,7 @@ def test_finetune_lowers_the_loss_and_writes_a_repeatable_run(tiny_ckpt, pairs, 
     assert again.trainer.max_steps == 30 and again.datamodule.hparams.crop_size == 64
 
 
+@pytest.mark.slow
 def test_freeze_encoder_keeps_every_encoder_tensor(tiny_ckpt, pairs, tmp_path):
     out = tmp_path / "frozen"
     assert main([str(tiny_ckpt), "--data", str(pairs), "--steps", "3", "--freeze-encoder", "--out", str(out), *SMALL]) == 0
@@ -86,6 +88,7 @@ def test_freeze_encoder_keeps_every_encoder_tensor(tiny_ckpt, pairs, tmp_path):
     assert config["model"]["lr_scales"] == {"net.encoder": 0.0}
 
 
+@pytest.mark.slow
 def test_a_conflicting_config_is_refused_and_leaves_no_run(tiny_ckpt, pairs, tmp_path):
     out = tmp_path / "gfm"
     with pytest.raises(MattingInputError, match=r"not the checkpoint's(.|\n)*model\.net\.init_args\.semantic_head\.class_path"):
@@ -94,6 +97,7 @@ def test_a_conflicting_config_is_refused_and_leaves_no_run(tiny_ckpt, pairs, tmp
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_every_problem_in_the_data_folder_is_named_at_once(tiny_ckpt, pairs, tmp_path):
     data = tmp_path / "bad"
     shutil.copytree(pairs, data)
@@ -110,6 +114,7 @@ def test_every_problem_in_the_data_folder_is_named_at_once(tiny_ckpt, pairs, tmp
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_out_must_be_a_new_folder_or_an_old_run(tiny_ckpt, pairs, tmp_path):
     a_file = tmp_path / "notes.txt"
     a_file.write_text("keep me")
@@ -125,6 +130,7 @@ def test_out_must_be_a_new_folder_or_an_old_run(tiny_ckpt, pairs, tmp_path):
     assert (other / "precious.txt").read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_bad_lr_scales_are_refused(tiny_ckpt, pairs, tmp_path):
     with pytest.raises(MattingInputError, match="PREFIX=SCALE"):
         main([str(tiny_ckpt), "--data", str(pairs), "--lr-scales", "net.encoder", "--out", str(tmp_path / "r")])

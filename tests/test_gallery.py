@@ -109,6 +109,7 @@ def _no_output(out: Path) -> bool:
 # ---------------------------------------------------------------------------- the gallery
 
 
+@pytest.mark.slow
 def test_index_links_every_file_it_needs_and_nothing_outside(built):
     links = [a[k] for tag, a in _tags(built) for k in ("src", "href") if k in a]
     assert links and all("://" not in link and not link.startswith("/") for link in links)  # relative only
@@ -127,6 +128,7 @@ def test_index_links_every_file_it_needs_and_nothing_outside(built):
     assert max(thumb.size) <= 512 and thumb.size == (56, 40)  # small images are not enlarged
 
 
+@pytest.mark.slow
 def test_metrics_equal_matting_evaluate_on_the_saved_predictions(built, data):
     rows = _csv(built)
     assert len(rows) == len(STEMS) * 2
@@ -140,6 +142,7 @@ def test_metrics_equal_matting_evaluate_on_the_saved_predictions(built, data):
                 assert mine[row["name"]][METRIC_HEADERS[key]] == format_metric(key, row[key], digits=6), (slug, key)
 
 
+@pytest.mark.slow
 def test_rows_sorted_by_sad_spread_and_best_model_highlighted(built):
     sad = {}
     for row in _csv(built):
@@ -158,6 +161,7 @@ def test_rows_sorted_by_sad_spread_and_best_model_highlighted(built):
     assert best == {stem: [min(v, key=v.get)] for stem, v in sad.items()}
 
 
+@pytest.mark.slow
 def test_predictions_are_those_of_matting_predict(built, data, ckpts, tmp_path):
     for ckpt, slug in zip(ckpts, ("first", "second")):
         out = tmp_path / slug
@@ -170,6 +174,7 @@ def test_predictions_are_those_of_matting_predict(built, data, ckpts, tmp_path):
     assert not np.array_equal(first, second)  # two different models
 
 
+@pytest.mark.slow
 def test_summary_means_equal_csv_means(built):
     rows, cells, model = _csv(built), {}, None
     text = (built / "index.html").read_text(encoding="utf-8")
@@ -196,6 +201,7 @@ def test_summary_means_equal_csv_means(built):
         assert abs(shown - np.mean(values)) <= 0.0005 + 1e-6, (slug, key)
 
 
+@pytest.mark.slow
 def test_conn_and_comp1k_equal_matting_evaluate(data, ckpts, tmp_path):
     for protocol, extra, keys in (("whole", ["--conn"], ("sad", "mse", "grad", "conn")),
                                   ("comp1k", ["--trimap", data / "trimap"], ("sad", "mse", "grad"))):
@@ -214,6 +220,7 @@ def test_conn_and_comp1k_equal_matting_evaluate(data, ckpts, tmp_path):
                     assert mine[row["name"]][METRIC_HEADERS[key]] == format_metric(key, row[key], digits=6), (protocol, key)
 
 
+@pytest.mark.slow
 def test_without_ground_truth_rows_follow_model_disagreement(data, ckpts, tmp_path):
     out = tmp_path / "nogt"
     assert run(["--ckpt", *ckpts, "--images", str(data / "image" / "*.png"), "--out", out, "--names", "A & B", "<b>"] + BASE) == 0
@@ -230,6 +237,7 @@ def test_without_ground_truth_rows_follow_model_disagreement(data, ckpts, tmp_pa
     assert [difference[s] for s in _row_order(out)] == sorted(difference.values(), reverse=True)
 
 
+@pytest.mark.slow
 def test_sort_by_name(built, data, ckpts, tmp_path):
     out = tmp_path / "byname"
     assert run(["--ckpt", ckpts[0], "--images", data / "image", "--alpha", data / "alpha", "--out", out,
@@ -240,6 +248,7 @@ def test_sort_by_name(built, data, ckpts, tmp_path):
 # ---------------------------------------------------------------------------- bad input
 
 
+@pytest.mark.slow
 def test_bad_checkpoints_name_the_file_and_write_nothing(data, ckpts, tmp_path):
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"not a checkpoint")
@@ -252,6 +261,7 @@ def test_bad_checkpoints_name_the_file_and_write_nothing(data, ckpts, tmp_path):
         assert _no_output(out), bad
 
 
+@pytest.mark.slow
 def test_unreadable_image_midway_leaves_no_half_gallery(data, ckpts, tmp_path):
     images = tmp_path / "images"
     shutil.copytree(data / "image", images)
@@ -263,6 +273,7 @@ def test_unreadable_image_midway_leaves_no_half_gallery(data, ckpts, tmp_path):
     assert _no_output(out)
 
 
+@pytest.mark.slow
 def test_bad_out_and_names_and_missing_ground_truth(data, ckpts, tmp_path):
     common = ["--ckpt", *ckpts, "--images", data / "image"] + BASE
     a_file = tmp_path / "file.html"
@@ -296,6 +307,7 @@ def test_bad_out_and_names_and_missing_ground_truth(data, ckpts, tmp_path):
     assert "it&#x27;s #3.png" in (out / "index.html").read_text(encoding="utf-8")  # listed as skipped
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_the_old_gallery_only_when_the_new_one_is_complete(data, ckpts, tmp_path, monkeypatch):
     out = tmp_path / "g"
     common = ["--ckpt", *ckpts, "--images", data / "image" / "plain.png", "--out", out, "--eager"] + BASE
@@ -318,6 +330,7 @@ def test_overwrite_replaces_the_old_gallery_only_when_the_new_one_is_complete(da
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g"]
 
 
+@pytest.mark.slow
 def test_matting_command_exits_2_naming_the_checkpoint(data, tmp_path, monkeypatch, capsys):
     from matting import cli
 

@@ -179,6 +179,7 @@ def test_trimap_based_variant_needs_a_four_channel_encoder_and_a_trimap():
     assert a.shape == (1, 1, 64, 64) and not torch.equal(a, b), "the trimap must reach the network"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["FT", "BT"])
 def test_gfm_config_forms_follow_its_comment(mode, tmp_path):
     """configs/model/gfm.yaml: "FT / BT forms: set fusion mode to FT or BT and glance classes to 2"."""

@@ -2,6 +2,7 @@
 
 import functools
 
+import pytest
 import torch
 
 from matting.models import (
@@ -64,6 +65,7 @@ def test_frozen_parts_keep_their_batchnorm_statistics():
     assert torch.equal(encoder_bn.running_mean, before)
 
 
+@pytest.mark.slow
 def test_fit_keeps_frozen_batchnorm_statistics(tmp_path):
     """Through Lightning's fit loop, not just module.train(): the encoder (lr scale 0) must not drift."""
     from .tiny_checkpoint import smoke_cli

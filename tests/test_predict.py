@@ -163,6 +163,7 @@ def test_unsafe_checkpoint_is_refused_with_a_clear_message(tmp_path):
         load_net(namespace)
 
 
+@pytest.mark.slow
 def test_garbage_truncated_and_foreign_class_checkpoints(tmp_path, ckpt):
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"this is not a checkpoint at all")
@@ -199,6 +200,7 @@ def test_weights_that_do_not_fit_the_config(tmp_path):
         load_net(path)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")  # LightningCLI / jsonargparse deprecation chatter
 def test_real_lightning_checkpoint_from_cli(tmp_path):
     """A checkpoint written by Lightning's own Trainer for a LightningCLI-built module loads with weights_only=True."""
@@ -220,6 +222,7 @@ def test_real_lightning_checkpoint_from_cli(tmp_path):
 # ---------------------------------------------------------------------------- the command
 
 
+@pytest.mark.slow
 def test_predict_writes_matte_cutout_and_composite(tmp_path, ckpt):
     expected = _photos(tmp_path / "in")
     out = tmp_path / "out"
@@ -243,6 +246,7 @@ def test_predict_writes_matte_cutout_and_composite(tmp_path, ckpt):
     assert not [p for p in out.rglob(".*")], "temporary files left behind"
 
 
+@pytest.mark.slow
 def test_eager_and_frozen_runs_write_the_same_matte(tmp_path, ckpt):
     _photos(tmp_path / "in")
     common = ["--ckpt", ckpt, tmp_path / "in" / "plain.png", "--base-size", "64", "--no-cutout", "--no-progress"]
@@ -253,6 +257,7 @@ def test_eager_and_frozen_runs_write_the_same_matte(tmp_path, ckpt):
     assert np.abs(a - b).max() <= 1
 
 
+@pytest.mark.slow
 def test_inputs_as_files_and_globs_with_an_image_background(tmp_path, ckpt):
     _photos(tmp_path / "in")
     background = tmp_path / "bg.png"
@@ -270,6 +275,7 @@ def test_inputs_as_files_and_globs_with_an_image_background(tmp_path, ckpt):
         assert (np.abs(comp[clear].astype(int) - (200, 10, 10)) <= 1).all()
 
 
+@pytest.mark.slow
 def test_unreadable_input_is_reported_and_the_rest_processed(tmp_path, ckpt, capsys):
     _photos(tmp_path / "in")
     (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
@@ -282,6 +288,7 @@ def test_unreadable_input_is_reported_and_the_rest_processed(tmp_path, ckpt, cap
     assert not (out / "cutout" / "broken.png").exists()
 
 
+@pytest.mark.slow
 def test_existing_outputs_are_never_overwritten_unless_asked(tmp_path, ckpt, capsys):
     _photos(tmp_path / "in")
     out = tmp_path / "out"
@@ -300,6 +307,7 @@ def test_existing_outputs_are_never_overwritten_unless_asked(tmp_path, ckpt, cap
     assert matte.read_bytes() != before
 
 
+@pytest.mark.slow
 def test_interrupted_run_leaves_no_half_written_file(tmp_path, ckpt, monkeypatch):
     _photos(tmp_path / "in")
     out = tmp_path / "out"
@@ -321,6 +329,7 @@ def test_interrupted_run_leaves_no_half_written_file(tmp_path, ckpt, monkeypatch
     Image.open(files[0]).load()
 
 
+@pytest.mark.slow
 def test_command_level_errors(tmp_path, ckpt):
     _photos(tmp_path / "in")
     not_a_folder = tmp_path / "out.png"
@@ -342,6 +351,7 @@ def test_command_level_errors(tmp_path, ckpt):
         run(["--ckpt", ckpt, tmp_path / "in", tmp_path / "other", "--out", tmp_path / "o4"])
 
 
+@pytest.mark.slow
 def test_cli_exit_status_for_a_bad_checkpoint(tmp_path):
     from matting.cli import TOOLS
     from matting.cli import main as cli_main
@@ -355,6 +365,7 @@ def test_cli_exit_status_for_a_bad_checkpoint(tmp_path):
 # ---------------------------------------------------------------------------- real photos
 
 
+@pytest.mark.slow
 def test_real_photos(shared_data, ckpt, tmp_path):
     folder = shared_data / "alphamatting-test-nogt" / "image"
     if not folder.is_dir():

@@ -85,6 +85,7 @@ def uninterrupted(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_ends_like_an_uninterrupted_run(uninterrupted, tmp_path):
     root = tmp_path / "run"
     _fit(root, _kill_callback("KillAtStep", 6), expect_kill=True)
@@ -95,6 +96,7 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(uninterrupted, tmp_p
     _assert_same_end(root, uninterrupted)
 
 
+@pytest.mark.slow
 def test_kill_during_a_checkpoint_write_keeps_the_previous_checkpoint(uninterrupted, tmp_path):
     root = tmp_path / "run"
     _fit(root, _kill_callback("KillMidWrite", 4), expect_kill=True)

@@ -60,6 +60,7 @@ def _git(cwd, *args):
 # ---------------------------------------------------------------------------- a real run
 
 
+@pytest.mark.slow
 def test_fit_writes_run_json_and_a_grid_per_validation_epoch(tmp_path):
     cli = _fit(tmp_path, [_logger("CSVLogger", tmp_path, name="logs")], *TWO_EPOCHS)
     run_dir = tmp_path / "logs" / "version_0"
@@ -86,6 +87,7 @@ def test_fit_writes_run_json_and_a_grid_per_validation_epoch(tmp_path):
     assert grid.shape == (HEADER_PX + GRID_ROWS * (LABEL_PX + SMOKE_SIZE), 4 * SMOKE_SIZE, 3)
 
 
+@pytest.mark.slow
 def test_record_can_be_configured_and_switched_off(tmp_path):
     cli = build_cli(CFG + [f"--trainer.default_root_dir={tmp_path}", "--run_record.grid_samples=8"], run=False)
     callback = next(cb for cb in cli.trainer.callbacks if isinstance(cb, RunRecord))
@@ -100,6 +102,7 @@ def test_record_can_be_configured_and_switched_off(tmp_path):
 # ---------------------------------------------------------------------------- loggers
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None, reason="the tensorboard package is not installed")
 def test_tensorboard_gets_the_grids_and_the_record_next_to_the_model_hyperparameters(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -118,6 +121,7 @@ def test_tensorboard_gets_the_grids_and_the_record_next_to_the_model_hyperparame
     assert (tmp_path / "tb" / "version_0" / "run.json").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="the wandb package is not installed")
 def test_wandb_offline_gets_the_grids_and_the_record(tmp_path, monkeypatch):
     for name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
@@ -139,6 +143,7 @@ def test_wandb_offline_gets_the_grids_and_the_record(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------- pieces
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 def test_git_state_outside_a_repository_is_null_and_inside_one_is_commit_and_dirty(tmp_path, monkeypatch):
     # Stop git from finding a repository above tmp_path.

@@ -66,6 +66,7 @@ def _metrics(run: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_adapt_lowers_the_soc_loss_and_logs_its_terms(adapted_run):
     rows = _metrics(adapted_run)
     epoch_means = [float(r["train/soc_loss_epoch"]) for r in rows if r.get("train/soc_loss_epoch")]
@@ -78,6 +79,7 @@ def test_adapt_lowers_the_soc_loss_and_logs_its_terms(adapted_run):
         assert float(r["train/soc_loss"]) == pytest.approx(float(r["train/soc_semantic"]) + float(r["train/soc_detail"]), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_backup_is_refreshed_once_per_epoch(adapted_run):
     checkpoints = _logs(adapted_run) / "checkpoints"
     for epoch in range(EPOCHS):
@@ -86,6 +88,7 @@ def test_backup_is_refreshed_once_per_epoch(adapted_run):
         assert not any(k.startswith("_backup") or ".backup" in k for k in saved["state_dict"])  # never saved
 
 
+@pytest.mark.slow
 def test_normalisation_layers_keep_their_statistics_and_parameters(tiny_ckpt, adapted_run):
     before, after = state_of(tiny_ckpt), state_of(_logs(adapted_run) / "checkpoints" / "last.ckpt")
     net = build_net(load_net_parts(tiny_ckpt)[0])
@@ -97,6 +100,7 @@ def test_normalisation_layers_keep_their_statistics_and_parameters(tiny_ckpt, ad
     assert any(not torch.equal(before[k], after[k]) for k in before if k not in norm_keys)  # the rest adapted
 
 
+@pytest.mark.slow
 def test_adapted_checkpoint_loads_and_predicts(adapted_run, photos, tmp_path):
     last = _logs(adapted_run) / "checkpoints" / "last.ckpt"
     alpha = predict_alpha(load_net(last), np.random.default_rng(0).random((48, 72, 3), dtype=np.float32), base_size=64)
@@ -106,6 +110,7 @@ def test_adapted_checkpoint_loads_and_predicts(adapted_run, photos, tmp_path):
     assert sorted(p.name for p in (out / "alpha").iterdir()) == [f"photo_{i}.png" for i in range(4)]
 
 
+@pytest.mark.slow
 def test_adapt_leaves_the_run_folder_of_matting_fit(tiny_ckpt, photos, adapted_run):
     logs = _logs(adapted_run)
     assert (adapted_run / "adapt.yaml").is_file() and (logs / "hparams.yaml").is_file()
@@ -149,6 +154,7 @@ def test_the_photos_fingerprint_follows_their_bytes_not_their_folder(photos, tmp
     assert UnlabeledImageDataModule(str(moved), size=64, num_workers=0).fingerprint()["sha256"] != first["sha256"]
 
 
+@pytest.mark.slow
 def test_run_record_draws_no_grid_for_unlabeled_batches(tmp_path):
     from types import SimpleNamespace
 
@@ -167,6 +173,7 @@ def test_run_record_draws_no_grid_for_unlabeled_batches(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_matting_fit_repeats_an_adaptation_from_its_config(adapted_run, tmp_path):
     again = tmp_path / "again"
     assert cli.main(["fit", "-c", str(_logs(adapted_run) / "config.yaml"), "--trainer.max_epochs=1",
@@ -176,6 +183,7 @@ def test_matting_fit_repeats_an_adaptation_from_its_config(adapted_run, tmp_path
     assert (again / "run.json").is_file()  # a RunRecord without a logger writes into the root folder
 
 
+@pytest.mark.slow
 def test_backup_is_a_frozen_unsaved_copy_and_norms_stay_in_eval(tiny_ckpt):
     config, state = load_net_parts(tiny_ckpt)
     module = SOCModule(net_from_parts(config, state))
@@ -195,6 +203,7 @@ def test_backup_is_a_frozen_unsaved_copy_and_norms_stay_in_eval(tiny_ckpt):
     assert all(k.startswith("net.") for k in module.state_dict())
 
 
+@pytest.mark.slow
 def test_a_network_without_a_semantic_head_is_refused(tiny_ckpt, photos, tmp_path):
     config, _ = load_net_parts(tiny_ckpt)
     config = {**config, "init_args": {**config["init_args"], "semantic_head": None}}

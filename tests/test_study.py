@@ -63,6 +63,7 @@ def test_study_arms_are_the_yaml_files_and_the_colour_threshold(tmp_path):
         run_study.study_arms(study)
 
 
+@pytest.mark.slow
 def test_fingerprint_changes_with_every_input(tmp_path):
     study = _tiny_study(tmp_path)
     files = [study / "base.yaml", study / "arms" / "small_fusion.yaml"]
@@ -94,6 +95,7 @@ def test_run_folders_are_claimed_finished_and_never_mixed(tmp_path):
         run_study.claim_run_dir(tmp_path / "other", "fp1", overwrite=False)
 
 
+@pytest.mark.slow
 def test_budget_options_shrink_steps_validation_and_schedule_together():
     # The study's budget (600 steps, validation every 100, OneCycle over 600) on the smoke model.
     files = [CONFIGS / "default.yaml", CONFIGS / "smoke.yaml", STUDY / "base.yaml", STUDY / "arms" / "modnet_fusion.yaml"]
@@ -102,6 +104,7 @@ def test_budget_options_shrink_steps_validation_and_schedule_together():
         "--trainer.max_steps=5", "--trainer.val_check_interval=5", "--model.scheduler.init_args.total_steps=5"]
 
 
+@pytest.mark.slow
 def test_runner_collector_and_retimer_on_a_tiny_study(tmp_path, capsys):
     study, runs, out = _tiny_study(tmp_path), tmp_path / "runs", tmp_path / "out"
     args = [str(study), "--seeds", "0", "--arms", "small_fusion", "--out", str(runs), "--max-steps", "1",
@@ -125,6 +128,7 @@ def test_runner_collector_and_retimer_on_a_tiny_study(tmp_path, capsys):
     assert retimed["ms_during_study"] == result["ms"] and retimed["timing"]["retimed"]["size"] == 32
 
 
+@pytest.mark.slow
 def test_refiner_experiment_scores_the_base_and_each_refiner():
     from matting.runtime.lightning_cli import build_cli
 
@@ -142,6 +146,7 @@ def test_refiner_experiment_scores_the_base_and_each_refiner():
         assert set(row) == {*refiner_experiment.METRICS, "seconds"} and all(np.isfinite(v) for v in row.values())
 
 
+@pytest.mark.slow
 def test_metrics_experiment_agrees_with_matting_evaluate(tmp_path, capsys):
     from matting.io.images import write_png
 

@@ -17,6 +17,7 @@ def _fit(tmp_path, *extra):
     return cli
 
 
+@pytest.mark.slow
 def test_same_seed_same_config_same_validation_metrics(tmp_path):
     first = _fit(tmp_path / "a", "--trainer.max_steps=3").trainer.callback_metrics
     second = _fit(tmp_path / "b", "--trainer.max_steps=3").trainer.callback_metrics
@@ -25,12 +26,14 @@ def test_same_seed_same_config_same_validation_metrics(tmp_path):
         assert torch.equal(first[key], second[key]), key
 
 
+@pytest.mark.slow
 def test_a_different_seed_changes_the_run(tmp_path):
     a = _fit(tmp_path / "a", "--trainer.max_steps=3", "--seed_everything=0").trainer.callback_metrics["val/sad"]
     b = _fit(tmp_path / "b", "--trainer.max_steps=3", "--seed_everything=1").trainer.callback_metrics["val/sad"]
     assert not torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_the_step_and_the_term(tmp_path):
     cli = build_cli(CFG + [f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false",
                            "--trainer.enable_checkpointing=false", "--trainer.callbacks=[]"], run=False)
@@ -59,6 +62,7 @@ def _fit_photos(tmp_path, pairs, seed: int):
     return cli
 
 
+@pytest.mark.slow
 def test_worker_processes_keep_runs_reproducible(tmp_path):
     from .tiny_checkpoint import write_pairs
 

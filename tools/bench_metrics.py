@@ -48,8 +48,9 @@ def synthetic_pair(rng: np.random.Generator, width: int, height: int):
         centre = (int(cx + rng.integers(-width // 6, width // 6)), int(cy + rng.integers(-height // 4, height // 4)))
         cv2.circle(pred, centre, int(rng.integers(3, 15)), float(rng.uniform(0.0, 0.6)), -1)
 
-    quantise = lambda a: np.rint(np.clip(a, 0, 1) * 255).astype(np.float32) / np.float32(255)
-    gt, pred = quantise(gt), quantise(pred)
+    from matting.io.images import quantize_8bit
+
+    gt, pred = quantize_8bit(gt), quantize_8bit(pred)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (21, 21))
     trimap = np.full((height, width), 128, np.uint8)
     trimap[cv2.dilate((gt > 0).view(np.uint8), kernel) == 0] = 0

@@ -72,10 +72,9 @@ def test_image(size: int) -> tuple[np.ndarray, str]:
     import cv2
 
     if PHOTO.is_file():
-        from matting.io.images import read_image
+        from matting.io.images import read_image, resize_image
 
-        image = read_image(PHOTO)
-        return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA), f"photo {PHOTO.name} resized"
+        return resize_image(read_image(PHOTO), size, size, enlarge=cv2.INTER_AREA), f"photo {PHOTO.name} resized"
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:size, 0:size] / size
     image = np.stack([0.3 + 0.4 * xx, 0.5 + 0.3 * np.sin(6 * yy), 0.4 + 0.2 * xx * yy], -1).astype(np.float32)

@@ -49,18 +49,19 @@ CHILD = textwrap.dedent("""
     else:
         from matting.foreground import estimate_foreground as run
     startup = time.perf_counter() - started
-    from matting.io.images import read_alpha, read_image
     import cv2
+
+    from matting.io.images import read_alpha, read_image, resize_image
     params = json.loads(sys.argv[5])
     times, results = [], {}
     for name, image_path, alpha_path, bg_path in json.load(open(pairs_file)):
         image, alpha = read_image(image_path), read_alpha(alpha_path)
         if scale != 1:
-            size = (round(alpha.shape[1] * scale), round(alpha.shape[0] * scale))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-            alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
+            height, width = round(alpha.shape[0] * scale), round(alpha.shape[1] * scale)
+            image = resize_image(image, height, width, enlarge=cv2.INTER_AREA)
+            alpha = resize_image(alpha, height, width, enlarge=cv2.INTER_AREA)
         if bg_path:  # synthetic check: the photo is the true foreground, composited over a known background
-            bg = cv2.resize(read_image(bg_path), (alpha.shape[1], alpha.shape[0]), interpolation=cv2.INTER_AREA)
+            bg = resize_image(read_image(bg_path), *alpha.shape[:2], enlarge=cv2.INTER_AREA)
             image = (alpha[..., None] * image + (1 - alpha[..., None]) * bg).astype(np.float32)
         if which == "pymatting":
             image, alpha = image.astype(np.float64), alpha.astype(np.float64)
@@ -92,7 +93,7 @@ def compare(data: Path, limit: int | None = None, scale: float = 1.0, warm: bool
             backgrounds: Path | None = None) -> dict:
     import cv2
 
-    from matting.io.images import list_images, read_alpha, read_image
+    from matting.io.images import list_images, read_alpha, read_image, resize_image
 
     images, alphas = list_images(data / "image"), list_images(data / "alpha")
     names = sorted(set(images) & set(alphas))[:limit]
@@ -105,9 +106,9 @@ def compare(data: Path, limit: int | None = None, scale: float = 1.0, warm: bool
     rows, truth_rows = [], []
     for i, name in enumerate(names):
         alpha = read_alpha(alphas[name])
-        shape = (fg_ours[name].shape[1], fg_ours[name].shape[0])
+        shape = fg_ours[name].shape[:2]
         if scale != 1:
-            alpha = cv2.resize(alpha, shape, interpolation=cv2.INTER_AREA)
+            alpha = resize_image(alpha, *shape, enlarge=cv2.INTER_AREA)
         visible = alpha > 0
         diff = np.abs(fg_ours[name] - fg_pm[name]).max(axis=2)[visible]
         rows.append({"name": name, "size": f"{alpha.shape[1]}x{alpha.shape[0]}", "max": float(diff.max()),
@@ -116,7 +117,9 @@ def compare(data: Path, limit: int | None = None, scale: float = 1.0, warm: bool
                          np.abs(fg_ours[name] - fg_pm[name]).max(axis=2)[alpha >= 0.5].max()),
                      "pymatting_s": timing_pm["times"][i], "ours_s": timing_ours["times"][i]})
         if synthetic:  # error against the true foreground, alpha-weighted (what a recomposite shows)
-            true_fg = cv2.resize(read_image(images[name]), shape, interpolation=cv2.INTER_AREA) if scale != 1 else read_image(images[name])
+            true_fg = read_image(images[name])
+            if scale != 1:
+                true_fg = resize_image(true_fg, *shape, enlarge=cv2.INTER_AREA)
             weight = alpha[visible]
             err = lambda fg: float((np.abs(fg - true_fg).mean(axis=2)[visible] * weight).sum() / weight.sum())
             truth_rows.append({"name": name, "ours": err(fg_ours[f"{name}~"]), "pymatting": err(fg_pm[f"{name}~"])})
