@@ -34,9 +34,7 @@ from pathlib import Path
 from matting.evaluation import evaluate_dirs, summary_markdown, write_report
 from matting.io.errors import MattingInputError, ToolArgumentParser
 from matting.io.files import check_output
-from matting.metrics import (
-    PROTOCOLS,
-)
+from matting.metrics import PROTOCOLS
 
 
 def build_parser() -> argparse.ArgumentParser:
