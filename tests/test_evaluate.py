@@ -259,3 +259,88 @@ def test_fixture_formats_are_what_they_claim(dataset):
     assert Image.open(root / "trimap" / "a.png").mode == "P"
     np.testing.assert_array_equal(read_trimap(root / "trimap" / "a.png"), scenes["a"][2])
     np.testing.assert_array_equal(read_alpha(root / "gt" / "b.png"), scenes["b"][1])
+
+
+# ---------------------------------------------------------------------------- precision, --no-force, workers
+
+
+def test_per_image_values_are_written_in_full(tmp_path):
+    from matting.metrics import display_value
+
+    rng = np.random.default_rng(11)
+    items = []
+    for i, name in enumerate(NAMES):
+        pred, gt, trimap = _scene(i)
+        pred = np.clip(pred + rng.normal(0, 1e-4, SHAPE), 0, 1).astype(np.float32)  # values with many digits
+        items.append((name, pred, gt, trimap))
+    rows = evaluate_arrays(items, "whole", quantize=False)
+    out = write_report(rows, tmp_path / "report", "whole")
+    keys = metric_keys("whole")
+    for row, written in zip(rows, _read_csv(out / "per_image.csv")):
+        for key in keys:
+            assert float(written[METRIC_HEADERS[key]]) == display_value(key, row[key])
+            if display_value(key, 1.0) == 1.0:  # SAD, Grad, Conn: the CSV holds the value itself
+                assert float(written[METRIC_HEADERS[key]]) == row[key]
+    per_image = json.loads((out / "summary.json").read_text())["per_image"]
+    assert per_image == [{"name": row["name"], **{k: row[k] for k in keys}} for row in rows]
+    assert "| SAD (/1000) |" in (out / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_no_force_scores_comp1k_files_as_saved(dataset):
+    root, scenes = dataset
+    main(_args(root, "comp1k", True, "--out", str(root / "forced")))
+    main(_args(root, "comp1k", True, "--out", str(root / "saved"), "--no-force"))
+    forced = json.loads((root / "forced" / "summary.json").read_text())
+    saved = json.loads((root / "saved" / "summary.json").read_text())
+    assert "as saved" in saved["region"] and "forced" in forced["region"]
+    for row_forced, row_saved in zip(forced["per_image"], saved["per_image"]):
+        _, gt, trimap = scenes[row_saved["name"]]
+        pred = read_alpha(root / "pred" / f"{row_saved['name']}.png")
+        unknown = trimap == 128
+        assert (pred[~unknown] != gt[~unknown]).any()  # the saved prediction is not forced
+        from matting.metrics import conn, grad, mse, sad
+
+        literal = {"sad": sad(pred, gt, unknown), "mse": mse(pred, gt, unknown), "grad": grad(pred, gt, unknown), "conn": conn(pred, gt, unknown)}
+        assert {k: v for k, v in row_saved.items() if k != "name"} == literal
+        assert row_saved["sad"] == row_forced["sad"] and row_saved["mse"] == row_forced["mse"]
+        assert row_saved["grad"] != row_forced["grad"]
+
+
+@pytest.mark.slow
+def test_worker_processes_do_not_import_torch(dataset, tmp_path):
+    # The parent is a script shaped like the `matting` console script: spawned workers re-run its
+    # imports (the dispatcher) and import matting.evaluation to unpickle their task.
+    import subprocess
+    import sys
+
+    root, _ = dataset
+    script = tmp_path / "matting_like.py"
+    script.write_text(
+        "import sys\n"
+        "from matting.cli import main\n"
+        "if __name__ == '__main__':\n"
+        "    from pathlib import Path\n"
+        "    from matting.evaluation import Pair, _pool, _task\n"
+        f"    root = Path({str(root)!r})\n"
+        "    pair = Pair('a', root / 'pred' / 'a.png', root / 'gt' / 'a.png', root / 'trimap' / 'a.png')\n"
+        "    with _pool(1) as pool:\n"
+        "        name, row, problem = pool.apply(_task, ((pair, 'comp1k', False, True),))\n"
+        "        assert row is not None and problem is None, problem\n"
+        "        heavy = ('torch', 'lightning', 'torchmetrics', 'timm')\n"
+        "        code = 'sorted(m for m in %r if m in __import__(\"sys\").modules)' % (heavy,)\n"
+        "        print(pool.apply(eval, (code,)))\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_default_worker_count_follows_the_amount_of_work(tmp_path):
+    from matting.evaluation import PARALLEL_MIN_PIXELS, Pair, _cpus, default_workers
+
+    write_png(tmp_path / "small.png", np.zeros(SHAPE, np.float32))
+    small = [Pair(str(i), tmp_path / "small.png", tmp_path / "small.png") for i in range(30)]
+    assert default_workers(small) == 1  # 30 small pairs: one process finishes before a pool starts
+    many = PARALLEL_MIN_PIXELS // (SHAPE[0] * SHAPE[1]) + 1
+    assert default_workers(small * (many // 30 + 1)) == min(2, _cpus())

@@ -422,3 +422,72 @@ def test_alphamatting_regression(predictor, protocol):
     assert len(rows) == 20
     for key, expected in REGRESSION[(predictor, protocol)].items():
         assert np.mean([row[key] for row in rows]) == pytest.approx(expected, rel=1e-6), key
+
+
+# ---------------------------------------------------------------------------- files scored at their bit depth
+
+
+def _identical_files(root: Path, bits: int):
+    """pred/ and gt/ holding byte-identical PNGs of ``bits`` bits, and a consistent trimap/."""
+    from matting.io.images import write_png
+
+    rng = np.random.default_rng(bits)
+    top = 65535 if bits == 16 else 255
+    dtype = np.uint16 if bits == 16 else np.uint8
+    names = ("a", "b")
+    for name in names:
+        soft = np.clip((ndimage.gaussian_filter(rng.random((40, 56)), 3) - 0.5) * 12 + 0.5, 0, 1)
+        levels = np.rint(soft * top).astype(dtype)
+        if bits == 16:
+            levels[levels % 257 == 0] += 1  # not all on 8-bit levels
+            levels[soft == 0], levels[soft == 1] = 0, top
+        trimap = np.full(levels.shape, 128, np.uint8)
+        trimap[levels == 0], trimap[levels == top] = 0, 255
+        for folder in ("pred", "gt"):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / folder / f"{name}.png"), levels)
+        write_png(root / "trimap" / f"{name}.png", trimap)
+    assert (root / "pred" / "a.png").read_bytes() == (root / "gt" / "a.png").read_bytes()
+    return names
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("protocol, force_known", [("comp1k", True), ("comp1k", False), ("whole", True), ("modnet", True)])
+def test_identical_files_score_exactly_zero(tmp_path, bits, protocol, force_known):
+    from matting.evaluation import evaluate_dirs
+
+    names = _identical_files(tmp_path, bits)
+    trimaps = tmp_path / "trimap" if protocol != "modnet" else None
+    rows, _ = evaluate_dirs(
+        tmp_path / "pred", tmp_path / "gt", trimaps, protocol, workers=1, progress=False, force_known=force_known
+    )
+    assert [row["name"] for row in rows] == list(names)
+    keys = metric_keys(protocol, with_trimap=trimaps is not None)
+    for row in rows:
+        assert set(row) == {"name", *keys}
+        assert all(row[key] == 0.0 for key in keys), row
+    if bits == 16:  # a 16-bit file rounded to 8 bits, as in memory, is not its own ground truth
+        gt = read_alpha(tmp_path / "gt" / "a.png")
+        assert compute_metrics(gt, gt, None, "whole", quantize=True)["sad"] > 0
+
+
+# ---------------------------------------------------------------------------- comp1k as saved (--no-force)
+
+
+def test_comp1k_unforced_scores_the_prediction_as_given():
+    pred, gt, trimap = _scene(np.random.default_rng(8))
+    known = trimap != 128
+    assert known.any() and (pred[known] != gt[known]).any()  # the prediction is not forced
+    unknown = ~known
+    as_saved = compute_metrics(pred, gt, trimap, "comp1k", quantize=False, force_known=False)
+    literal = {"sad": sad(pred, gt, unknown), "mse": mse(pred, gt, unknown), "grad": grad(pred, gt, unknown), "conn": conn(pred, gt, unknown)}
+    assert as_saved == literal
+    assert as_saved["grad"] == pytest.approx(_reference_grad(pred, gt, unknown), rel=1e-6)
+    assert as_saved["conn"] == pytest.approx(_reference_conn(pred, gt, unknown), rel=1e-6, abs=1e-12)
+
+    # The default differs only in the known pixels: forcing them by hand gives its values.
+    forced_by_hand = np.where(trimap == 255, F32(1), np.where(trimap == 0, F32(0), pred)).astype(F32)
+    default = compute_metrics(pred, gt, trimap, "comp1k", quantize=False)
+    assert default == compute_metrics(forced_by_hand, gt, trimap, "comp1k", quantize=False, force_known=False)
+    assert default["sad"] == as_saved["sad"] and default["mse"] == as_saved["mse"]  # unknown pixels only
+    assert default["grad"] != as_saved["grad"]  # the 9x9 support reaches into the known regions

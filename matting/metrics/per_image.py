@@ -24,9 +24,9 @@ before the first level at which it leaves that component (1 if it never does);
 ``bwconncomp`` numbers components in column-major order of their first pixel and ``max`` keeps
 the first, so the tie goes to the component met first in a column-major scan. (OpenCV numbers
 labels in row-major order of their first pixel, so its label order cannot be used as is.)
-When no pixel reaches a level in both maps there is no component and every pixel still
-unassigned takes the previous threshold (the MATLAB code has no defined behaviour there:
-it indexes with an empty list).
+When no pixel reaches a level in both maps there is no component: the largest-component map
+is empty and every pixel still unassigned takes the previous threshold, as an emptiness check
+around MATLAB's ``omega(cc.PixelIdxList{max_id}) = 1`` would give (docs/metrics.md).
 """
 
 from __future__ import annotations

@@ -1,20 +1,24 @@
 """The benchmark protocols (``compute_metrics``): which metrics, over which pixels, of which prediction.
 
-- ``comp1k``: Composition-1k, parity with the official MATLAB code. Needs a trimap. Known
-  regions of the prediction are forced (trimap 0 -> 0, 255 -> 1) before all metrics, as the
-  official pipeline saves predictions; only trimap == 128 pixels count. Keys: sad, mse, grad,
-  conn.
+- ``comp1k``: Composition-1k, parity with the official MATLAB code. Needs a trimap. Only trimap
+  == 128 pixels count. Keys: sad, mse, grad, conn. By default the known regions of the
+  prediction are forced (trimap 0 -> 0, 255 -> 1) before all metrics, as the code of GCA-Matting
+  and MatteFormer does before saving its predictions; ``force_known=False`` scores the
+  prediction as given, as the official ``evaluate.m`` scores the saved file. SAD and MSE do not
+  depend on it; Grad (9x9 support) and Conn (components over the whole image) do.
 - ``whole``: AM-2k / P3M / AIM. Keys sad, mse, mad, grad, conn over the whole image, with the
   raw prediction. Given a trimap, also sad_unknown, mse_unknown, mad_unknown (over trimap ==
   128), sad_fg (trimap == 255) and sad_bg (trimap == 0). Grad and Conn are the MATLAB
-  definitions of :mod:`matting.metrics.per_image` applied to every pixel (GFM's Python code uses an unnormalised scipy
-  derivative divided by 10 instead, which agrees to about 1%).
+  definitions of :mod:`matting.metrics.per_image` applied to every pixel (GFM's Python code uses an
+  unnormalised scipy derivative divided by 10 instead, which differs from it by 2 to 5 %).
 - ``modnet``: PPM-100. Whole-image mse and mad.
 
-By default the prediction is scored as the 8-bit PNG it would be saved as
-(``round(pred * 255) / 255``, the rounding of ``matting.io.images.write_png``), so a value logged
-during training equals what ``matting evaluate`` reports for the saved predictions. The
-ground truth is used as given.
+``quantize=True`` (the default, for predictions held in memory) scores the prediction as the
+8-bit PNG it would be saved as (``round(pred * 255) / 255``, the rounding of
+``matting.io.images.write_png``), so a value logged during training equals what ``matting
+evaluate`` reports for the saved predictions. A prediction read from a file is scored at the
+bit depth of that file (``quantize=False``): an 8-bit PNG holds these values already, and a
+16-bit file keeps its 16 bits. The ground truth is always used as given.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ def compute_metrics(
     trimap=None,
     protocol: str = "whole",
     quantize: bool = True,
+    force_known: bool = True,
 ) -> dict[str, float]:
     """All metrics of ``protocol`` for one image.
 
@@ -64,7 +69,10 @@ def compute_metrics(
         trimap: (H, W) with values 0 / 128 / 255 (see ``matting.io.images.normalise_trimap``);
             required by ``comp1k``, optional for ``whole``, ignored by ``modnet``.
         protocol: ``comp1k``, ``whole`` or ``modnet`` (module docstring).
-        quantize: score the prediction as its 8-bit PNG (round(pred * 255) / 255).
+        quantize: score the prediction as its 8-bit PNG (round(pred * 255) / 255); for
+            predictions in memory. Pass False for a prediction read from a file.
+        force_known: ``comp1k`` only: set the prediction to 0 / 1 where the trimap is 0 / 255
+            before scoring. False scores it as given, as the official ``evaluate.m`` does.
 
     Returns:
         {key: value} with the keys of ``metric_keys(protocol, trimap is not None)``, in the
@@ -85,11 +93,11 @@ def compute_metrics(
     if protocol == "comp1k":
         if trimap is None:
             raise MattingInputError("protocol 'comp1k' needs a trimap (only trimap == 128 pixels count)")
-        # The official pipeline saves predictions with the known regions forced.
         unknown = trimap == TRIMAP_UNKNOWN
-        forced = (trimap == TRIMAP_FOREGROUND).astype(np.float32)
-        np.copyto(forced, pred, where=unknown)
-        pred = forced
+        if force_known:
+            forced = (trimap == TRIMAP_FOREGROUND).astype(np.float32)
+            np.copyto(forced, pred, where=unknown)
+            pred = forced
         return {
             "sad": _sad(pred, gt, unknown),
             "mse": _mse(pred, gt, unknown),
