@@ -1,5 +1,6 @@
 """Reading and writing of images, alpha mattes and trimaps (matting.io.images)."""
 
+import re
 from pathlib import Path
 
 import cv2
@@ -248,3 +249,137 @@ def test_write_png_uses_normal_file_permissions(tmp_path):
     os.umask(umask)
     path = write_png(tmp_path / "a.png", np.zeros((2, 2), np.float32))
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+# ---------------------------------------------------------------------------- limits: pixels, 0/1 alphas, links, damaged PNGs
+
+
+def _png_claiming(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header says ``width`` x ``height`` RGB but whose image data is a few bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)))
+    return path
+
+
+@pytest.fixture
+def default_limits(monkeypatch):
+    """The default pixel limit and alpha scale for the test, whatever a command set before."""
+    from matting.io.limits import ENV_ALPHA_SCALE, ENV_MAX_PIXELS
+
+    monkeypatch.delenv(ENV_MAX_PIXELS, raising=False)
+    monkeypatch.delenv(ENV_ALPHA_SCALE, raising=False)
+
+
+def test_every_reader_refuses_an_image_over_the_pixel_limit(tmp_path, monkeypatch, default_limits):
+    from matting.data.composite import read_background
+    from matting.data.manifest import image_size
+    from matting.io.limits import set_max_pixels
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(np.full((6, 8), 200, np.uint8), "L").save(path)
+    set_max_pixels(47)
+    expected = "photo.png: 8x6 pixels (4.8e-05 MP) is over the limit of 4.7e-05 MP; pass --max-pixels 48"
+    for reader in (read_image, read_alpha, read_trimap, image_size, read_background):
+        with pytest.raises(MattingInputError, match=re.escape(expected)):
+            reader(path)
+    set_max_pixels(48)
+    assert read_image(path).shape == (6, 8, 3) and image_size(path) == (8, 6)
+    set_max_pixels(0)  # no limit
+    assert read_alpha(path).shape == (6, 8)
+    set_max_pixels(None)
+    assert read_trimap(path).shape == (6, 8)
+
+
+def test_pixel_limit_is_checked_from_the_header_before_decoding(tmp_path, monkeypatch, default_limits):
+    path = _png_claiming(tmp_path / "bomb.png", 20000, 20000)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded before the pixel limit was checked")
+
+    monkeypatch.setattr(cv2, "imdecode", no_decoding)
+    with pytest.raises(MattingInputError) as info:
+        read_image(path)
+    assert str(info.value) == (f"{path}: 20000x20000 pixels (400 MP) is over the limit of 200 MP; "
+                               "pass --max-pixels 400000000 (or set MATTING_MAX_PIXELS=400000000) to read it")
+
+
+@pytest.mark.slow
+def test_the_limit_setting_reaches_spawned_worker_processes(default_limits):
+    import multiprocessing
+
+    from matting.io.limits import (
+        alpha_scale,
+        max_pixels,
+        set_alpha_scale,
+        set_max_pixels,
+    )
+
+    set_max_pixels(1234)
+    set_alpha_scale("1")
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.apply(max_pixels) == 1234
+        assert pool.apply(alpha_scale) == "1"
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_alpha_stored_as_0_and_1_is_refused_or_scaled(tmp_path, dtype, default_limits):
+    from matting.io.limits import set_alpha_scale
+
+    mask = np.zeros((4, 5), dtype)
+    mask[1:3, 1:4] = 1
+    path = tmp_path / "mask.png"
+    cv2.imwrite(str(path), mask)
+    with pytest.raises(MattingInputError, match=r"mask\.png: alpha matte holds only the values 0 and 1.*--alpha-scale 1"):
+        read_alpha(path)
+    np.testing.assert_array_equal(read_alpha(path, scale="1"), mask.astype(np.float32))
+    assert read_alpha(path, scale="255").max() == np.float32(1) / np.float32(np.iinfo(dtype).max)
+    set_alpha_scale("1")  # the setting the commands' --alpha-scale puts in force
+    np.testing.assert_array_equal(read_alpha(path), mask.astype(np.float32))
+    full = tmp_path / "full.png"
+    cv2.imwrite(str(full), mask * np.iinfo(dtype).max)
+    np.testing.assert_array_equal(read_alpha(full), mask.astype(np.float32))  # full range: read as it is
+
+
+def test_empty_and_binary_0_255_alphas_are_still_accepted(tmp_path, default_limits):
+    empty, binary = tmp_path / "empty.png", tmp_path / "binary.png"
+    cv2.imwrite(str(empty), np.zeros((3, 3), np.uint8))
+    cv2.imwrite(str(binary), np.array([[0, 255, 0]], np.uint8))
+    assert read_alpha(empty).max() == 0
+    np.testing.assert_array_equal(read_alpha(binary), [[0, 1, 0]])
+
+
+def test_dangling_link_is_listed_and_reported_with_its_target(tmp_path, default_limits):
+    from matting.io.pairing import collect_inputs
+
+    Image.fromarray(GRAY, "L").save(tmp_path / "real.png")
+    link = tmp_path / "gone.png"
+    link.symlink_to(tmp_path / "moved" / "gone.png")
+    assert list_images(tmp_path) == {"gone": link, "real": tmp_path / "real.png"}
+    expected = f"{link}: dangling symbolic link to {tmp_path / 'moved' / 'gone.png'}"
+    with pytest.raises(MattingInputError, match=re.escape(expected)):
+        read_alpha(link)
+    for item in (tmp_path, link, tmp_path / "*.png"):
+        paths, problems = collect_inputs([str(item)])
+        assert [p.name for p in paths] == ([] if item == link else ["real.png"])
+        assert len(problems) == 1 and problems[0].startswith(expected), problems
+
+
+@pytest.mark.parametrize("cut", [1, 12, 13, 200, 2000])
+def test_truncated_png_gives_one_message_and_nothing_from_libpng(tmp_path, capfd, cut, default_limits):
+    rng = np.random.default_rng(0)
+    full = tmp_path / "full.png"
+    cv2.imwrite(str(full), rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    data = full.read_bytes()
+    path = tmp_path / "cut.png"
+    path.write_bytes(data[:-cut])
+    capfd.readouterr()
+    for reader in (read_image, read_alpha, read_trimap):
+        with pytest.raises(MattingInputError, match=r"cut\.png: not a readable image \(damaged or truncated PNG"):
+            reader(path)
+    assert capfd.readouterr().err == ""

@@ -36,6 +36,7 @@ import yaml
 
 from matting.io.errors import MattingInputError, ToolArgumentParser
 from matting.io.files import check_output, make_run_folder
+from matting.io.limits import add_reader_options, apply_reader_options
 from matting.runtime.run_config import (
     config_dir,
     run_folder_arguments,
@@ -71,6 +72,7 @@ def build_parser(defaults: dict[str, Any]) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=defaults["seed"], help=f"random seed (default {defaults['seed']})")
     p.add_argument("--out", type=Path, help="run folder (default runs/adapt/<ckpt stem>-<image folder name>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    add_reader_options(p)
     return p
 
 
@@ -106,6 +108,7 @@ def cli_arguments(args: argparse.Namespace, configs: Path, out: Path, images: Pa
 def main(argv: list[str] | None = None) -> int:
     configs = config_dir(DEFAULTS_FILE)
     args = build_parser(_adapt_defaults(configs)).parse_args(argv)
+    apply_reader_options(args)  # DataLoader workers inherit it
     _check_options(args)
     ckpt = args.ckpt.expanduser().resolve()
     images = args.images.expanduser().resolve()

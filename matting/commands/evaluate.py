@@ -1,11 +1,14 @@
 """``matting evaluate``: score a folder of predicted alpha mattes against ground truth.
 
     matting evaluate --pred DIR --gt DIR [--trimap DIR] --protocol comp1k|whole|modnet
-                     [--out DIR] [--overwrite] [--allow-missing] [--workers N]
+                     [--out DIR] [--overwrite] [--allow-missing] [--workers N] [--no-force]
 
 Files are matched by stem (``pred/GT01.png`` <-> ``gt/GT01.jpg`` <-> ``trimap/GT01.png``) and read
 with :mod:`matting.io.images` (PNG, JPEG, TIFF, ...; 8 or 16 bit; single-channel or gray in
-3 channels; palette trimaps). Metrics and protocols are those of :mod:`matting.metrics`.
+3 channels; palette trimaps). Metrics and protocols are those of :mod:`matting.metrics`. Each
+prediction is scored at the bit depth of its file, so identical files score 0. ``comp1k`` forces
+the prediction's known regions to the trimap before scoring; ``--no-force`` scores the file as
+saved, as the official ``evaluate.m`` does.
 
 Every problem is an error that names each file: a ground truth without a prediction, a
 prediction without a ground truth, a ground truth without a trimap (when trimaps are used), a
@@ -18,11 +21,12 @@ Output folder (default ``<pred>_eval_<protocol>`` next to the prediction folder)
 only once everything has been computed, and never over an existing folder without
 ``--overwrite``:
 
-- ``per_image.csv``: one row per image, columns headed with their units (``SAD (/1000)``).
+- ``per_image.csv``: one row per image, columns headed with their units (``SAD (/1000)``),
+  values in full precision.
 - ``summary.md``: mean and standard deviation over images (population, ddof = 0), in the
   same units, plus the skipped files.
 - ``summary.json``: the same with raw values (as the metric functions return them), the
-  display scales, counts and the list of problems.
+  display scales, counts, the list of problems and every image's raw values.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from pathlib import Path
 from matting.evaluation import evaluate_dirs, summary_markdown, write_report
 from matting.io.errors import MattingInputError, ToolArgumentParser
 from matting.io.files import check_output
+from matting.io.limits import add_reader_options, apply_reader_options
 from matting.metrics import PROTOCOLS
 
 
@@ -53,8 +58,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip (and list in the summary) images with missing, stray, unreadable or mismatched files",
     )
-    parser.add_argument("--workers", type=int, default=2, help="processes (default: 2)")
+    parser.add_argument(
+        "--workers", type=int, default=None,
+        help="processes (default: 1 for small folders, where starting workers costs more than it saves; else 2)",
+    )
+    parser.add_argument(
+        "--no-force",
+        action="store_true",
+        help="comp1k: score the predictions as saved, without forcing their known regions to the trimap "
+        "(as the official evaluate.m does)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_reader_options(parser, mattes=True)
     return parser
 
 
@@ -66,18 +81,23 @@ def default_out_dir(pred_dir: Path, protocol: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Run the tool; MattingInputError (listing every problem file) on bad input."""
     args = build_parser().parse_args(argv)
-    if args.workers < 1:
+    apply_reader_options(args)  # the evaluation workers inherit it
+    if args.workers is not None and args.workers < 1:
         raise MattingInputError(f"--workers must be at least 1, got {args.workers}")
+    if args.no_force and args.protocol != "comp1k":
+        raise MattingInputError(f"--no-force applies to --protocol comp1k only; '{args.protocol}' never forces")
     out_dir = args.out if args.out is not None else default_out_dir(args.pred, args.protocol)
     # Before the work, not after; --overwrite replaces a report folder, never a file.
     check_output(out_dir, label="--out", overwrite=args.overwrite)
+    force_known = not args.no_force
     rows, problems = evaluate_dirs(
-        args.pred, args.gt, args.trimap, args.protocol, args.workers, args.allow_missing, not args.no_progress
+        args.pred, args.gt, args.trimap, args.protocol, args.workers, args.allow_missing, not args.no_progress,
+        force_known=force_known,
     )
     sources = {"predictions": args.pred, "ground truth": args.gt}
     if args.trimap is not None and args.protocol != "modnet":
         sources["trimaps"] = args.trimap
-    write_report(rows, out_dir, args.protocol, problems, overwrite=args.overwrite, sources=sources)
+    write_report(rows, out_dir, args.protocol, problems, overwrite=args.overwrite, sources=sources, force_known=force_known)
     summary = json.loads((out_dir / "summary.json").read_text())
     print(summary_markdown(summary, sources), end="")
     print(f"\nwritten: {out_dir}")

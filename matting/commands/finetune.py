@@ -40,6 +40,7 @@ import yaml
 
 from matting.io.errors import MattingInputError, ToolArgumentParser
 from matting.io.files import check_output, make_run_folder
+from matting.io.limits import add_reader_options, apply_reader_options
 from matting.runtime.run_config import (
     config_dir,
     run_folder_arguments,
@@ -88,6 +89,7 @@ def build_parser(defaults: dict[str, Any]) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="run folder (default runs/finetune/<ckpt stem>-<data folder name>)")
     p.add_argument("-c", "--config", action="append", default=[], type=Path, help="extra LightningCLI config, repeatable")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    add_reader_options(p, mattes=True)
     return p
 
 
@@ -203,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     configs = config_dir("finetune.yaml")
     defaults = _finetune_defaults(configs)
     args, passthrough = build_parser(defaults).parse_known_args(argv)
+    apply_reader_options(args)  # DataLoader workers inherit it
     _checked_options(args, passthrough)
     lr_scales = parse_lr_scales(args.lr_scales, args.freeze_encoder)
     ckpt = args.ckpt.expanduser().resolve()
@@ -213,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     from matting.inference.loading import net_from_parts
     from matting.io.checkpoints import read_checkpoint, reading_once
 
-    train, _ = split_by_stem(scan_pairs(args.data), args.val_fraction)
+    train, _ = split_by_stem(scan_pairs(args.data, check_alpha=True), args.val_fraction)
     with reading_once():  # model.init_weights (while the CLI is built) reuses this read of the checkpoint
         checkpoint = read_checkpoint(ckpt)
         net_config, state = checkpoint.net_config(), checkpoint.net_state()

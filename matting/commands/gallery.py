@@ -46,7 +46,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from matting.io.errors import MattingInputError, ToolArgumentParser
+from matting.io.errors import MattingInputError, ToolArgumentParser, positive_int
 from matting.io.files import atomic_write, check_output, could_not_write, staged_folder
 from matting.io.images import (
     from_uint8,
@@ -58,6 +58,7 @@ from matting.io.images import (
     to_uint8,
     write_png,
 )
+from matting.io.limits import add_reader_options, apply_reader_options
 from matting.io.pairing import check_stems, collect_inputs, group_by_stem
 from matting.report.gallery_page import (
     Model,
@@ -119,8 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-side", choices=("long", "short"), default="long", help="as `matting predict` (default long)")
     p.add_argument("--bf16", action="store_true", help="as `matting predict`: bfloat16 autocast")
     p.add_argument("--eager", action="store_true", help="as `matting predict`: no frozen TorchScript graphs")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads, at least 1 (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_reader_options(p, mattes=True)
     return p
 
 
@@ -315,6 +317,7 @@ def build_gallery(items: list[Item], models: list[Model], args, keys: tuple[str,
 def main(argv: list[str] | None = None) -> int:
     """Run the tool: 0 when the gallery is written; MattingInputError on bad input, before any output."""
     args = build_parser().parse_args(argv)
+    apply_reader_options(args)
     args.out = Path(os.path.abspath(args.out))  # "." or "x/" still have a name to put ".partial" after
     _check_args(args)
     check_out(args.out, args.overwrite)

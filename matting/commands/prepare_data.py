@@ -9,6 +9,7 @@ from pathlib import Path
 from matting.data.prepare.build import ESTIMATORS, prepare
 from matting.data.prepare.layouts import LAYOUTS
 from matting.io.errors import ToolArgumentParser
+from matting.io.limits import add_reader_options, apply_reader_options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-hash", action="store_true", help="do not hash file contents (faster)")
     parser.add_argument("--quick", action="store_true", help="do not decode alphas and trimaps (faster)")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
+    add_reader_options(parser, mattes=True)
     args = parser.parse_args(argv)
+    apply_reader_options(args)  # the --jobs worker processes inherit it
     prepare(args.dataset, Path(args.root), Path(args.out) if args.out else None,
             Path(args.voc) if args.voc else None, [Path(a) for a in args.annotations or []],
             foreground=args.foreground, skip_bad=args.skip_bad, strict=args.strict,

@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 
 from matting.io.errors import MattingInputError
-from matting.io.images import resize_image
+from matting.io.images import decode_file, resize_image
+from matting.io.limits import check_alpha_levels, read_header
 
 __all__ = [
     "comp1k_background",
@@ -65,6 +66,7 @@ def read_background(path: str | os.PathLike, need_w: int = 0, need_h: int = 0, s
     times larger than needed, a JPEG is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain
     (``cv2.IMREAD_REDUCED_COLOR_*``), several times faster than a full decode and resize. The
     reduced image stays at least 1.5 times ``need_w`` x ``need_h``. EXIF orientation is applied.
+    The file is checked before decoding as every reader checks it (:func:`matting.io.images.decode_file`).
     """
     path = Path(path)
     flag = cv2.IMREAD_COLOR
@@ -73,11 +75,7 @@ def read_background(path: str | os.PathLike, need_w: int = 0, need_h: int = 0, s
             if size[0] / factor >= 1.5 * need_w and size[1] / factor >= 1.5 * need_h:
                 flag = reduced
                 break
-    if not path.is_file():
-        raise MattingInputError(f"{path}: file not found")
-    array = cv2.imread(str(path), flag)
-    if array is None:
-        raise MattingInputError(f"{path}: not a readable image (empty, truncated or unknown format)")
+    array, _ = decode_file(path, flag)  # OpenCV applies EXIF orientation with IMREAD_COLOR
     rgb = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
     return rgb.astype(np.float32) * np.float32(1 / 255)
 
@@ -133,8 +131,7 @@ def comp1k_composite(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.nd
 def _pil_open(path: Path):
     from PIL import Image
 
-    if not path.is_file():
-        raise MattingInputError(f"{path}: file not found")
+    read_header(path)  # missing file, dangling link, over the pixel limit: before any decoding
     try:
         image = Image.open(path)
         image.load()
@@ -159,6 +156,7 @@ def comp1k_from_files(fg_path: Path, alpha_path: Path, bg_path: Path) -> tuple[n
         alpha = alpha[..., 0]
     if alpha.dtype != np.uint8:
         raise MattingInputError(f"{alpha_path}: Composition-1k alphas are 8-bit, this one is {alpha.dtype}")
+    alpha = check_alpha_levels(alpha, alpha_path)
     if alpha.shape != fg.shape[:2]:
         raise MattingInputError(
             f"size mismatch: foreground {fg_path} is {fg.shape[1]}x{fg.shape[0]}, "

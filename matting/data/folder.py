@@ -38,7 +38,7 @@ from matting.data.base import MattingDataModule
 from matting.data.manifest import FileEntry, Record, Resolver, image_size
 from matting.data.matte_dataset import MatteEvalDataset, MatteTrainDataset
 from matting.io.errors import MattingInputError
-from matting.io.images import list_images, shrink_long_side
+from matting.io.images import list_images, read_alpha, shrink_long_side
 from matting.io.pairing import group_by_stem
 
 __all__ = ["FOLDER_NAMES", "FolderDataModule", "photo_augment", "scan_pairs", "split_by_stem", "train_batches"]
@@ -83,9 +83,11 @@ def _problem_report(root: Path, problems: list[str]) -> MattingInputError:
     return MattingInputError(f"{root}: {len(problems)} problem(s) in the data folder:\n  " + "\n  ".join(listed) + more)
 
 
-def scan_pairs(root: str | Path) -> list[Record]:
+def scan_pairs(root: str | Path, check_alpha: bool = False) -> list[Record]:
     """The folder's pairs as records (paths relative to ``root``, sizes from the file headers).
 
+    With ``check_alpha`` every matte is also decoded, so that one that ``read_alpha`` refuses
+    (a 0/1 mask under ``--alpha-scale auto``, damaged pixel data) is listed now, not in a worker.
     Raises one MattingInputError listing every unpaired stem, unreadable file and size mismatch.
     """
     root = Path(root)
@@ -110,6 +112,12 @@ def scan_pairs(root: str | Path) -> list[Record]:
             except MattingInputError as exc:
                 problems.append(str(exc))
                 continue
+            if role == "alpha" and check_alpha:
+                try:
+                    read_alpha(path)
+                except MattingInputError as exc:
+                    problems.append(str(exc))
+                    continue
             entries[role] = FileEntry(f"{folders[role].name}/{path.name}", width, height)
         alpha = entries.get("alpha")
         for role, entry in entries.items():

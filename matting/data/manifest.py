@@ -43,6 +43,7 @@ from typing import Callable, Iterable, Mapping
 
 from matting.io.errors import MattingInputError
 from matting.io.files import atomic_write
+from matting.io.limits import read_header
 
 ENV_DATA_ROOT = "MATTING_DATA_ROOT"
 FORMAT_VERSION = 1
@@ -150,22 +151,15 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
     """(width, height) of the decoded pixels from the file header, EXIF rotation applied.
 
-    Raises MattingInputError naming the file when it is missing or not an image.
+    Raises MattingInputError naming the file when it is missing (a dangling link with its
+    target), not an image, or over the pixel limit (:mod:`matting.io.limits`).
     """
     path = Path(path)
-    if not path.is_file():
-        raise MattingInputError(f"{path}: file not found")
-    try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            width, height = im.size
-            orientation = 1
-            if im.format != "PNG" or "exif" in im.info:
-                orientation = int(im.getexif().get(0x0112, 1) or 1)
-    except Exception as exc:  # PIL raises many types for damaged headers
-        raise MattingInputError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
-    if orientation in (5, 6, 7, 8):  # rotated by 90 degrees: the decoded image is transposed
+    header = read_header(path)
+    if header is None:
+        raise MattingInputError(f"{path}: not a readable image (unknown format or damaged header)")
+    width, height = header.width, header.height
+    if header.orientation in (5, 6, 7, 8):  # rotated by 90 degrees: the decoded image is transposed
         width, height = height, width
     return width, height
 

@@ -14,9 +14,10 @@ Checkpoints are files from strangers, so nothing here unpickles arbitrary object
   JSON; ``matting export --safetensors`` writes it) or in a sidecar YAML next to it
   (``<stem>.yaml``, either ``net: {...}`` or LightningCLI's ``model: {net: {...}}``).
 
-A config naming any class outside ``matting.`` is refused (instantiating it could run arbitrary
-code). Anything else (a pickle holding Python objects, a truncated file, a config without a
-network) raises ``MattingInputError`` naming the file and the reason.
+Which classes a stored config may name is checked where configs are built
+(``matting.inference.class_paths``: the package's own classes only). Anything else (a pickle
+holding Python objects, a truncated file, a text file, a config without a network) raises
+``MattingInputError`` naming the file and the reason.
 """
 
 from __future__ import annotations
@@ -35,57 +36,12 @@ from typing import Any
 
 import torch
 
-from matting.io.errors import MattingInputError
-
-SAFE_CLASS_PREFIXES = ("matting.",)
-
+from matting.io.errors import MattingInputError, yaml_error
 
 SAFETENSORS_SUFFIX = ".safetensors"
 
 
 METADATA_KEY = "net_config"
-
-
-_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
-
-
-_WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".npz", ".h5")
-
-
-def _names_foreign_code(value: str) -> bool:
-    """True for a dotted import path outside ``matting`` (jsonargparse resolves those for callable arguments)."""
-    import importlib.util
-
-    if not _DOTTED.match(value) or value.startswith(SAFE_CLASS_PREFIXES) or value.lower().endswith(_WEIGHT_SUFFIXES):
-        return False
-    try:
-        return importlib.util.find_spec(value.split(".")[0]) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _check_class_paths(config: Any, path: Path, where: str = "net") -> None:
-    """Refuse a config that would instantiate or call anything outside ``SAFE_CLASS_PREFIXES``."""
-    if isinstance(config, str) and _names_foreign_code(config):
-        raise MattingInputError(
-            f"{path}: refusing {where}={config!r}: it names code outside {', '.join(SAFE_CLASS_PREFIXES)}, "
-            "which is never imported from a checkpoint"
-        )
-    if isinstance(config, dict):
-        class_path = config.get("class_path")
-        if class_path is not None:
-            if not isinstance(class_path, str) or not class_path.startswith(SAFE_CLASS_PREFIXES):
-                raise MattingInputError(
-                    f"{path}: refusing to build {where}.class_path={class_path!r}: only classes under "
-                    f"{', '.join(SAFE_CLASS_PREFIXES)} are instantiated from a checkpoint"
-                )
-        for key, value in config.items():
-            _check_class_paths(value, path, f"{where}.{key}" if key not in ("init_args", "dict_kwargs") else where)
-    elif isinstance(config, (list, tuple)):
-        for i, value in enumerate(config):
-            _check_class_paths(value, path, f"{where}[{i}]")
-    elif not (config is None or isinstance(config, (str, int, float, bool))):
-        raise MattingInputError(f"{path}: {where} holds a {type(config).__name__}, expected plain config values")
 
 
 # ---------------------------------------------------------------------------- the reader
@@ -217,21 +173,68 @@ def _torch_load(path: Path, name: str) -> Any:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*pickle protocol.*")  # noise on non-checkpoint files
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
+    except Exception as exc:  # garbage makes the unpickler fail in many ways (UnpicklingError, IndexError, EOFError, ...)
+        kind = _file_kind(path)
+        if kind != "pickle":
+            raise MattingInputError(f"{name}: not a PyTorch checkpoint ({kind})") from exc
         text = str(exc)
-        if "Weights only load failed" in text or "weights_only" in text:
-            found = re.search(r"GLOBAL ([\w.]+)", text)
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        if isinstance(exc, pickle.UnpicklingError) and (found or "Unsupported global" in text):
             what = f" ({found.group(1)})" if found else ""
             raise MattingInputError(
                 f"{name}: not a safe checkpoint: it holds Python objects{what} that weights_only loading refuses; "
                 "load only checkpoints written by `matting fit`, or weights converted with `matting export --safetensors`"
             ) from exc
-        raise MattingInputError(f"{name}: not a PyTorch checkpoint ({text.splitlines()[0] if text else 'unpickling failed'})") from exc
-    except Exception as exc:  # garbage makes the unpickler fail in many ways (IndexError, EOFError, ...)
-        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+        first = _first_words(text)
         raise MattingInputError(
-            f"{name}: not a readable PyTorch checkpoint: truncated or another format ({type(exc).__name__}: {first})"
+            f"{name}: not a readable PyTorch checkpoint: truncated or damaged ({type(exc).__name__}{': ' + first if first else ''})"
         ) from exc
+
+
+def _first_words(text: str, limit: int = 120) -> str:
+    """The first line of an exception's text; a long one is cut after its first sentence or at a word boundary."""
+    line = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if len(line) <= limit:
+        return line
+    sentence = line.find(". ", 0, limit)
+    if sentence > 0:
+        return line[:sentence + 1]
+    return line[:limit].rsplit(" ", 1)[0] + " ..."
+
+
+def _file_kind(path: Path) -> str:
+    """``"pickle"`` for what ``torch.save`` writes (a zip archive, a pickle stream), else what the file looks like.
+
+    A header-less pickle is recognised by parsing its first stream with ``pickletools`` (nothing is
+    loaded), so a protocol-0 pickle, which is ASCII, still counts as one.
+    """
+    import pickletools
+
+    with open(path, "rb") as f:
+        head = f.read(4096)
+        if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+            return "pickle"  # a zip archive, or a pickle's protocol header (a damaged one is still a pickle)
+        f.seek(0)
+        try:
+            pickletools.dis(f, out=_Discard())
+            return "pickle"
+        except Exception:  # not a pickle stream: bytes pickletools cannot parse
+            pass
+    if not head.strip():
+        return "an empty file"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # a multi-byte character cut at the end of the sample is still text
+            return "neither a zip archive nor a pickle"
+    return "a text file?" if b"\0" not in head else "neither a zip archive nor a pickle"
+
+
+class _Discard:
+    """A file that drops what is written (``pickletools.dis`` prints every opcode)."""
+
+    def write(self, text: str) -> int:
+        return len(text)
 
 
 def _read_safetensors(path: Path, name: str) -> dict:
@@ -262,7 +265,7 @@ def _sidecar_config(path: Path) -> dict | None:
             try:
                 data = yaml.safe_load(sidecar.read_text())
             except yaml.YAMLError as exc:
-                raise MattingInputError(f"{sidecar}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+                raise yaml_error(sidecar, exc) from exc
             if isinstance(data, dict) and isinstance(data.get("model"), dict) and "net" in data["model"]:
                 return data["model"]["net"]
             if isinstance(data, dict) and "net" in data:

@@ -1,6 +1,7 @@
 """The exceptions that the ``matting`` command turns into one clean line."""
 
 import argparse
+import re
 
 
 class MattingInputError(Exception):
@@ -24,3 +25,77 @@ class ToolArgumentParser(argparse.ArgumentParser):
 
 class CheckpointWriteError(OSError):
     """A checkpoint could not be written; the previous file at that path is unchanged."""
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type=`` for a count of at least 1 (``--threads 4``); a bad value fails naming the option."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def yaml_error(name: object, exc: Exception) -> MattingInputError:
+    """The one-line error for a YAML file that does not parse: ``NAME: not valid YAML at line L, column C: ...``.
+
+    ``exc`` is a ``yaml.YAMLError``; its marks count lines and columns from 0, the message from 1.
+    """
+    def at(mark) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    if not problem:
+        return MattingInputError(f"{name}: not valid YAML ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    where = f" at {at(mark)}" if mark is not None else ""
+    started = f" ({context}, which starts at {at(context_mark)})" if context and context_mark is not None else ""
+    return MattingInputError(f"{name}: not valid YAML{where}: {problem}{started}")
+
+
+def one_line(text: str) -> str:
+    """jsonargparse's nested message chain as one line naming the dotted key and the classes it went through.
+
+    ``Parser key "model.net":`` / ``Problem with given class_path 'matting.models.MattingNet':`` /
+    ``Parser key "detail_head":`` / ``... Option 'hiddenx' is not accepted`` becomes
+    ``key "model.net.init_args.detail_head" (in matting.models.MattingNet, matting.models.DetailHead):
+    Option 'hiddenx' is not accepted``. Messages listing several real alternatives (``- ...`` lines of
+    a Union) keep their lines.
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    keys: list[str] = []
+    classes: list[str] = []
+    reasons: list[str] = []
+    alternatives = 0
+    nested = False  # a class_path was given: the next key is one of its init_args
+    for line in lines:
+        content = line[2:] if line.startswith("- ") else line
+        key = re.fullmatch(r'Parser key "([^"]+)":(.*)', content)
+        given = re.fullmatch(r"Problem with given class_path '([^']+)':(.*)", content)
+        if key:
+            keys += ["init_args", key.group(1)] if nested else [key.group(1)]
+            nested = False
+        elif given:
+            classes.append(given.group(1))
+            nested = True
+        if key or given:
+            content = (key or given).group(2).strip()
+        elif line.startswith("- "):
+            if content == "Expected a <class 'NoneType'>":  # the None of an Optional: never the point
+                continue
+            alternatives += 1
+        if content and not content.startswith(("Given value", "Subtypes:", "Errors:", "Does not validate against any")):
+            reasons.append(content)
+    if alternatives > 1 or not keys:
+        return text if any(line.startswith("- ") for line in lines) else " ".join(lines)
+    # The inner reasons repeat the type hint and the value given: keep what went wrong, and a short value.
+    reason = re.sub(r"^Type .+? expects a function or a callable class: ", "", " ".join(reasons))
+    value = re.search(r"\.* Got value: (.*)$", reason)
+    if value:
+        classes += [c for c in re.findall(r"class_path='([^']+)'", value.group(1)) if c not in classes]
+        shown = f". Got value: {value.group(1)}" if len(value.group(1)) <= 60 else "."
+        reason = reason[:value.start()] + shown
+    where = f" (in {', '.join(classes)})" if classes else ""
+    return f'key "{".".join(keys)}"{where}' + (f": {reason}" if reason else "")

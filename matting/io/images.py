@@ -13,14 +13,18 @@ Decoding rules shared by the readers:
 - EXIF orientation is applied (JPEG, and PNG/TIFF files that carry the tag), the same way
   for images, alphas and trimaps, so a tagged image stays aligned with its tagged matte.
 - Palette ('P') PNGs are resolved to their colours, not their indices.
-- Anything missing, unreadable or of an unsupported kind raises ``MattingInputError``
-  naming the file.
+- Anything missing (a dangling symbolic link is named with its target), unreadable or of an
+  unsupported kind raises ``MattingInputError`` naming the file.
+- Before decoding (:mod:`matting.io.limits`): a file whose header gives more pixels than the
+  limit (``--max-pixels``, ``MATTING_MAX_PIXELS``, default 200 MP) is refused, and a PNG whose
+  chunks are truncated or damaged is refused without libpng printing its own error line.
 
 Alpha mattes may be single-channel or gray stored in 3 or 4 channels (R = G = B). Channels
 that differ raise, because there is no safe way to pick one; lossy files (JPEG, WebP) may
 differ by up to ``LOSSY_CHANNEL_TOLERANCE`` levels from chroma rounding and are averaged.
 A 4-channel file whose A channel is not fully opaque also raises: it is ambiguous whether
-the matte is in the colour channels or in A.
+the matte is in the colour channels or in A. An 8/16-bit matte holding only 0 and 1 (a 0/1
+mask) raises unless ``--alpha-scale`` says how to read it (:func:`matting.io.limits.check_alpha_levels`).
 
 Trimaps are mapped to three levels by nearest level: values < 85 -> 0 (background),
 values > 170 -> 255 (foreground), anything in [85, 170] -> 128 (unknown). This accepts the
@@ -32,7 +36,8 @@ label-encoded, not a gray trimap, and raises rather than being read as all backg
 score a prediction) is ``from_uint8(to_uint8(x))``.
 
 ``resize_image`` is the one resize rule for images and mattes (area averaging when shrinking,
-bilinear when enlarging, both selectable); ``shrink_long_side`` caps the long side with it.
+bilinear when enlarging, both selectable); ``shrink_long_side`` caps the long side with it
+(both live in :mod:`matting.io.resize`).
 """
 
 from __future__ import annotations
@@ -45,12 +50,19 @@ import numpy as np
 
 from matting.io.errors import MattingInputError
 from matting.io.files import atomic_write, could_not_write
+from matting.io.limits import (
+    PNG_SIGNATURE,
+    Header,
+    check_alpha_levels,
+    check_png,
+    read_header,
+)
+from matting.io.resize import long_side_size, resize_image, shrink_long_side
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")
 # Largest channel spread (8-bit levels) accepted in a lossy gray file stored as colour.
 LOSSY_CHANNEL_TOLERANCE = 3
-_EXIF_ORIENTATION = 0x0112
 # The 8-bit levels of a trimap (files, and the uint8 trimaps the data pipeline makes): 128 is
 # unknown, as in the DIM / Composition-1k trimap files and their official evaluation.
 TRIMAP_BACKGROUND, TRIMAP_UNKNOWN, TRIMAP_FOREGROUND = 0, 128, 255
@@ -63,7 +75,9 @@ __all__ = [
     "TRIMAP_BACKGROUND",
     "TRIMAP_FOREGROUND",
     "TRIMAP_UNKNOWN",
+    "decode_file",
     "from_uint8",
+    "is_dangling_link",
     "list_images",
     "long_side_size",
     "normalise_trimap",
@@ -79,20 +93,6 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------- decoding
-
-
-def _exif_orientation(path: Path) -> int:
-    """EXIF orientation tag (1..8) of ``path``; 1 when absent or unreadable."""
-    try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            if im.format == "PNG" and "exif" not in im.info:
-                return 1  # PIL would decode the whole PNG looking for a late eXIf chunk
-            value = im.getexif().get(_EXIF_ORIENTATION, 1)
-        return int(value) if int(value) in range(1, 9) else 1
-    except Exception:  # PIL may not know a format OpenCV decodes; no tag then
-        return 1
 
 
 def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
@@ -111,28 +111,47 @@ def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(transforms[orientation](array))
 
 
-def _decode(path: str | os.PathLike) -> np.ndarray:
-    """Decode a file to its raw array: (H, W) gray or (H, W, 3|4) BGR(A), uint8/uint16/float32.
+def decode_file(path: str | os.PathLike, flag: int = cv2.IMREAD_UNCHANGED) -> tuple[np.ndarray, Header | None]:
+    """Check a file and decode it with OpenCV's ``flag``: (array as OpenCV returns it, header or None).
 
-    Palettes are expanded to colours and EXIF orientation is applied.
+    Before decoding, the pixel limit is checked from the header and a PNG's chunks are walked
+    (:mod:`matting.io.limits`); OpenCV's own warnings are silenced, since the failure is
+    reported in one MattingInputError naming the file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise MattingInputError(f"{path}: file not found")
+    header = read_header(path)
     try:
         buffer = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise MattingInputError(f"{path}: cannot read file ({exc})") from exc
-    array = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED) if buffer.size else None
+    if buffer[:8].tobytes() == PNG_SIGNATURE:
+        check_png(path, buffer)
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    try:
+        array = cv2.imdecode(buffer, flag) if buffer.size else None
+    finally:
+        cv2.utils.logging.setLogLevel(level)
     if array is None:
         raise MattingInputError(f"{path}: not a readable image (empty, truncated or unknown format)")
+    return array, header
+
+
+def _decode(path: str | os.PathLike) -> np.ndarray:
+    """Decode a file to its raw array: (H, W) gray or (H, W, 3|4) BGR(A), uint8/uint16/float32.
+
+    Checked first as ``decode_file`` checks. Palettes are expanded to colours and EXIF
+    orientation is applied.
+    """
+    path = Path(path)
+    array, header = decode_file(path)
     if array.dtype not in (np.uint8, np.uint16, np.float32):
         raise MattingInputError(f"{path}: unsupported pixel type {array.dtype}")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         raise MattingInputError(f"{path}: unsupported image shape {array.shape}")
-    return _apply_orientation(array, _exif_orientation(path))
+    return _apply_orientation(array, header.orientation if header is not None else 1)
 
 
 def _to_unit_float(array: np.ndarray) -> np.ndarray:
@@ -191,14 +210,18 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return _to_unit_float(rgb)
 
 
-def read_alpha(path: str | os.PathLike) -> np.ndarray:
+def read_alpha(path: str | os.PathLike, scale: str | None = None) -> np.ndarray:
     """Read an alpha matte.
+
+    Args:
+        scale: how a file holding only 0 and 1 is read (``matting.io.limits.check_alpha_levels``:
+            ``auto`` refuses it, ``1`` reads 1 as opaque, ``255`` as it is); None for the setting in force.
 
     Returns:
         float32 (H, W) in [0, 1]; 8-bit files / 255, 16-bit files / 65535.
     """
     path = Path(path)
-    return _to_unit_float(_gray(_decode(path), path))
+    return _to_unit_float(check_alpha_levels(_gray(_decode(path), path), path, scale))
 
 
 def normalise_trimap(trimap: np.ndarray, name: str = "trimap") -> np.ndarray:
@@ -252,53 +275,6 @@ def read_trimap(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     return normalise_trimap(_gray(_decode(path), path), name=str(path))
-
-
-# ---------------------------------------------------------------------------- resizing
-
-
-def resize_image(
-    array: np.ndarray,
-    height: int,
-    width: int,
-    shrink: int = cv2.INTER_AREA,
-    enlarge: int = cv2.INTER_LINEAR,
-    clip: bool = False,
-) -> np.ndarray:
-    """Resize an image, matte or map to (height, width).
-
-    Args:
-        array: (H, W) or (H, W, C) float32 (uint8 works too, e.g. a trimap with nearest).
-        height, width: the new size.
-        shrink: OpenCV interpolation when the pixel count goes down (default area averaging,
-            which does not alias).
-        enlarge: OpenCV interpolation otherwise (default bilinear; a matte is never enlarged
-            with nearest, which would make its soft edges hard).
-        clip: clip the result to [0, 1] (bicubic and Lanczos overshoot).
-
-    Returns:
-        (height, width[, C]) of the input's dtype; the input itself when it has that size already.
-    """
-    if array.shape[:2] == (height, width):
-        return array
-    flag = shrink if height * width < array.shape[0] * array.shape[1] else enlarge
-    out = cv2.resize(array, (width, height), interpolation=flag)
-    out = out.reshape(height, width, *array.shape[2:])  # OpenCV drops a single channel axis
-    return np.clip(out, 0.0, 1.0) if clip else out
-
-
-def long_side_size(height: int, width: int, max_side: int) -> tuple[int, int]:
-    """(h, w) with the long side at most ``max_side``, aspect kept (each side rounded, at least 1)."""
-    scale = max_side / max(height, width)
-    if scale >= 1:
-        return height, width
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-def shrink_long_side(array: np.ndarray, max_side: int, **options) -> np.ndarray:
-    """``array`` with its long side at most ``max_side`` (``resize_image`` with ``options``;
-    area averaging by default); never enlarged, returned as it is when it fits."""
-    return resize_image(array, *long_side_size(*array.shape[:2], max_side), **options)
 
 
 # ---------------------------------------------------------------------------- quantising and writing
@@ -373,7 +349,9 @@ def list_images(directory: str | os.PathLike) -> dict[str, Path]:
 
     Extensions (any case): .png .jpg .jpeg .tif .tiff .bmp .webp. Hidden files (leading '.',
     such as macOS '._x.png' or unfinished temporary files) are ignored; sub-folders are not
-    searched. Two files with the same stem (``a.png``, ``a.jpg``) raise, naming both.
+    searched. Two files with the same stem (``a.png``, ``a.jpg``) raise, naming both. A dangling
+    symbolic link is listed, so that whoever reads it reports it (``is_dangling_link``) as it
+    reports an unreadable file.
     """
     directory = Path(directory)
     if not directory.is_dir():
@@ -382,7 +360,7 @@ def list_images(directory: str | os.PathLike) -> dict[str, Path]:
     for entry in sorted(directory.iterdir()):
         if entry.name.startswith(".") or entry.suffix.lower() not in IMAGE_EXTENSIONS:
             continue
-        if not entry.is_file():
+        if not entry.is_file() and not is_dangling_link(entry):
             continue
         if entry.stem in found:
             raise MattingInputError(
@@ -390,3 +368,8 @@ def list_images(directory: str | os.PathLike) -> dict[str, Path]:
             )
         found[entry.stem] = entry
     return found
+
+
+def is_dangling_link(path: Path) -> bool:
+    """A symbolic link whose target does not exist (or that loops)."""
+    return path.is_symlink() and not path.exists()

@@ -16,8 +16,10 @@ from typing import Mapping, Sequence
 from matting.io.errors import MattingInputError
 from matting.io.images import (
     IMAGE_EXTENSIONS,
+    is_dangling_link,
     list_images,
 )
+from matting.io.limits import missing_file
 
 
 def _is_glob(text: str) -> bool:
@@ -28,10 +30,17 @@ def collect_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
     """Expand files, folders and globs into image paths (in order, without repeats).
 
     Returns:
-        (paths, problems): the images found, and one message per input that matched nothing.
+        (paths, problems): the images found, and one message per input that matched nothing and
+        per dangling symbolic link (named with its target) found in a folder or by a pattern.
     """
     paths: list[Path] = []
     problems: list[str] = []
+
+    def add(found: list[Path]) -> None:
+        dangling = [p for p in found if is_dangling_link(p)]
+        problems.extend(str(missing_file(p)) for p in dangling)
+        paths.extend(p for p in found if p not in dangling)
+
     for item in items:
         path = Path(item)
         if path.is_dir():
@@ -42,17 +51,18 @@ def collect_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
                 continue
             if not found:
                 problems.append(f"{path}: folder has no images ({', '.join(IMAGE_EXTENSIONS)})")
-            paths.extend(found)
+            add(found)
         elif path.exists():
             paths.append(path)
         elif _is_glob(item):
             found = [Path(p) for p in sorted(glob.glob(item, recursive=True))]
-            found = [p for p in found if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
+            found = [p for p in found if (p.is_file() or is_dangling_link(p))
+                     and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
             if not found:
                 problems.append(f"{item}: pattern matches no image")
-            paths.extend(found)
+            add(found)
         else:
-            problems.append(f"{path}: file not found")
+            problems.append(str(missing_file(path)))
     unique = list(dict.fromkeys(p.resolve() for p in paths))
     return [Path(p) for p in unique], problems
 
