@@ -139,8 +139,10 @@ def _task(job: tuple[Pair, str, bool, bool]) -> tuple[str, dict | None, Problem 
             return pair.name, None, None
         return pair.name, evaluate_pair(pair, protocol, force_known), None
     except MattingInputError as exc:
-        kind = "size mismatch" if str(exc).startswith("size mismatch") else "unreadable"
-        return pair.name, None, Problem(kind, pair.name, str(exc))
+        kind = "size mismatch" if str(exc).startswith("size mismatch: ") else "unreadable"
+        # The report prints "kind: message": the message does not repeat the kind.
+        message = str(exc).removeprefix(f"{kind}: ")
+        return pair.name, None, Problem(kind, pair.name, message)
 
 
 def _init_worker() -> None:

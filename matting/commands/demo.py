@@ -33,13 +33,15 @@ from matting.io.images import write_png
 from matting.metrics import METRIC_HEADERS, sad
 from matting.report import method_table, save_grid
 
-DEFAULT_CONFIGS = ["configs/default.yaml", "configs/demo.yaml"]
+# In the repository's configs/ folder, found from any working folder (matting.runtime.run_config.config_dir).
+DEFAULT_CONFIGS = ["default.yaml", "demo.yaml"]
 REPORT_METRICS = ["sad", "mse", "mad", "grad", "conn"]
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = ToolArgumentParser(prog="matting demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("-c", "--config", action="append", help=f"LightningCLI config, repeatable (default: {' '.join(DEFAULT_CONFIGS)})")
+    p.add_argument("-c", "--config", action="append",
+                   help=f"LightningCLI config, repeatable (default: the repository's {' '.join(f'configs/{c}' for c in DEFAULT_CONFIGS)})")
     p.add_argument("--run-dir", type=Path, help="output folder (default: runs/demo/<date-time>); must not exist")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --run-dir")
     p.add_argument("--grid-images", type=int, default=6, help="test images shown in report/grid.png")
@@ -78,8 +80,16 @@ def _predict_baseline(predictor, dataset, out_dir: Path) -> None:
         write_png(out_dir / f"{sample['name']}.png", predictor.predict(_to_numpy_image(sample["image"])))
 
 
+def default_configs() -> list[str]:
+    """The shipped ``configs/default.yaml`` and ``configs/demo.yaml``, wherever the command runs from."""
+    from matting.runtime.run_config import config_dir
+
+    folder = config_dir(DEFAULT_CONFIGS[-1])
+    return [str(folder / name) for name in DEFAULT_CONFIGS]
+
+
 def run(args: argparse.Namespace) -> Path:
-    configs = args.config or DEFAULT_CONFIGS
+    configs = args.config or default_configs()
     for c in configs:
         if not Path(c).is_file():
             raise MattingInputError(f"config file not found: {c}")

@@ -1,4 +1,4 @@
-"""Rebuilding a trained network from its config and weights (classes under ``matting.`` only).
+"""Rebuilding a trained network from its config and weights (the package's own classes only).
 
 The network is rebuilt from its config with jsonargparse, as LightningCLI built it. Weights that do
 not fit the config raise ``MattingInputError`` naming the file.
@@ -12,19 +12,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from matting.inference.class_paths import check_class_paths
 from matting.io.checkpoints import (
-    _check_class_paths,
     check_state_fits,
     load_net_parts,
     without_weight_files,
 )
-from matting.io.errors import MattingInputError
+from matting.io.errors import MattingInputError, one_line
 
 __all__ = ["build_net", "load_net", "net_from_parts"]
 
 
 def build_net(config: dict, path: str | os.PathLike = "<config>") -> nn.Module:
-    """Instantiate a network from its ``{class_path, init_args}`` config (classes under ``matting.`` only).
+    """Instantiate a network from its ``{class_path, init_args}`` config (the package's own classes only).
 
     Args:
         config: the ``net`` entry of a LightningCLI model config, e.g.
@@ -43,7 +43,7 @@ def build_net(config: dict, path: str | os.PathLike = "<config>") -> nn.Module:
     path = Path(path)
     if not isinstance(config, dict) or "class_path" not in config:
         raise MattingInputError(f"{path}: the network config must be a mapping with class_path and init_args")
-    _check_class_paths(config, path)
+    check_class_paths(config, path)
     config = without_weight_files(config)
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--net", type=MattingNet)
@@ -54,8 +54,8 @@ def build_net(config: dict, path: str | os.PathLike = "<config>") -> nn.Module:
     except MattingInputError as exc:
         raise MattingInputError(f"{path}: {exc}") from exc
     except Exception as exc:  # jsonargparse reports bad keys/values with many exception types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MattingInputError(f"{path}: cannot build the network from its config: {first}") from exc
+        reason = one_line(str(exc)) if str(exc).strip() else type(exc).__name__
+        raise MattingInputError(f"{path}: cannot build the network from the config stored in this file: {reason}") from exc
     return net.eval()
 
 

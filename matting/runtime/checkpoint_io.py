@@ -28,7 +28,8 @@ TEMP_SUFFIX = ".partial"
 
 def _checkpoint_error(path: Path, exc: OSError) -> CheckpointWriteError:
     reason = os.strerror(exc.errno) if exc.errno else str(exc)
-    hint = " (free some space or point default_root_dir elsewhere)" if exc.errno == errno.ENOSPC else ""
+    # --trainer.default_root_dir moves the logger's folder, and with it the checkpoints (MattingCLI).
+    hint = " (free some space, or write the run elsewhere with --trainer.default_root_dir)" if exc.errno == errno.ENOSPC else ""
     return CheckpointWriteError(exc.errno, f"could not write checkpoint {path}: {reason}{hint}; "
                                            "the previous checkpoint at that path is unchanged")
 

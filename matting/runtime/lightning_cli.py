@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
+import yaml
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from matting.io.checkpoints import (
@@ -17,7 +19,7 @@ from matting.io.checkpoints import (
     read_checkpoint,
     reading_once,
 )
-from matting.io.errors import MattingInputError
+from matting.io.errors import MattingInputError, one_line, yaml_error
 from matting.io.files import check_output
 from matting.runtime.checkpoint_io import remove_stale_temps
 from matting.runtime.process import quiet_defaults
@@ -61,6 +63,7 @@ class MattingCLI(LightningCLI):
             parser.set_defaults({"model": {"class_path": "matting.module.MattingModule"}})
         # Always present, configured under its own key: --run_record.grid_samples 8, --run_record.enabled false.
         parser.add_lightning_class_args(RunRecord, "run_record")
+        _ints_stay_ints(parser)
 
     def parse_arguments(self, parser, args) -> None:
         """Parse, then check ``--ckpt_path`` before LightningCLI reads it.
@@ -70,6 +73,7 @@ class MattingCLI(LightningCLI):
         conflicting ``-c configs/model/gfm.yaml`` would be silently ignored: both are refused here.
         """
         super().parse_arguments(parser, args)
+        self._loggers_follow_root_dir(args)
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not ckpt_path or str(ckpt_path) in SPECIAL_CKPT_PATHS or str(ckpt_path).startswith("registry"):
@@ -89,6 +93,49 @@ class MattingCLI(LightningCLI):
                     + "). Pass the config the checkpoint was trained with, or start the configured network from its "
                     "weights with --model.init_weights"
                 )
+
+    def _loggers_follow_root_dir(self, args) -> None:
+        """``--trainer.default_root_dir X`` on the command line moves the whole run to X.
+
+        Lightning puts logs, checkpoints (a ModelCheckpoint without dirpath), config.yaml and run.json
+        in the logger's folder, which ``configs/default.yaml`` sets to its default_root_dir; a logger
+        whose save_dir is the default_root_dir of the config files follows the new one (LightningCLI's
+        argument links cannot reach into the list of loggers). A ``--trainer.logger`` option wins.
+        """
+        argv = [] if isinstance(args, dict) else [str(a) for a in (sys.argv[1:] if args is None else args)]
+        options = list(command_line_options(argv))
+        given = [value for key, value in options if key == "--trainer.default_root_dir"]
+        if not given or any(key.startswith("--trainer.logger") for key, _ in options):
+            return
+        config = self.config[self.config.subcommand] if self.config.get("subcommand") else self.config
+        root, file_root = config.get("trainer.default_root_dir"), None
+        for data in config_files(argv):
+            trainer = data.get("trainer")
+            if isinstance(trainer, dict) and trainer.get("default_root_dir") is not None:
+                file_root = str(trainer["default_root_dir"])
+        if root is None or str(root) != given[-1] or file_root is None:
+            return
+        loggers = config.get("trainer.logger")
+        for logger in loggers if isinstance(loggers, list) else [loggers]:
+            init_args = logger.get("init_args") if hasattr(logger, "get") else None
+            if init_args is not None and str(init_args.get("save_dir")) == file_root:
+                init_args["save_dir"] = str(root)
+
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI's merge of a ``--ckpt_path`` file's stored model config into the parsed one.
+
+        A stored config that does not parse (a key the code no longer has, a hand-edited file) is
+        the checkpoint's problem: the error names the file, not the command line's options.
+        """
+        try:
+            super()._parse_ckpt_path()
+        except argparse.ArgumentError as exc:
+            subcommand = self.config.get("subcommand")
+            path = self.config[subcommand].get("ckpt_path") if subcommand else None
+            raise MattingInputError(
+                f"--ckpt_path {path}: the model config stored in this checkpoint (hyper_parameters) does not parse, "
+                f"so LightningCLI cannot use it: {one_line(str(exc))}"
+            ) from exc
 
     def before_instantiate_classes(self) -> None:
         """Batch sizes and worker counts LightningCLI accepts but the DataLoader refuses mid-run with a traceback."""
@@ -165,6 +212,24 @@ class MattingCLI(LightningCLI):
         check_state_fits(self.model.state_dict(), read_checkpoint(Path(path), name).state_dict(), name)
 
 
+def _ints_stay_ints(parser) -> None:
+    """Trainer options typed ``int | float`` try int first, so ``limit_val_batches: 1`` means one batch.
+
+    Lightning reads an int as a number of batches and a float as a fraction (1.0: all of them).
+    ``typing`` caches unions without regard to order, so the Trainer's ``Optional[Union[int, float]]``
+    may come back as ``Union[float, int, None]``, and jsonargparse would turn 1 into 1.0.
+    """
+    from functools import reduce
+    from operator import or_
+    from typing import Union, get_args, get_origin
+
+    for action in parser._actions:
+        hint = getattr(action, "_typehint", None)
+        args = get_args(hint) if get_origin(hint) is Union else ()
+        if action.dest.startswith("trainer.") and int in args and float in args and args.index(float) < args.index(int):
+            action._typehint = reduce(or_, (int, *(a for a in args if a is not int)))  # a new, uncached union
+
+
 def find_last_checkpoint(trainer) -> Path | None:
     """The newest ``last*.ckpt`` under the trainer's root folder and its checkpoint callbacks' folders."""
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -205,24 +270,45 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> MattingCLI:
 def configured_model_class(args: list[str]) -> str | None:
     """The ``model.class_path`` the ``-c`` files and ``--model...`` arguments name (the last one wins), or None.
 
-    Read before LightningCLI parses, because the class path decides how ``model`` is parsed;
-    files that cannot be read are left to LightningCLI to report.
+    Read before LightningCLI parses, because the class path decides how ``model`` is parsed. A file
+    that is not valid YAML is an error naming it and the line (LightningCLI names neither); files
+    that cannot be read are left to LightningCLI to report.
     """
-    import yaml
-
     found = None
-    for i, arg in enumerate(args):
-        key, has_value, value = arg.partition("=")
-        if not has_value:
-            value = args[i + 1] if i + 1 < len(args) else ""
+    for key, value in command_line_options(args):
         if key in ("-c", "--config"):
-            try:
-                config = yaml.safe_load(Path(value).read_text())
-            except (OSError, ValueError, yaml.YAMLError):
-                continue
-            model = config.get("model") if isinstance(config, dict) else None
+            model = next(config_files([key, value]), {}).get("model")
             if isinstance(model, dict) and model.get("class_path"):
                 found = str(model["class_path"])
         elif key == "--model.class_path" and value:
             found = value
     return found
+
+
+def config_files(args: list[str]):
+    """The contents (mappings) of the readable ``-c`` files of a command line, in order.
+
+    A file that is not valid YAML raises ``MattingInputError`` naming it and the line; files that
+    cannot be read, or hold no mapping, are skipped (LightningCLI reports them).
+    """
+    for key, value in command_line_options(args):
+        if key in ("-c", "--config"):
+            try:
+                data = yaml.safe_load(Path(value).read_text())
+            except yaml.YAMLError as exc:
+                raise yaml_error(value, exc) from exc
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict):
+                yield data
+
+
+def command_line_options(args: list[str]):
+    """``(option, value)`` for each ``--key=value`` / ``--key value`` / ``-c FILE`` of a command line, in order."""
+    for i, arg in enumerate(args):
+        if not arg.startswith("-"):
+            continue
+        key, has_value, value = arg.partition("=")
+        if not has_value:
+            value = args[i + 1] if i + 1 < len(args) else ""
+        yield key, value
