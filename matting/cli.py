@@ -51,12 +51,14 @@ tools:
 
 
 def _one_line(exc: argparse.ArgumentError) -> str:
-    """jsonargparse's nested ``Parser key "model.net":`` / ``Parser key "base_scale":`` chain as one line.
+    """jsonargparse's nested ``Parser key "model.net":`` / ``Parser key "base_scale":`` chain as one line
+    naming the dotted key and the class (``matting.io.errors.one_line``).
 
     Messages that list alternatives (``- Expected ...`` lines of a Union) keep their lines.
     """
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return str(exc) if any(line.startswith("- ") for line in lines) else " ".join(lines)
+    from matting.io.errors import one_line
+
+    return one_line(str(exc))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointWriteError as exc:
         print(f"matting: error: {exc.strerror}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C: one line and the shell's status for SIGINT, not a traceback
+        print(f"matting {argv[0]}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -456,3 +456,542 @@ def test_export_on_a_full_disk(flag, ckpts, tmp_path, monkeypatch, capsys):
     target = tmp_path / "model.out"
     assert_clean_error(*run(capsys, "export", "--ckpt", ckpts["tiny"], flag, target, "--no-verify"), target, ENOSPC)
     assert os.listdir(tmp_path) == []
+
+
+# ---- evaluate
+@pytest.mark.slow
+def test_evaluate_no_force_outside_comp1k_is_an_error(tmp_path):
+    import numpy as np
+
+    from matting.commands.evaluate import main as evaluate_main
+    from matting.io.errors import MattingInputError
+    from matting.io.images import write_png
+
+    for folder in ("pred", "gt"):
+        write_png(tmp_path / folder / "a.png", np.zeros((8, 8), np.float32))
+    args = ["--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--no-progress", "--no-force"]
+    with pytest.raises(MattingInputError, match="--no-force applies to --protocol comp1k only; 'whole'"):
+        evaluate_main(args)
+    assert not (tmp_path / "pred_eval_whole").exists()
+
+
+# ---- readers
+@pytest.fixture
+def reader_defaults(monkeypatch):
+    """Default pixel limit and alpha scale during the test and after it (commands set them process-wide)."""
+    from matting.io.limits import ENV_ALPHA_SCALE, ENV_MAX_PIXELS
+
+    monkeypatch.delenv(ENV_MAX_PIXELS, raising=False)
+    monkeypatch.delenv(ENV_ALPHA_SCALE, raising=False)
+
+
+def _readers_copy(pairs: Path, folder: Path) -> Path:
+    """A private copy of the ``pairs`` folder (image/ and alpha/ only), to spoil."""
+    import shutil
+
+    for role in ("image", "alpha"):
+        shutil.copytree(pairs / role, folder / role)
+    return folder
+
+
+def _readers_binary(source: Path, target: Path, high: int) -> Path:
+    """``source`` matte thresholded at 0.5 and stored as 0 / ``high`` (8 bit)."""
+    import numpy as np
+
+    from matting.io.images import read_alpha, write_png
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return write_png(target, (read_alpha(source) > 0.5).astype(np.uint8) * np.uint8(high), overwrite=True)
+
+
+def _readers_dangling(folder: Path) -> tuple[Path, Path]:
+    """``folder/train_00002.png`` replaced by a link to a file that is not there: (link, target)."""
+    link, target = folder / "train_00002.png", folder.parent / "elsewhere" / "train_00002.png"
+    link.unlink()
+    link.symlink_to(target)
+    return link, target
+
+
+@pytest.mark.slow
+def test_predict_refuses_images_over_the_pixel_limit_from_their_header(ckpts, pairs, tmp_path, capsys, reader_defaults):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    # 1 kB that claims 20000 x 20000 pixels: refused from the header, never decoded (no 10 GB, no decode error).
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 1000)))
+    photo = pairs / "image" / "train_00000.png"
+    out = tmp_path / "out"
+    common = ["predict", "--ckpt", ckpts["tiny"], "--out", out, "--base-size", "32", "--no-progress", "--no-cutout"]
+    code, err = run(capsys, *common, bomb, photo)
+    assert code == 1 and "Traceback" not in err
+    assert (f"{bomb}: 20000x20000 pixels (400 MP) is over the limit of 200 MP; pass --max-pixels 400000000" in err), err
+    assert (out / "alpha" / "train_00000.png").is_file()  # the other input is still done
+    code, err = run(capsys, *common, "--overwrite", "--max-pixels", "4095", photo)
+    assert code == 1 and f"{photo}: 64x64 pixels (0.0041 MP) is over the limit of" in err and "pass --max-pixels 4096" in err
+    assert run(capsys, *common, "--overwrite", "--max-pixels", "4096", photo)[0] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["evaluate", "gallery", "finetune", "adapt"])
+def test_every_command_that_reads_images_takes_max_pixels(command, ckpts, pairs, tmp_path, capsys, reader_defaults):
+    data = _readers_copy(pairs, tmp_path / "data")
+    out = tmp_path / "out"
+    args = {
+        # two worker processes: the limit reaches them
+        "evaluate": ["--pred", data / "alpha", "--gt", data / "alpha", "--out", out, "--workers", "2", "--no-progress"],
+        "gallery": ["--ckpt", ckpts["tiny"], "--images", data / "image", "--alpha", data / "alpha", "--out", out,
+                    "--base-size", "32", "--size", "16", "--no-progress"],
+        "finetune": [ckpts["tiny"], "--data", data, "--out", out],
+        "adapt": [ckpts["tiny"], "--images", data / "image", "--out", out],
+    }[command]
+    code, err = run(capsys, command, *args, "--max-pixels", "1000")
+    message = assert_clean_error(code, err, "train_00000.png: 64x64 pixels", "pass --max-pixels 4096",
+                                 one_line=command == "gallery")
+    assert "Traceback" not in message and not out.exists()
+
+
+@pytest.mark.slow
+def test_evaluate_refuses_0_1_mattes_unless_told_their_scale(pairs, tmp_path, capsys, reader_defaults):
+    import json
+
+    stems = [p.stem for p in sorted((pairs / "alpha").iterdir())]
+    for stem in stems:
+        source = pairs / "alpha" / f"{stem}.png"
+        _readers_binary(source, tmp_path / "gt01" / f"{stem}.png", 1)
+        _readers_binary(source, tmp_path / "gt255" / f"{stem}.png", 255)
+        _readers_binary(source, tmp_path / "pred" / f"{stem}.png", 255)
+    gt01, first = tmp_path / "gt01", tmp_path / "gt01" / f"{stems[0]}.png"
+    base = ["evaluate", "--pred", tmp_path / "pred", "--no-progress", "--workers", "1"]
+    code, err = run(capsys, *base, "--gt", gt01, "--out", tmp_path / "refused")
+    message = assert_clean_error(code, err, f"{first}: alpha matte holds only the values 0 and 1", "--alpha-scale 1",
+                                 one_line=False)
+    assert all(stem in message for stem in stems) and not (tmp_path / "refused").exists()
+    # As prediction too.
+    code, err = run(capsys, "evaluate", "--pred", gt01, "--gt", tmp_path / "gt255", "--out", tmp_path / "r2", "--no-progress")
+    assert_clean_error(code, err, f"{first}: alpha matte holds only", one_line=False)
+    assert run(capsys, *base, "--gt", gt01, "--out", tmp_path / "scaled", "--alpha-scale", "1")[0] == 0
+    assert run(capsys, *base, "--gt", tmp_path / "gt255", "--out", tmp_path / "full")[0] == 0
+    scaled, full = (json.loads((tmp_path / name / "summary.json").read_text()) for name in ("scaled", "full"))
+    assert scaled["metrics"] == full["metrics"] and full["metrics"]["sad"]["mean"] == 0
+    # An empty matte (all zero) is still a matte.
+    import numpy as np
+
+    from matting.io.images import write_png
+
+    for folder in ("empty_pred", "empty_gt"):
+        write_png(tmp_path / folder / "a.png", np.zeros((8, 8), np.uint8))
+    assert run(capsys, "evaluate", "--pred", tmp_path / "empty_pred", "--gt", tmp_path / "empty_gt", "--out",
+               tmp_path / "empty", "--no-progress")[0] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["finetune", "gallery"])
+def test_finetune_and_gallery_refuse_0_1_mattes(command, ckpts, pairs, tmp_path, capsys, reader_defaults):
+    data = _readers_copy(pairs, tmp_path / "data")
+    spoiled = _readers_binary(data / "alpha" / "train_00001.png", data / "alpha" / "train_00001.png", 1)
+    out = tmp_path / "out"
+    args = {"finetune": [ckpts["tiny"], "--data", data, "--out", out],
+            "gallery": ["--ckpt", ckpts["tiny"], "--images", data / "image", "--alpha", data / "alpha", "--out", out,
+                        "--base-size", "32", "--size", "16", "--no-progress"]}[command]
+    code, err = run(capsys, command, *args)
+    assert_clean_error(code, err, f"{spoiled}: alpha matte holds only the values 0 and 1", "--alpha-scale 1",
+                       one_line=command == "gallery")
+    assert not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["predict", "evaluate", "gallery", "finetune", "adapt"])
+def test_dangling_link_in_an_input_folder_is_reported(command, ckpts, pairs, tmp_path, capsys, reader_defaults):
+    data = _readers_copy(pairs, tmp_path / "data")
+    folder = data / ("alpha" if command == "evaluate" else "image")
+    link, target = _readers_dangling(folder)
+    out = tmp_path / "out"
+    args = {
+        "predict": ["--ckpt", ckpts["tiny"], folder, "--out", out, "--base-size", "32", "--no-progress", "--no-cutout"],
+        "evaluate": ["--pred", folder, "--gt", pairs / "alpha", "--out", out, "--no-progress"],
+        "gallery": ["--ckpt", ckpts["tiny"], "--images", folder, "--out", out, "--base-size", "32", "--size", "16",
+                    "--no-progress"],
+        "finetune": [ckpts["tiny"], "--data", data, "--out", out],
+        "adapt": [ckpts["tiny"], "--images", folder, "--out", out],
+    }[command]
+    code, err = run(capsys, command, *args)
+    expected = f"{link}: dangling symbolic link to {target}"
+    if command == "predict":  # a per-input problem: the others are written, exit 1
+        assert code == 1 and expected in err and "Traceback" not in err, err
+        assert sorted(p.name for p in (out / "alpha").iterdir()) == ["train_00000.png", "train_00001.png"]
+    else:
+        assert_clean_error(code, err, expected, one_line=command == "gallery")
+        assert not out.exists()
+
+
+@pytest.mark.slow
+def test_truncated_png_shows_only_our_line(ckpts, pairs, tmp_path, capfd, reader_defaults):
+    cut = tmp_path / "cut.png"
+    data = (pairs / "image" / "train_00000.png").read_bytes()
+    cut.write_bytes(data[:len(data) // 2])
+    code = main(["predict", "--ckpt", str(ckpts["tiny"]), str(cut), "--out", str(tmp_path / "out"), "--base-size", "32",
+                 "--no-progress"])
+    err = capfd.readouterr().err
+    assert code == 1 and f"{cut}: not a readable image (damaged or truncated PNG" in err
+    assert "libpng" not in err and "WARN" not in err, err
+
+
+# ---- messages
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["predict", "gallery"])
+@pytest.mark.parametrize("threads", ["-3", "0"])
+def test_threads_must_be_positive(command, threads, ckpts, pairs, tmp_path, capsys):
+    out = tmp_path / "out"
+    where = [pairs / "image"] if command == "predict" else ["--images", pairs / "image"]
+    message = assert_clean_error(*run(capsys, command, "--ckpt", ckpts["tiny"], *where, "--out", out, "--threads", threads),
+                                 "--threads", f"got {threads}")
+    assert "must be at least 1" in message
+    assert not out.exists()
+
+
+BROKEN_YAML = "trainer:\n  max_steps: [1, 2\n"  # the flow sequence never closes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [*LIGHTNING, "finetune"])
+def test_yaml_syntax_error_names_the_file_and_line(command, ckpts, pairs, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BROKEN_YAML)
+    out = tmp_path / "out"
+    if command in LIGHTNING:
+        args = lightning(command, out, "-c", bad)
+    else:
+        args = [command, ckpts["tiny"], "--data", pairs, "-c", bad, "--out", out]
+    message = assert_clean_error(*run(capsys, *args), bad, "not valid YAML at line 3, column 1")
+    assert "starts at line 2, column 14" in message
+    assert not out.exists()
+
+
+def test_sidecar_yaml_syntax_error_names_the_file_and_line(tmp_path):
+    from safetensors.torch import save_file
+
+    from matting.io.checkpoints import read_checkpoint
+    from matting.io.errors import MattingInputError
+
+    weights = tmp_path / "net.safetensors"
+    save_file({"w": torch.zeros(1)}, str(weights))
+    (tmp_path / "net.yaml").write_text("net: {class_path: matting.models.MattingNet\n")
+    with pytest.raises(MattingInputError, match=r"net\.yaml: not valid YAML at line 2, column 1: .*starts at line 1"):
+        read_checkpoint(weights).net_config()
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"trainer:\n  max_steps: 2\n", "not a PyTorch checkpoint (a text file?)"),
+    (b"# notes\nhello\n", "not a PyTorch checkpoint (a text file?)"),
+    (b"", "not a PyTorch checkpoint (an empty file)"),
+    (bytes(range(256)) * 8, "not a PyTorch checkpoint (neither a zip archive nor a pickle)"),
+    (b"cos\nsystem\n(S'true'\ntR.", "not a safe checkpoint: it holds Python objects (os.system)"),  # protocol 0: ASCII
+], ids=["yaml", "text", "empty", "binary", "protocol-0-pickle"])
+def test_a_file_that_is_no_checkpoint_says_what_it_is(content, expected, tmp_path):
+    from matting.io.checkpoints import read_checkpoint
+    from matting.io.errors import MattingInputError
+
+    path = tmp_path / "model.ckpt"
+    path.write_bytes(content)
+    with pytest.raises(MattingInputError) as info:
+        read_checkpoint(path)
+    assert str(info.value) == f"{path}: {expected}" or str(info.value).startswith(f"{path}: {expected}")
+
+
+def test_truncated_checkpoint_message_ends_at_a_word(tmp_path):
+    from matting.io.checkpoints import read_checkpoint
+    from matting.io.errors import MattingInputError
+
+    from .tiny_checkpoint import write_checkpoint
+
+    whole = write_checkpoint(tmp_path / "whole.ckpt").read_bytes()
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(MattingInputError) as info:
+        read_checkpoint(cut)
+    message = str(info.value)
+    assert message.startswith(f"{cut}: not a readable PyTorch checkpoint: truncated or damaged (RuntimeError: "), message
+    reason = message.split("(RuntimeError: ", 1)[1]
+    assert reason.endswith(".)") or reason.endswith(" ...)"), message  # a sentence, or words, never half a word
+    assert len(reason) < 140
+
+
+def _stored_config_checkpoint(tmp_path: Path, name: str, change) -> Path:
+    import copy
+
+    from .tiny_checkpoint import NET_CONFIG, write_checkpoint
+
+    config = copy.deepcopy(NET_CONFIG)
+    change(config)
+    return write_checkpoint(tmp_path / name, config=config)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where, forged", [
+    ("net.class_path", "matting.runtime.run_record.subprocess.Popen"),
+    ("net.fusion.class_path", "matting.io.images.os.system"),
+], ids=["Popen", "os.system"])
+def test_forged_class_paths_under_matting_are_refused(where, forged, pairs, tmp_path, capsys):
+    def forge(config):
+        if where == "net.class_path":
+            config["class_path"] = forged
+        else:
+            config["init_args"]["fusion"] = {"class_path": forged, "init_args": {}}
+
+    ckpt = _stored_config_checkpoint(tmp_path, "forged.ckpt", forge)
+    out = tmp_path / "out"
+    message = assert_clean_error(*run(capsys, "predict", "--ckpt", ckpt, pairs / "image", "--out", out),
+                                 ckpt, f"refusing to build {where}={forged!r}")
+    assert "not a class that the matting package defines" in message
+    assert not out.exists()
+
+
+@pytest.mark.slow  # (only by name: it lists subprocess.Popen among the refused paths)
+def test_the_allow_list_holds_the_package_classes_and_torch_optimizers_only():
+    from matting.inference.class_paths import is_allowed_class
+
+    for path in ("matting.models.MattingNet", "matting.models.net.MattingNet", "matting.models.segmentation.PatchClassifier",
+                 "matting.losses.MattingLoss", "matting.module.MattingModule", "matting.soc_module.SOCModule",
+                 "matting.data.SyntheticDataModule", "torch.optim.AdamW", "torch.optim.lr_scheduler.OneCycleLR"):
+        assert is_allowed_class(path), path
+    for path in ("matting.io.images.os.system", "matting.runtime.run_record.subprocess.Popen", "matting.models.os.system",
+                 "matting.models.net.nn.Module", "matting.models.net.torch.Tensor", "subprocess.Popen", "os.system",
+                 "torch.nn.Module", "matting.models._private"):
+        assert not is_allowed_class(path), path
+
+
+@pytest.mark.slow
+def test_a_stored_config_that_does_not_build_is_the_checkpoints_fault(pairs, tmp_path, capsys):
+    ckpt = _stored_config_checkpoint(tmp_path, "odd.ckpt",
+                                     lambda config: config["init_args"]["detail_head"]["init_args"].update(hiddenx=3))
+    out = tmp_path / "out"
+    message = assert_clean_error(*run(capsys, "predict", "--ckpt", ckpt, pairs / "image", "--out", out), ckpt,
+                                 "the config stored in this file", 'key "net.init_args.detail_head"',
+                                 "matting.models.DetailHead", "hiddenx")
+    assert 'Parser key "net":' not in message
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_ckpt_path_whose_stored_config_does_not_parse_names_the_checkpoint(tmp_path, capsys):
+    import yaml
+
+    from .tiny_checkpoint import NET_CONFIG
+
+    ckpt = _stored_config_checkpoint(tmp_path, "odd.ckpt",
+                                     lambda config: config["init_args"]["detail_head"]["init_args"].update(hiddenx=3))
+    same_net = tmp_path / "net.yaml"  # the network the checkpoint was trained with, as the user configures it
+    same_net.write_text(yaml.safe_dump({"model": {"net": NET_CONFIG}}))
+    out = tmp_path / "run"
+    message = assert_clean_error(*run(capsys, *lightning("validate", out, "-c", same_net, f"--ckpt_path={ckpt}")),
+                                 f"--ckpt_path {ckpt}: the model config stored in this checkpoint",
+                                 'key "model.net.init_args.detail_head"', "hiddenx")
+    assert not message.startswith("matting: error: Parser key")
+
+
+@pytest.mark.slow
+def test_a_refused_class_on_the_command_line_is_one_line_naming_key_and_class(tmp_path, capsys):
+    out = tmp_path / "run"
+    extra = "--model.net.init_args.fusion.class_path=subprocess.Popen"
+    assert_clean_error(*run(capsys, *lightning("fit", out, extra)), 'key "model.net.init_args.fusion"', "subprocess.Popen")
+    assert not out.exists()
+
+
+def test_one_line_of_a_nested_parser_error():
+    from matting.io.errors import one_line
+
+    text = ('Parser key "data":\n  Does not validate against any of the Union subtypes\n  Subtypes: [A, NoneType]\n'
+            "  Errors:\n    - Problem with given class_path 'matting.data.SyntheticDataModule':\n"
+            '        Parser key "batch_size":\n          Expected a <class \'int\'>. Got value: x\n'
+            "    - Expected a <class 'NoneType'>\n  Given value type: <class 'str'>\n  Given value: x")
+    assert one_line(text) == ('key "data.init_args.batch_size" (in matting.data.SyntheticDataModule): '
+                              "Expected a <class 'int'>. Got value: x")
+
+
+@pytest.mark.slow
+def test_default_root_dir_moves_the_whole_run(tmp_path, monkeypatch):
+    from matting.runtime.lightning_cli import build_cli
+
+    monkeypatch.chdir(tmp_path)  # a log folder left where configs/default.yaml points would show here
+    root = tmp_path / "elsewhere"
+    cli = build_cli(["fit", *SMOKE, f"--trainer.default_root_dir={root}", "--trainer.enable_progress_bar=false"])
+    log_dir = Path(cli.trainer.log_dir)
+    assert log_dir == root / "logs" / "version_0"
+    for name in ("config.yaml", "run.json", "metrics.csv", "checkpoints/last.ckpt"):
+        assert (log_dir / name).is_file(), name
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_disk_full_hint_names_the_key_that_moves_a_run(tmp_path):
+    from matting.runtime.checkpoint_io import _checkpoint_error
+
+    message = _checkpoint_error(tmp_path / "last.ckpt", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))).strerror
+    assert "--trainer.default_root_dir" in message and "point default_root_dir" not in message
+
+
+@pytest.mark.slow
+def test_the_smoke_config_validates_and_tests_one_batch(tmp_path):
+    from .tiny_checkpoint import smoke_cli
+
+    cli = smoke_cli(tmp_path)
+    assert cli.trainer.limit_val_batches == 1 and isinstance(cli.trainer.limit_val_batches, int)
+    assert cli.trainer.limit_test_batches == 1 and isinstance(cli.trainer.limit_test_batches, int)
+    cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
+    assert cli.trainer.num_val_batches == [1]
+    fraction = smoke_cli(tmp_path / "fraction", "--trainer.limit_val_batches=0.5")
+    assert fraction.trainer.limit_val_batches == 0.5
+
+
+def test_demo_finds_its_configs_from_any_folder(tmp_path, monkeypatch):
+    from matting.commands import demo
+
+    monkeypatch.chdir(tmp_path)
+    configs = [Path(c) for c in demo.default_configs()]
+    assert [c.name for c in configs] == ["default.yaml", "demo.yaml"]
+    assert all(c.is_absolute() and c.is_file() for c in configs)
+
+
+@pytest.mark.slow
+def test_a_size_mismatch_is_said_once(pairs, tmp_path, capsys):
+    import numpy as np
+
+    from matting.io.images import write_png
+
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for path in sorted((pairs / "alpha").iterdir()):
+        write_png(pred / path.name, np.zeros((10, 12), np.float32))
+    message = assert_clean_error(*run(capsys, "evaluate", "--pred", pred, "--gt", pairs / "alpha", "--out", tmp_path / "out",
+                                      "--no-progress"), pred, one_line=False)
+    assert "size mismatch: prediction" in message and "size mismatch: size mismatch" not in message
+
+
+# ---- speed
+_IMPORTED = """
+import sys
+from matting.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print("torch" in sys.modules, "lightning" in sys.modules, file=sys.stderr)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv", [["--help"], ["evaluate", "--help"], ["prepare-data", "--help"], ["make-data", "--help"],
+                                  ["predict", "--help"], ["no-such-command"]])
+def test_commands_that_need_no_network_load_neither_torch_nor_lightning(argv):
+    import subprocess
+    import sys
+
+    from tests.conftest import subprocess_env
+
+    done = subprocess.run([sys.executable, "-c", _IMPORTED, *argv], capture_output=True, text=True, env=subprocess_env(),
+                          timeout=120)
+    assert done.stderr.strip().splitlines()[-1] == "False False", done.stderr
+
+
+@pytest.mark.slow
+def test_make_data_writes_its_split_without_torch(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import subprocess_env
+
+    done = subprocess.run([sys.executable, "-c", _IMPORTED, "make-data", "--out", str(tmp_path / "split"), "--length", "2",
+                           "--size", "32"], capture_output=True, text=True, env=subprocess_env(), timeout=120)
+    assert done.stderr.strip().splitlines()[-1] == "False False", done.stderr
+    assert len(list((tmp_path / "split" / "image").glob("*.png"))) == 2
+
+
+def _speed_photos(folder: Path, count: int) -> Path:
+    import numpy as np
+
+    from matting.io.images import write_png
+
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        write_png(folder / f"photo{i}.png", rng.random((40, 56, 3), dtype=np.float32))
+    return folder
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_predict_says_what_was_written_in_one_line(tmp_path, capsys, monkeypatch, net_ckpt):
+    from matting.commands import predict
+
+    photos, out = _speed_photos(tmp_path / "in", 4), tmp_path / "out"
+    real, calls = predict.process_image, []
+
+    def interrupted_after_the_first(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "process_image", interrupted_after_the_first)
+    code, err = run(capsys, "predict", "--ckpt", net_ckpt(), photos, "--out", out, "--base-size", "32", "--no-progress")
+    assert code == 130
+    assert err.strip().splitlines() == [
+        f"matting predict: interrupted: wrote 1 of 4 images to {out}; the rest can be added with --skip-existing"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "alpha/photo0.png", "cutout/photo0.png"]  # the first image whole, no temporary files
+    monkeypatch.setattr(predict, "process_image", real)
+    code, err = run(capsys, "predict", "--ckpt", net_ckpt(), photos, "--out", out, "--base-size", "32", "--no-progress",
+                    "--skip-existing")
+    assert code == 0 and len(list((out / "alpha").iterdir())) == 4, err
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_any_command_is_one_line_and_status_130(capsys, monkeypatch):
+    from matting.commands import make_data
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(make_data, "main", interrupted)
+    code, err = run(capsys, "make-data", "--out", "x")
+    assert code == 130 and err.strip().splitlines() == ["matting make-data: interrupted"]
+
+
+@pytest.mark.slow
+def test_a_predict_run_that_writes_nothing_leaves_no_empty_folders(tmp_path, capsys, net_ckpt):
+    photos = tmp_path / "in"
+    photos.mkdir()
+    for name in ("a.png", "b.jpg"):
+        (photos / name).write_bytes(b"not an image")
+    out = tmp_path / "new" / "out"
+    code, err = run(capsys, "predict", "--ckpt", net_ckpt(), photos, "--out", out, "--base-size", "32", "--no-progress",
+                    "--background", "white")
+    assert code == 1 and "a.png" in err and "b.jpg" in err
+    assert not (tmp_path / "new").exists()  # neither out/ nor the folder above it, which this run made
+    kept = tmp_path / "kept"
+    (kept / "alpha").mkdir(parents=True)
+    code, _ = run(capsys, "predict", "--ckpt", net_ckpt(), photos, "--out", kept, "--base-size", "32", "--no-progress")
+    assert code == 1 and sorted(p.name for p in kept.iterdir()) == ["alpha"]  # folders that were there stay
+
+
+def test_one_frozen_graph_serves_every_shape_once_a_shape_repeats():
+    import numpy as np
+
+    from matting.inference.frozen import prepare_for_inference
+    from matting.inference.predict import predict_alpha
+    from tests.tiny_checkpoint import tiny_net
+
+    net, fast = tiny_net(), prepare_for_inference(tiny_net(), min_repeats=2)
+    rng = np.random.default_rng(0)
+    shapes = [(96, 128), (128, 96), (128, 128), (64, 128), (128, 64), (32, 128)] * 2  # six base shapes: over cache_size
+    for i, shape in enumerate(shapes):
+        image = rng.random((*shape, 3), dtype=np.float32)
+        assert np.abs(predict_alpha(fast, image, base_size=128) - predict_alpha(net, image, base_size=128)).max() < 1e-5
+        if i < len(shapes) // 2:
+            assert not fast._graphs  # each shape seen once: eager, nothing traced
+    graphs = {id(g) for g in fast._graphs.values()}
+    assert len(fast._graphs) == 6 and len(graphs) == 1 and None not in fast._graphs.values()

@@ -322,8 +322,8 @@ def test_interrupted_run_leaves_no_half_written_file(tmp_path, ckpt, monkeypatch
         return real_replace(src, dst)
 
     monkeypatch.setattr(imageio.os, "replace", interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        run(["--ckpt", ckpt, tmp_path / "in", "--out", out, "--base-size", "32", "--no-progress"])
+    # Ctrl-C ends the run with the shell's status for SIGINT (the message is tested in test_bad_input.py).
+    assert run(["--ckpt", ckpt, tmp_path / "in", "--out", out, "--base-size", "32", "--no-progress"]) == 130
     files = [p for p in out.rglob("*") if p.is_file()]
     assert len(files) == 1 and files[0].parent.name == "alpha"  # the one file finished; no temporary leftovers
     Image.open(files[0]).load()

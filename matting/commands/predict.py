@@ -17,10 +17,11 @@ file stem, it writes into DIR:
 Images are read with :mod:`matting.io.images` (EXIF orientation applied; gray, RGBA, 16-bit; any
 size). The network runs on the image resized to ``--base-size`` on its long (or short) side,
 rounded to multiples of 32, and alpha is upsampled to full resolution (see
-:func:`matting.inference.predict_alpha`). The network runs as TorchScript graphs frozen once
-per base shape, channels_last, BatchNorm folded (:func:`matting.inference.prepare_for_inference`:
-the same alpha up to float rounding, about 2x faster on CPU than plain PyTorch float32);
-``--eager`` turns the graphs off. Checkpoints are loaded without unpickling objects
+:func:`matting.inference.predict_alpha`). The network runs channels_last with BatchNorm folded
+(:func:`matting.inference.prepare_for_inference`), and a base shape seen in 8 images or more runs
+as one frozen TorchScript graph (the same alpha up to float rounding, about 1.3x faster per image
+on CPU, but tracing it costs about 20 images' worth of that saving, so a folder of photos of many
+sizes runs eagerly and is as fast as ``--eager``); ``--eager`` turns the graph off. Checkpoints are loaded without unpickling objects
 (:func:`matting.inference.load_net`).
 
 Every file is written atomically (temporary file, then rename), and an existing output is never
@@ -28,6 +29,8 @@ replaced without ``--overwrite``; ``--skip-existing`` skips images whose outputs
 resume an interrupted run). A problem with one input (unreadable, outputs already there) is
 reported on stderr and the others are still processed; the exit status is then 1. Problems with
 the command itself (checkpoint, output folder, background) exit with status 2 before any work.
+Ctrl-C stops after the files already written (one line says how many; exit status 130). Output
+folders this run created and left empty are removed.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from matting.io.errors import MattingInputError, ToolArgumentParser
+from matting.io.errors import MattingInputError, ToolArgumentParser, positive_int
 from matting.io.files import check_output
 from matting.io.images import (
     from_uint8,
@@ -49,9 +52,13 @@ from matting.io.images import (
     to_uint8,
     write_png,
 )
+from matting.io.limits import add_reader_options, apply_reader_options
 from matting.io.pairing import check_stems, collect_inputs
 
 OUTPUT_KINDS = ("alpha", "cutout", "composite")
+# A base shape runs eagerly until this many images of it were seen, then as a frozen graph: a graph
+# costs about 20 images' worth of its saving to trace, which a folder of photos of many sizes never repays.
+FROZEN_MIN_REPEATS = 8
 
 
 NAMED_COLOURS = {
@@ -85,9 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     group.add_argument("--skip-existing", action="store_true", help="skip images whose outputs all exist")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads, at least 1 (default: torch's choice)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_reader_options(p)
     return p
 
 
@@ -98,12 +106,25 @@ def _check_out(out: Path, kinds: list[str]) -> None:
         check_output(out / kind, label=f"--out {out}:", overwrite=True)
 
 
-def _make_out(out: Path, kinds: list[str]) -> None:
+def _make_out(out: Path, kinds: list[str]) -> list[Path]:
+    """Create the output folders; returns the ones this run created, deepest first."""
+    created = [p for p in (*(out / kind for kind in kinds), out, *out.parents) if not p.exists()]
     try:
         for kind in kinds:
             (out / kind).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        _remove_if_empty(created)
         raise MattingInputError(f"--out {out}: cannot create the output folder ({exc})") from exc
+    return created
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (deepest first) that is empty; folders with files stay."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or gone): keep it
+            pass
 
 
 def parse_colour(text: str) -> np.ndarray | None:
@@ -198,6 +219,7 @@ def _targets(out: Path, kinds: list[str], path: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     """Run the tool. Returns 0 when every image was written, 1 when some inputs failed."""
     args = build_parser().parse_args(argv)
+    apply_reader_options(args)
     if args.base_size < 32:
         raise MattingInputError(f"--base-size must be at least 32, got {args.base_size}")
     kinds = ["alpha"] + ([] if args.no_cutout else ["cutout"]) + (["composite"] if args.background else [])
@@ -209,7 +231,6 @@ def main(argv: list[str] | None = None) -> int:
     _check_out(args.out, kinds)
 
     import torch
-    from tqdm import tqdm
 
     from matting.inference.frozen import prepare_for_inference
     from matting.inference.loading import load_net
@@ -223,34 +244,50 @@ def main(argv: list[str] | None = None) -> int:
         raise MattingInputError(f"--device {args.device!r}: {exc}") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise MattingInputError(f"--device {args.device!r}: CUDA is not available on this machine")
-    net = prepare_for_inference(load_net(args.ckpt, device=device), jit=not args.eager)
-    _make_out(args.out, kinds)
+    net = prepare_for_inference(load_net(args.ckpt, device=device), jit=not args.eager,
+                                min_repeats=FROZEN_MIN_REPEATS)
+    created = _make_out(args.out, kinds)
+    try:
+        return _predict_all(net, paths, problems, kinds, args, background)
+    finally:
+        _remove_if_empty(created)  # a run that wrote nothing leaves no empty folders behind
+
+
+def _predict_all(net, paths: list[Path], problems: list[str], kinds: list[str], args, background) -> int:
+    """Write the outputs of every image; 0 when all were written, 1 with problems, 130 on Ctrl-C."""
+    from tqdm import tqdm
 
     for message in problems:
         print(f"matting predict: {message}", file=sys.stderr)
     written = skipped = 0
     start = time.perf_counter()
     bar = tqdm(paths, desc="predict", unit="img", disable=args.no_progress or None, file=sys.stderr)
-    for path in bar:
-        targets = _targets(args.out, kinds, path)
-        todo = kinds
-        if not args.overwrite:
-            existing = [t for t in targets if t.exists()]
-            if existing and args.skip_existing:
-                todo = [k for k, t in zip(kinds, targets) if not t.exists()]
-                if not todo:
-                    skipped += 1
+    try:
+        for path in bar:
+            targets = _targets(args.out, kinds, path)
+            todo = kinds
+            if not args.overwrite:
+                existing = [t for t in targets if t.exists()]
+                if existing and args.skip_existing:
+                    todo = [k for k, t in zip(kinds, targets) if not t.exists()]
+                    if not todo:
+                        skipped += 1
+                        continue
+                elif existing:
+                    problems.append(f"{existing[0]}: exists already (pass --overwrite to replace, --skip-existing to keep)")
+                    tqdm.write(f"matting predict: {problems[-1]}", file=sys.stderr)
                     continue
-            elif existing:
-                problems.append(f"{existing[0]}: exists already (pass --overwrite to replace, --skip-existing to keep)")
-                tqdm.write(f"matting predict: {problems[-1]}", file=sys.stderr)
-                continue
-        try:
-            process_image(net, path, args.out, todo, args, background)
-            written += 1
-        except (MattingInputError, cv2.error, MemoryError) as exc:
-            problems.append(str(exc) if isinstance(exc, MattingInputError) else f"{path}: {type(exc).__name__}: {exc}")
-            tqdm.write(f"matting predict: {exc}", file=sys.stderr)
+            try:
+                process_image(net, path, args.out, todo, args, background)
+                written += 1
+            except (MattingInputError, cv2.error, MemoryError) as exc:
+                problems.append(str(exc) if isinstance(exc, MattingInputError) else f"{path}: {type(exc).__name__}: {exc}")
+                tqdm.write(f"matting predict: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:  # every file is written atomically: what is there is whole
+        bar.close()
+        print(f"matting predict: interrupted: wrote {written} of {len(paths)} images to {args.out}; "
+              "the rest can be added with --skip-existing", file=sys.stderr)
+        return 130
     bar.close()
     seconds = time.perf_counter() - start
     summary = f"{written} image(s) written to {args.out} in {seconds:.1f} s"

@@ -1,10 +1,28 @@
-"""Datasets and data modules."""
+"""Datasets and data modules.
 
-from matting.data.augment import Augment
-from matting.data.base import MattingDataModule
-from matting.data.datamodule import SyntheticDataModule
-from matting.data.matte_datamodule import MatteDataModule
-from matting.data.matte_dataset import MatteEvalDataset, MatteTrainDataset
-from matting.data.synthetic.dataset import SyntheticMattingDataset
+The names below are imported on first use, so that ``matting.data.prepare`` and
+``matting.data.synthetic`` (used by ``matting prepare-data`` and ``matting make-data``) load
+without torch or Lightning.
+"""
+
+import importlib
+
+_WHERE = {
+    "Augment": "matting.data.augment",
+    "MattingDataModule": "matting.data.base",
+    "SyntheticDataModule": "matting.data.datamodule",
+    "MatteDataModule": "matting.data.matte_datamodule",
+    "MatteEvalDataset": "matting.data.matte_dataset",
+    "MatteTrainDataset": "matting.data.matte_dataset",
+    "SyntheticMattingDataset": "matting.data.synthetic.dataset",
+}
 
 __all__ = ["Augment", "MatteDataModule", "MattingDataModule", "MatteEvalDataset", "MatteTrainDataset", "SyntheticDataModule", "SyntheticMattingDataset"]
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'matting.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value

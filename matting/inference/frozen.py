@@ -76,15 +76,21 @@ class AlphaOnly(nn.Module):
 
 
 class FrozenAlphaNet(nn.Module):
-    """``pred_alpha`` of a network through TorchScript graphs traced and frozen once per input shape.
+    """``pred_alpha`` of a network through a TorchScript graph traced and frozen once, reused across shapes.
 
     Freezing folds BatchNorm into the convolutions, prunes what ``pred_alpha`` does not need (the
     detail head's own full-resolution output) and prepacks convolution weights: about 1.3x faster
     than eager channels_last on a 2-core CPU (docs/speed.md), with the same alpha up to float
-    rounding (~1e-5). Each new input
-    shape costs one trace (about half a second for the default network); the ``cache_size`` most
-    recent graphs are kept. Every new graph is checked against the eager network on its first
-    input, and a shape whose graph fails or differs by more than ``tolerance`` runs eagerly.
+    rounding (~1e-5). Tracing costs about as much as 20 network passes' worth of that saving, so:
+
+    - a shape runs eagerly until it has been seen ``min_repeats`` times (1: graphs from the first
+      image on), which keeps a folder of photos of many sizes as fast as eager;
+    - one graph is traced (on the first shape that qualifies) and reused for every later shape,
+      since the network's control flow depends on shapes only through recorded size ops;
+    - the graph is checked against the eager network on each shape's first graph input; a shape
+      where it fails or differs by more than ``tolerance`` gets a graph traced for it, and runs
+      eagerly if that fails too. At most ``cache_size`` graphs traced for one shape are kept.
+
     Under autocast the eager network runs (frozen graphs keep their traced precision).
     Tracing records one path through the code, which is right for networks whose control flow
     depends on shapes only (MattingNet); one that branches on pixel values must run eagerly.
@@ -92,32 +98,70 @@ class FrozenAlphaNet(nn.Module):
     Returns the same dict as the network, with ``pred_alpha`` only.
     """
 
-    def __init__(self, net: nn.Module, cache_size: int = 4, tolerance: float = 1e-4):
+    def __init__(self, net: nn.Module, cache_size: int = 4, tolerance: float = 1e-4, min_repeats: int = 1):
         super().__init__()
         self.net = net.eval()
         self.cache_size = cache_size
         self.tolerance = tolerance
-        self._graphs: dict[tuple, Any] = {}
+        self.min_repeats = max(1, int(min_repeats))
+        self._graphs: dict[tuple, Any] = {}  # input key -> graph checked on that shape, or None (eager)
+        self._shared: dict[tuple, Any] = {}  # (dtype, device, layout) -> the graph reused across shapes
+        self._seen: dict[tuple, int] = {}
 
-    def _build(self, image: torch.Tensor):
-        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python values: fine for one shape
-            sample = image.clone()
+    def _trace(self, sample: torch.Tensor):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python values
             try:
-                frozen = torch.jit.freeze(torch.jit.trace(AlphaOnly(self.net).eval(), sample, check_trace=False))
-                difference = (frozen(sample) - self.net(sample)["pred_alpha"]).abs().max().item()
+                return torch.jit.freeze(torch.jit.trace(AlphaOnly(self.net).eval(), sample, check_trace=False))
             except Exception:  # a network TorchScript cannot trace: run it eagerly
                 return None
-        return frozen if difference <= self.tolerance else None
+
+    def _check(self, graph, sample: torch.Tensor) -> torch.Tensor | None:
+        """The graph's alpha on ``sample`` when it matches the eager network's, else None."""
+        if graph is None:
+            return None
+        try:
+            got, expected = graph(sample), self.net(sample)["pred_alpha"]
+        except Exception:  # a graph that cannot run this shape
+            return None
+        if got.shape != expected.shape or (got - expected).abs().max().item() > self.tolerance:
+            return None
+        return got
+
+    def _build(self, image: torch.Tensor, layout: tuple):
+        """The graph for ``image``'s shape (shared when it fits) and its alpha, or (None, None)."""
+        with torch.inference_mode(False), torch.no_grad():
+            sample = image.clone()
+            if layout not in self._shared:
+                self._shared[layout] = self._trace(sample)
+            alpha = self._check(self._shared[layout], sample)
+            if alpha is not None:
+                return self._shared[layout], alpha
+            graph = self._trace(sample)
+            alpha = self._check(graph, sample)
+            return (graph, alpha) if alpha is not None else (None, None)
+
+    def _evict(self) -> None:
+        """Keep at most ``cache_size`` graphs traced for one shape (each holds its own weights); the shared
+        graph and eager decisions cost a dict entry and are kept, so cycling through many shapes never retraces."""
+        shared = {id(g) for g in self._shared.values()}
+        own = [k for k, g in self._graphs.items() if g is not None and id(g) not in shared]
+        for key in own[:max(0, len(own) - self.cache_size)]:
+            del self._graphs[key]
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         if torch.is_autocast_enabled(image.device.type):
             return self.net(image)
-        key = (tuple(image.shape), image.dtype, str(image.device), image.is_contiguous(memory_format=torch.channels_last))
+        layout = (image.dtype, str(image.device), image.is_contiguous(memory_format=torch.channels_last))
+        key = (tuple(image.shape), *layout)
         if key not in self._graphs:
-            if len(self._graphs) >= self.cache_size:
-                self._graphs.pop(next(iter(self._graphs)))
-            self._graphs[key] = self._build(image)
+            self._seen[key] = self._seen.get(key, 0) + 1
+            if self._seen[key] < self.min_repeats:
+                return self.net(image)
+            self._graphs[key], alpha = self._build(image, layout)
+            self._evict()
+            if alpha is not None:
+                return {"pred_alpha": alpha}
         graph = self._graphs[key]
         if graph is None:
             return self.net(image)
@@ -125,15 +169,16 @@ class FrozenAlphaNet(nn.Module):
             return {"pred_alpha": graph(image.clone() if image.is_inference() else image)}
 
 
-def prepare_for_inference(net: nn.Module, jit: bool = True, channels_last: bool = True) -> nn.Module:
+def prepare_for_inference(net: nn.Module, jit: bool = True, channels_last: bool = True, min_repeats: int = 1) -> nn.Module:
     """The fastest exact form of ``net`` for :func:`predict_alpha` on CPU.
 
-    BatchNorm folded (:func:`fold_batchnorm`), channels_last weights, and (``jit``) TorchScript
-    graphs frozen per shape (:class:`FrozenAlphaNet`); a network with a refiner stays eager.
+    BatchNorm folded (:func:`fold_batchnorm`), channels_last weights, and (``jit``) a frozen
+    TorchScript graph (:class:`FrozenAlphaNet`, used for a shape once it has been seen
+    ``min_repeats`` times); a network with a refiner stays eager.
     """
     net = fold_batchnorm(net.eval())
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     if jit and getattr(net, "refiner", None) is None:
-        net = FrozenAlphaNet(net)
+        net = FrozenAlphaNet(net, min_repeats=min_repeats)
     return net

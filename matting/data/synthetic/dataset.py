@@ -28,8 +28,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 
 from matting.data.synthetic.scene import HARD_FRACTION, generate_sample
 from matting.io.errors import MattingInputError
@@ -55,17 +53,20 @@ def generator_files() -> dict[str, Path]:
 # --------------------------------------------------------------------------- dataset
 
 
-class SyntheticMattingDataset(Dataset):
-    """On-the-fly procedural matting samples.
+class SyntheticMattingDataset:
+    """On-the-fly procedural matting samples (a map-style dataset for ``torch.utils.data.DataLoader``).
 
     Item ``i`` is a dict of torch float32 tensors in [0,1] - ``image`` (3,H,W), ``alpha``
     (1,H,W), ``fg`` (3,H,W), ``bg`` (3,H,W) - and ``name`` (str, e.g. ``"test_00012"``).
     It depends only on (seed, split, i), never on worker, order or process.
 
-    The first item fetched in a process pins OpenCV to one thread in that process: the
+    The first item (or ``arrays``) fetched in a process pins OpenCV to one thread in that process: the
     generator makes many small cv2 calls, for which thread hand-off costs more than it
     saves (about 9 ms instead of 14 ms per 256 px sample on two cores), and data-loader
     workers each spawning a cv2 thread pool would oversubscribe the CPU.
+
+    torch is imported by ``__getitem__`` only: ``name`` and ``arrays`` (what ``matting make-data``
+    writes) need numpy and OpenCV alone.
     """
 
     def __init__(self, split: str = "train", length: int = 1000, size: int = 256, seed: int = 0):
@@ -95,15 +96,17 @@ class SyntheticMattingDataset(Dataset):
 
     def arrays(self, i: int) -> dict:
         """Sample ``i`` as numpy float32 (H,W,C) / (H,W) arrays, as from ``generate_sample``."""
+        global _CV2_LIMITED_IN_PID
+        if _CV2_LIMITED_IN_PID != os.getpid():
+            cv2.setNumThreads(1)
+            _CV2_LIMITED_IN_PID = os.getpid()
         i = self._index(i)
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_IDS[self.split], i]))
         return generate_sample(rng, self.size)
 
     def __getitem__(self, i: int) -> dict:
-        global _CV2_LIMITED_IN_PID
-        if _CV2_LIMITED_IN_PID != os.getpid():
-            cv2.setNumThreads(1)
-            _CV2_LIMITED_IN_PID = os.getpid()
+        import torch
+
         d = self.arrays(i)
         out = {k: torch.from_numpy(np.ascontiguousarray(d[k].transpose(2, 0, 1)))
                for k in ("image", "fg", "bg")}
@@ -112,10 +115,10 @@ class SyntheticMattingDataset(Dataset):
         return out
 
 
-def _to_u8(x) -> np.ndarray:
-    """Tensor (C,H,W)/(H,W) or array in [0,1] -> uint8 (H,W[,C]) in OpenCV channel order."""
-    a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    if a.ndim == 3 and a.shape[0] in (1, 3):
+def _to_u8(x, channels_first: bool = True) -> np.ndarray:
+    """Tensor or array (C,H,W) (or (H,W,C) when not ``channels_first``) or (H,W) in [0,1] -> uint8 (H,W[,C]), OpenCV order."""
+    a = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    if channels_first and a.ndim == 3 and a.shape[0] in (1, 3):
         a = a.transpose(1, 2, 0)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
@@ -139,11 +142,13 @@ def write_split(dataset, out_dir, overwrite: bool = False) -> Path:
     with staged_folder(out) as staging:
         for sub in ("image", "alpha", "fg", "bg"):
             (staging / sub).mkdir()
+        # A dataset with ``arrays`` (SyntheticMattingDataset) gives (H,W,C) numpy: no tensors, no torch.
+        as_arrays = hasattr(dataset, "arrays") and hasattr(dataset, "name")
         for i in range(len(dataset)):
-            item = dataset[i]
+            item = {**dataset.arrays(i), "name": dataset.name(i)} if as_arrays else dataset[i]
             name = item["name"]
             for key in ("image", "alpha", "fg", "bg"):
                 path = staging / key / f"{name}.png"
-                if not cv2.imwrite(str(path), _to_u8(item[key])):
+                if not cv2.imwrite(str(path), _to_u8(item[key], channels_first=not as_arrays)):
                     raise MattingInputError(f"could not write {path}")
     return out
