@@ -26,6 +26,17 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(autouse=True)
+def reader_defaults(monkeypatch):
+    """The default pixel limit and alpha scale in every test, and again after it: a command run
+    in-process sets them for the whole process (``matting.io.limits``), which must not reach the
+    next test."""
+    from matting.io.limits import ENV_ALPHA_SCALE, ENV_MAX_PIXELS
+
+    monkeypatch.delenv(ENV_MAX_PIXELS, raising=False)
+    monkeypatch.delenv(ENV_ALPHA_SCALE, raising=False)
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One intra-op thread for a module of tiny-network tests: on a busy 2-core machine, two

@@ -476,15 +476,6 @@ def test_evaluate_no_force_outside_comp1k_is_an_error(tmp_path):
 
 
 # ---- readers
-@pytest.fixture
-def reader_defaults(monkeypatch):
-    """Default pixel limit and alpha scale during the test and after it (commands set them process-wide)."""
-    from matting.io.limits import ENV_ALPHA_SCALE, ENV_MAX_PIXELS
-
-    monkeypatch.delenv(ENV_MAX_PIXELS, raising=False)
-    monkeypatch.delenv(ENV_ALPHA_SCALE, raising=False)
-
-
 def _readers_copy(pairs: Path, folder: Path) -> Path:
     """A private copy of the ``pairs`` folder (image/ and alpha/ only), to spoil."""
     import shutil
@@ -513,7 +504,7 @@ def _readers_dangling(folder: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow
-def test_predict_refuses_images_over_the_pixel_limit_from_their_header(ckpts, pairs, tmp_path, capsys, reader_defaults):
+def test_predict_refuses_images_over_the_pixel_limit_from_their_header(ckpts, pairs, tmp_path, capsys):
     import struct
     import zlib
 
@@ -538,7 +529,7 @@ def test_predict_refuses_images_over_the_pixel_limit_from_their_header(ckpts, pa
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["evaluate", "gallery", "finetune", "adapt"])
-def test_every_command_that_reads_images_takes_max_pixels(command, ckpts, pairs, tmp_path, capsys, reader_defaults):
+def test_every_command_that_reads_images_takes_max_pixels(command, ckpts, pairs, tmp_path, capsys):
     data = _readers_copy(pairs, tmp_path / "data")
     out = tmp_path / "out"
     args = {
@@ -556,7 +547,7 @@ def test_every_command_that_reads_images_takes_max_pixels(command, ckpts, pairs,
 
 
 @pytest.mark.slow
-def test_evaluate_refuses_0_1_mattes_unless_told_their_scale(pairs, tmp_path, capsys, reader_defaults):
+def test_evaluate_refuses_0_1_mattes_unless_told_their_scale(pairs, tmp_path, capsys):
     import json
 
     stems = [p.stem for p in sorted((pairs / "alpha").iterdir())]
@@ -591,7 +582,7 @@ def test_evaluate_refuses_0_1_mattes_unless_told_their_scale(pairs, tmp_path, ca
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["finetune", "gallery"])
-def test_finetune_and_gallery_refuse_0_1_mattes(command, ckpts, pairs, tmp_path, capsys, reader_defaults):
+def test_finetune_and_gallery_refuse_0_1_mattes(command, ckpts, pairs, tmp_path, capsys):
     data = _readers_copy(pairs, tmp_path / "data")
     spoiled = _readers_binary(data / "alpha" / "train_00001.png", data / "alpha" / "train_00001.png", 1)
     out = tmp_path / "out"
@@ -606,7 +597,7 @@ def test_finetune_and_gallery_refuse_0_1_mattes(command, ckpts, pairs, tmp_path,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["predict", "evaluate", "gallery", "finetune", "adapt"])
-def test_dangling_link_in_an_input_folder_is_reported(command, ckpts, pairs, tmp_path, capsys, reader_defaults):
+def test_dangling_link_in_an_input_folder_is_reported(command, ckpts, pairs, tmp_path, capsys):
     data = _readers_copy(pairs, tmp_path / "data")
     folder = data / ("alpha" if command == "evaluate" else "image")
     link, target = _readers_dangling(folder)
@@ -630,7 +621,7 @@ def test_dangling_link_in_an_input_folder_is_reported(command, ckpts, pairs, tmp
 
 
 @pytest.mark.slow
-def test_truncated_png_shows_only_our_line(ckpts, pairs, tmp_path, capfd, reader_defaults):
+def test_truncated_png_shows_only_our_line(ckpts, pairs, tmp_path, capfd):
     cut = tmp_path / "cut.png"
     data = (pairs / "image" / "train_00000.png").read_bytes()
     cut.write_bytes(data[:len(data) // 2])
