@@ -25,6 +25,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from matting.io.errors import MattingInputError
+from matting.models import MattingNet
 from matting.module import load_init_weights, lr_scale, scaled_optimizers
 from matting.soc_loss import SOCLoss
 
@@ -39,6 +40,12 @@ def norm_layers(net: nn.Module) -> list[nn.Module]:
     return [m for m in net.modules() if isinstance(m, NORM_TYPES)]
 
 
+def every_output(net: nn.Module, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every prediction of ``net`` on ``image``, in eval mode too (where a MattingNet computes only
+    what its alpha needs): SOC reads the coarse and detail predictions of a frozen copy."""
+    return net(image, outputs="all") if isinstance(net, MattingNet) else net(image)
+
+
 @torch.no_grad()
 def check_soc_outputs(net: nn.Module, where: str = "the network") -> None:
     """Raise MattingInputError unless ``net`` maps an image to ``pred_alpha``, ``pred_semantic`` and ``pred_detail``."""
@@ -47,7 +54,7 @@ def check_soc_outputs(net: nn.Module, where: str = "the network") -> None:
     was_training = net.training
     stride = int(getattr(net, "stride", 32))
     try:
-        outputs = net.eval()(torch.zeros(1, 3, 2 * stride, 2 * stride, device=next(net.parameters()).device))
+        outputs = every_output(net.eval(), torch.zeros(1, 3, 2 * stride, 2 * stride, device=next(net.parameters()).device))
     finally:
         net.train(was_training)
     missing = [key for key in REQUIRED_OUTPUTS if key not in outputs]
@@ -140,7 +147,7 @@ class SOCModule(L.LightningModule):
         image = batch["image"]
         outputs = self.net(image)
         with torch.no_grad():
-            backup = self.backup_net(image)
+            backup = every_output(self.backup_net, image)
         terms = self.loss(outputs, backup)
         if not torch.isfinite(terms["loss"]):
             raise FloatingPointError(f"non-finite SOC loss {terms['loss'].item()} at global step {self.global_step}")

@@ -52,13 +52,69 @@ def test_net_any_head_subset_any_size(name, heads):
     ).eval()
     image = torch.rand(2, 3, 70, 100)  # not a multiple of 32: padded inside, cropped back
     with torch.no_grad():
-        out = net(image)
+        out = net(image, outputs="all")
+        inference = net(image)
     assert out["pred_alpha"].shape == (2, 1, 70, 100)
     assert 0 <= out["pred_alpha"].min() and out["pred_alpha"].max() <= 1
     assert ("pred_semantic" in out) == ("semantic" in heads)
     assert ("pred_detail" in out) == ("detail" in heads)
     if "semantic" in heads:
         assert out["pred_semantic"].shape[-2:] == (96 // 16, 128 // 16)
+    assert torch.equal(inference["pred_alpha"], out["pred_alpha"])
+    # The inference pass keeps a head's prediction only when it is the alpha.
+    assert set(inference) == {"pred_alpha"} | ({"pred_semantic"} if heads == ("semantic",) else set()) \
+        | ({"pred_detail"} if heads == ("detail",) else set())
+
+
+@pytest.mark.parametrize("fusion", ["modnet", "learned"])
+def test_eval_skips_the_predictions_only_training_reads(fusion):
+    """MODNet's fusion reads hidden features only: in eval mode (MODNet's ``inference=True``) the
+    coarse and detail predictions are not computed; a fusion that reads them still gets them."""
+    torch.manual_seed(0)
+    net = MattingNet(TimmEncoder("test_resnet"), SemanticHead, DetailHead, ModnetFusion if fusion == "modnet" else LearnedFusion)
+    image = torch.rand(1, 3, 64, 96)
+    assert set(net(image)) == {"pred_alpha", "pred_semantic", "pred_detail"}, "training mode: every output"
+    net.eval()
+    with torch.no_grad():
+        inference, every = net(image), net(image, outputs="all")
+    assert torch.equal(inference["pred_alpha"], every["pred_alpha"])
+    assert set(every) == {"pred_alpha", "pred_semantic", "pred_detail"}
+    assert set(inference) == ({"pred_alpha"} if fusion == "modnet" else set(every))
+    with pytest.raises(MattingInputError, match="outputs='semantic'"):
+        net(image, outputs="semantic")
+
+
+def test_ibn_norm_splits_batch_and_instance_statistics():
+    """IBNorm: BatchNorm (affine) on the first C // 2 channels, InstanceNorm (no affine) on the rest."""
+    from matting.models.blocks import ConvNormAct, IBNorm
+
+    assert [k for k, _ in ConvNormAct(3, 6).state_dict().items()][:3] == ["0.weight", "1.weight", "1.bias"], "bn keys unchanged"
+    block = ConvNormAct(3, 7, norm="ibn")
+    norm = block[1]
+    assert isinstance(norm, IBNorm) and norm.bn.num_features == 3 and norm.inorm.num_features == 4
+    assert sum(p.numel() for p in norm.parameters()) == 2 * 3
+    x = torch.randn(2, 7, 5, 5) * 3 + 1
+    y = norm.train()(x)
+    assert torch.allclose(y[:, :3].mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5), "batch statistics on the first half"
+    assert torch.allclose(y[:, 3:].mean(dim=(2, 3)), torch.zeros(2, 4), atol=1e-5), "per-image statistics on the rest"
+    with pytest.raises(MattingInputError, match="norm='gn'"):
+        ConvNormAct(3, 6, norm="gn")
+
+
+def test_encoder_final_features_replace_the_deepest_level():
+    """final_features: the stride-32 level is the backbone's head conv (MobileNetV2: 1280 channels)."""
+    plain, final = TimmEncoder("test_efficientnet"), TimmEncoder("test_efficientnet", final_features=True)
+    deepest = plain.spec.deepest
+    assert final.spec.channels == {**plain.spec.channels, deepest: final.backbone.num_features}
+    assert final.spec.channels[deepest] != plain.spec.channels[deepest]
+    final.backbone.load_state_dict({**final.backbone.state_dict(), **plain.backbone.state_dict()})
+    image = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        a, b = plain.eval()(image), final.eval()(image)
+    for stride, f in b.items():
+        assert f.shape == (1, final.spec.channels[stride], 64 // stride, 96 // stride)
+        if stride != deepest:
+            assert torch.equal(f, a[stride]), "the other levels are the same features"
 
 
 def test_net_without_heads_is_refused():
@@ -90,7 +146,7 @@ def test_every_head_and_fusion_combination(semantic, detail, fusion):
     sem = (lambda spec: GlanceHead(spec, hidden=16, classes=classes)) if semantic is GlanceHead else semantic
     net = MattingNet(TimmEncoder("test_convnext"), sem, detail, FUSIONS[fusion]).eval()
     with torch.no_grad():
-        out = net(torch.rand(1, 3, 64, 96))
+        out = net(torch.rand(1, 3, 64, 96), outputs="all")
     assert out["pred_alpha"].shape == (1, 1, 64, 96)
     assert 0 <= out["pred_alpha"].min() and out["pred_alpha"].max() <= 1
     if semantic is GlanceHead:

@@ -6,14 +6,50 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from matting.io.errors import MattingInputError
+
+NORMS = ("bn", "ibn")
+
+
+class IBNorm(nn.Module):
+    """MODNet's IBNorm: BatchNorm (affine) on the first ``C // 2`` channels, InstanceNorm (no
+    affine) on the rest, so half the features keep batch statistics and half are normalised per
+    image (robust to each photo's contrast and colour cast).
+
+    Inputs: (B, C, H, W). Outputs: (B, C, H, W), same layout.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.split = channels // 2
+        self.bn = nn.BatchNorm2d(self.split)
+        self.inorm = nn.InstanceNorm2d(channels - self.split, affine=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.bn(x[:, :self.split]), self.inorm(x[:, self.split:])], 1)
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    """``bn``: BatchNorm2d; ``ibn``: :class:`IBNorm`."""
+    if kind == "bn":
+        return nn.BatchNorm2d(channels)
+    if kind == "ibn":
+        return IBNorm(channels)
+    raise MattingInputError(f"norm must be one of {', '.join(NORMS)}, got norm={kind!r}")
+
 
 class ConvNormAct(nn.Sequential):
-    """Conv2d -> BatchNorm2d -> ReLU, 'same' padding."""
+    """Conv2d -> norm -> ReLU, 'same' padding.
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, dilation: int = 1, act: bool = True):
+    Args:
+        norm: ``bn`` (BatchNorm2d, the default) or ``ibn`` (MODNet's :class:`IBNorm`).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, dilation: int = 1, act: bool = True,
+                 norm: str = "bn"):
         layers = [
             nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=dilation * (kernel // 2), dilation=dilation, bias=False),
-            nn.BatchNorm2d(out_ch),
+            make_norm(norm, out_ch),
         ]
         if act:
             layers.append(nn.ReLU(inplace=True))

@@ -1,14 +1,18 @@
 """Detail (fine) decoders for the transition band, at high resolution.
 
-Called as ``head(feats, image, semantic)``, where ``semantic`` is the coarse head's output (or
-None without one); each returns a :class:`~matting.models.outputs.DetailOutput`.
+Called as ``head(feats, image, semantic, predict=True)``, where ``semantic`` is the coarse head's
+output (or None without one); each returns a :class:`~matting.models.outputs.DetailOutput`
+(``predict=False``: ``pred_detail`` is skipped, None, when nothing reads it).
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
+from matting.io.errors import MattingInputError
 from matting.models.blocks import ConvNormAct, downsample_image, resize_to
 from matting.models.encoder import FeatureSpec
 from matting.models.outputs import CoarseOutput, DetailOutput
@@ -23,39 +27,45 @@ class DetailHead(nn.Module):
     Args:
         spec: encoder feature spec (context ``semantic_s8`` optional: the coarse head's width).
         hidden: working width, exposed to later parts as ``feat_s2``.
+        norm: normalisation of the conv layers, ``bn`` or ``ibn`` (MODNet's IBNorm).
+        image_s2: feed the half-resolution image to the 1/2 stage as well; MODNet's released
+            code feeds it only the upsampled 1/4 features and the stride-2 encoder features (False).
 
     Inputs:
         feats: dict stride -> (B, C, H/stride, W/stride); image: (B, 3, H, W) in [0, 1];
-        semantic: the coarse head's output (its ``feat_s8`` is used), or None without one.
+        semantic: the coarse head's output (its ``feat_s8`` is used), or None without one;
+        predict: False skips the full-resolution detail alpha (the fusion reads ``feat_s2`` only).
     Returns:
-        DetailOutput: pred_detail (B, 1, H, W) in [0, 1], alpha meant for the transition band;
-        feat_s2 (B, hidden, H/2, W/2) hidden features.
+        DetailOutput: pred_detail (B, 1, H, W) in [0, 1], alpha meant for the transition band
+        (None when not ``predict``); feat_s2 (B, hidden, H/2, W/2) hidden features.
     """
 
-    def __init__(self, spec: FeatureSpec, hidden: int = 32):
+    def __init__(self, spec: FeatureSpec, hidden: int = 32, norm: str = "bn", image_s2: bool = True):
         super().__init__()
         c2, c4 = spec.channels[2], spec.channels[4]
         self.c_sem = spec.context.get("semantic_s8", 0)
-        self.proj_s2 = ConvNormAct(c2, hidden, 1)
-        self.proj_s4 = ConvNormAct(c4, hidden, 1)
-        self.down_s2 = ConvNormAct(hidden + 3, hidden, 3, stride=2)
-        self.merge_s4 = ConvNormAct(2 * hidden, 2 * hidden, 3)
+        self.image_s2 = image_s2
+        conv = functools.partial(ConvNormAct, norm=norm)
+        self.proj_s2 = conv(c2, hidden, 1)
+        self.proj_s4 = conv(c4, hidden, 1)
+        self.down_s2 = conv(hidden + 3, hidden, 3, stride=2)
+        self.merge_s4 = conv(2 * hidden, 2 * hidden, 3)
         self.conv_s4 = nn.Sequential(
-            ConvNormAct(2 * hidden + self.c_sem + 3, 2 * hidden, 3),
-            ConvNormAct(2 * hidden, 2 * hidden, 3),
-            ConvNormAct(2 * hidden, hidden, 3),
+            conv(2 * hidden + self.c_sem + 3, 2 * hidden, 3),
+            conv(2 * hidden, 2 * hidden, 3),
+            conv(2 * hidden, hidden, 3),
         )
         self.conv_s2 = nn.Sequential(
-            ConvNormAct(2 * hidden + 3, 2 * hidden, 3),
-            ConvNormAct(2 * hidden, hidden, 3),
-            ConvNormAct(hidden, hidden, 3),
-            ConvNormAct(hidden, hidden, 3),
+            conv(2 * hidden + 3 * image_s2, 2 * hidden, 3),
+            conv(2 * hidden, hidden, 3),
+            conv(hidden, hidden, 3),
+            conv(hidden, hidden, 3),
         )
-        self.out = nn.Sequential(ConvNormAct(hidden + 3, hidden, 3), nn.Conv2d(hidden, 1, 1))
+        self.out = nn.Sequential(conv(hidden + 3, hidden, 3), nn.Conv2d(hidden, 1, 1))
         self.out_channels = hidden
 
     def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor,
-                semantic: CoarseOutput | None = None) -> DetailOutput:
+                semantic: CoarseOutput | None = None, predict: bool = True) -> DetailOutput:
         h, w = image.shape[-2:]
         img_s2, img_s4 = downsample_image(image, 2), downsample_image(image, 4)
         enc_s2 = self.proj_s2(feats[2])  # (B, hidden, H/2, W/2)
@@ -67,7 +77,9 @@ class DetailHead(nn.Module):
             parts.append(resize_to(semantic.feat_s8, (h // 4, w // 4)))
         x = self.conv_s4(torch.cat(parts, 1))  # (B, hidden, H/4, W/4)
         x = resize_to(x, (h // 2, w // 2))
-        feat_s2 = self.conv_s2(torch.cat([x, enc_s2, img_s2], 1))  # (B, hidden, H/2, W/2)
+        feat_s2 = self.conv_s2(torch.cat([x, enc_s2, img_s2] if self.image_s2 else [x, enc_s2], 1))  # (B, hidden, H/2, W/2)
+        if not predict:  # the fusion reads feat_s2 only: skip the full-resolution output
+            return DetailOutput(pred_detail=None, feat_s2=feat_s2)
         logits = self.out(torch.cat([resize_to(feat_s2, (h, w)), image], 1))  # (B, 1, H, W)
         return DetailOutput(pred_detail=torch.sigmoid(logits), feat_s2=feat_s2)
 
@@ -83,16 +95,32 @@ class FocusHead(nn.Module):
         spec: encoder feature spec.
         hidden: width of the bridge; stages halve it down to ``min_width``.
         min_width: narrowest stage width.
+        decoder: ``compact`` (default): as above. ``unet`` (GFM's focus decoder): widths from the
+            encoder (``hidden`` and ``min_width`` unused): the bridge keeps the deepest width; a
+            stage per encoder stride from the deepest (bridge + deepest feature) to the finest,
+            each three 3x3 convs on the previous stage and that stride's encoder feature (stride
+            s works at the encoder width at s and hands the width of the next stride on); the
+            finest stage's third conv predicts the logit, upsampled to the input size (no image
+            input).
+        semantic_context: concatenate the semantic head's ``feat_s8`` at 1/8 when there is one
+            (default); False keeps the two decoders independent, sharing only the encoder (GFM).
 
     Inputs: as :class:`DetailHead`.
     Returns:
         DetailOutput: pred_detail (B, 1, H, W) in [0, 1]; feat_s2 (B, C, H/2, W/2) hidden features.
     """
 
-    def __init__(self, spec: FeatureSpec, hidden: int = 128, min_width: int = 32):
+    def __init__(self, spec: FeatureSpec, hidden: int = 128, min_width: int = 32, decoder: str = "compact",
+                 semantic_context: bool = True):
         super().__init__()
+        if decoder not in ("compact", "unet"):
+            raise MattingInputError(f"FocusHead decoder must be compact or unet, got decoder={decoder!r}")
         self.deepest = spec.deepest
-        c_sem = spec.context.get("semantic_s8", 0)
+        self.decoder = decoder
+        c_sem = spec.context.get("semantic_s8", 0) if semantic_context else 0
+        if decoder == "unet":
+            self._build_unet(spec, c_sem)
+            return
         self.bridge = nn.Sequential(
             ConvNormAct(spec.channels[self.deepest], hidden, 3, dilation=2),
             ConvNormAct(hidden, hidden, 3, dilation=2),
@@ -111,8 +139,10 @@ class FocusHead(nn.Module):
         self.out_channels = width
 
     def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor,
-                semantic: CoarseOutput | None = None) -> DetailOutput:
+                semantic: CoarseOutput | None = None, predict: bool = True) -> DetailOutput:
         h, w = image.shape[-2:]
+        if self.decoder == "unet":
+            return self._forward_unet(feats, image, semantic, predict)
         x = self.bridge(feats[self.deepest])  # (B, hidden, H/32, W/32)
         feat_s2 = None
         for s, stage in zip(self.strides, self.stages):
@@ -124,5 +154,40 @@ class FocusHead(nn.Module):
                 feat_s2 = x
         if feat_s2 is None:
             feat_s2 = resize_to(x, (h // 2, w // 2))
+        if not predict:  # the fusion reads feat_s2 only
+            return DetailOutput(pred_detail=None, feat_s2=feat_s2)
         logits = self.out(torch.cat([resize_to(x, (h, w)), image], 1))  # (B, 1, H, W)
+        return DetailOutput(pred_detail=torch.sigmoid(logits), feat_s2=feat_s2)
+
+    def _build_unet(self, spec: FeatureSpec, c_sem: int) -> None:
+        c = spec.channels
+        c_deep = c[self.deepest]
+        self.bridge = nn.Sequential(*(ConvNormAct(c_deep, c_deep, 3, dilation=2) for _ in range(3)))
+        self.strides = sorted(c, reverse=True)  # deepest first, e.g. 32, 16, 8, 4, 2
+        self.use_semantic = bool(c_sem)
+        stages = []
+        for i, s in enumerate(self.strides):
+            # Input: the previous stage (or the bridge), c[s] channels, and the encoder feature at s.
+            extra = c_sem if s == 8 else 0
+            convs = [ConvNormAct(2 * c[s] + extra, c[s], 3), ConvNormAct(c[s], c[s], 3)]
+            if i + 1 < len(self.strides):
+                convs.append(ConvNormAct(c[s], c[self.strides[i + 1]], 3))
+            stages.append(nn.Sequential(*convs))
+        self.stages = nn.ModuleList(stages)
+        self.out = nn.Conv2d(c[self.strides[-1]], 1, 3, padding=1)
+        self.out_channels = c[self.strides[-1]]
+
+    def _forward_unet(self, feats: dict[int, torch.Tensor], image: torch.Tensor, semantic: CoarseOutput | None,
+                      predict: bool) -> DetailOutput:
+        h, w = image.shape[-2:]
+        x = self.bridge(feats[self.deepest])  # (B, C_deep, H/32, W/32)
+        for s, stage in zip(self.strides, self.stages):
+            parts = [resize_to(x, feats[s].shape[-2:]), feats[s]]
+            if s == 8 and self.use_semantic:
+                parts.append(resize_to(semantic.feat_s8, feats[s].shape[-2:]))
+            x = stage(torch.cat(parts, 1))  # (B, C_next, H/s, W/s); the finest: (B, C_s, H/s, W/s)
+        feat_s2 = resize_to(x, (h // 2, w // 2))
+        if not predict:
+            return DetailOutput(pred_detail=None, feat_s2=feat_s2)
+        logits = resize_to(self.out(x), (h, w))  # (B, 1, H, W)
         return DetailOutput(pred_detail=torch.sigmoid(logits), feat_s2=feat_s2)

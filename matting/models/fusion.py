@@ -19,20 +19,26 @@ from matting.models.outputs import CoarseOutput, DetailOutput, GlanceOutput
 class ModnetFusion(nn.Module):
     """MODNet's fusion branch: semantic 1/8 features + detail 1/2 features + image -> alpha.
 
+    Reads the heads' hidden features only, never their predictions, so an inference pass may
+    skip those (``reads_predictions`` False).
+
     Args:
         spec: needs context ``semantic_s8`` and ``detail_s2`` (the two heads' hidden widths).
         hidden: width of the full-resolution stage.
+        norm: normalisation of the conv layers, ``bn`` or ``ibn`` (MODNet's IBNorm).
 
     Returns:
         alpha (B, 1, H, W) in [0, 1].
     """
 
-    def __init__(self, spec: FeatureSpec, hidden: int = 16):
+    reads_predictions = False
+
+    def __init__(self, spec: FeatureSpec, hidden: int = 16, norm: str = "bn"):
         super().__init__()
         c_sem, c_det = spec.context["semantic_s8"], spec.context["detail_s2"]
-        self.conv_s4 = ConvNormAct(c_sem, c_sem, 5)
-        self.conv_s2 = ConvNormAct(c_sem + c_det, hidden * 2, 3)
-        self.out = nn.Sequential(ConvNormAct(hidden * 2 + 3, hidden, 3), nn.Conv2d(hidden, 1, 1))
+        self.conv_s4 = ConvNormAct(c_sem, c_sem, 5, norm=norm)
+        self.conv_s2 = ConvNormAct(c_sem + c_det, hidden * 2, 3, norm=norm)
+        self.out = nn.Sequential(ConvNormAct(hidden * 2 + 3, hidden, 3, norm=norm), nn.Conv2d(hidden, 1, 1))
 
     def forward(self, image: torch.Tensor, semantic: CoarseOutput, detail: DetailOutput) -> torch.Tensor:
         h, w = image.shape[-2:]

@@ -45,6 +45,10 @@ class MattingNet(nn.Module):
         image: (B, 3, H, W) float RGB in [0, 1]; any H, W (padded internally to the encoder stride).
         base_size: optional (h, w) of the base pass when a refiner exists (multiples of 32).
         trimap: (B, 1, H, W) in {0, 0.5, 1}, required with ``trimap_input``.
+        outputs: ``all`` (every prediction below) or ``alpha`` (the alpha and whatever is
+            computed on the way to it: the heads' own predictions are skipped when the fusion
+            does not read them, as MODNet's inference pass does). Default: ``all`` in training
+            mode, ``alpha`` in eval mode; ``pred_alpha`` is the same either way.
     Outputs (dict of predictions; hidden features stay inside):
         pred_alpha: (B, 1, H, W) in [0, 1], always present.
         pred_semantic: (B, 1, H'/16, W'/16) in [0, 1], MODNet coarse alpha (SemanticHead); H', W'
@@ -99,27 +103,42 @@ class MattingNet(nn.Module):
         s = self.stride
         return (max(s, round(height * self.base_scale / s) * s), max(s, round(width * self.base_scale / s) * s))
 
-    def forward(self, image: torch.Tensor, base_size: tuple[int, int] | None = None, trimap: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, base_size: tuple[int, int] | None = None, trimap: torch.Tensor | None = None,
+                outputs: str | None = None) -> dict[str, torch.Tensor]:
         if self.trimap_input and trimap is None:
             raise ValueError("this network takes a trimap (trimap_input=True): call net(image, trimap=...)")
+        if outputs not in (None, "all", "alpha"):
+            raise MattingInputError(f"MattingNet outputs must be 'all' or 'alpha', got outputs={outputs!r}")
+        every = outputs == "all" or (outputs is None and self.training)
         if self.refiner is None:
-            return self.base_pass(image, trimap).predictions()
+            return self.base_pass(image, trimap, every).predictions()
         small, small_trimap = self.downsample(image, trimap, base_size)
-        base = self.base_pass(small, small_trimap)
+        base = self.base_pass(small, small_trimap, every)
         refined = self.refiner(image, small, base.pred_alpha, base.feat_finest)
         return {**base.predictions(alpha_key="pred_alpha_base"), **refined.predictions()}
 
-    def base_pass(self, image: torch.Tensor, trimap: torch.Tensor | None = None) -> BasePassOutput:
-        """Encoder, heads and fusion on ``image`` (B, 3, h, w), padded to the stride inside and cropped back."""
+    def base_pass(self, image: torch.Tensor, trimap: torch.Tensor | None = None, every: bool = True) -> BasePassOutput:
+        """Encoder, heads and fusion on ``image`` (B, 3, h, w), padded to the stride inside and cropped back.
+        Without ``every``, the heads skip the predictions that the alpha does not need."""
         h, w = image.shape[-2:]
         x = pad_to_multiple(image, self.stride)
         feats = self.encoder(torch.cat([x, pad_to_multiple(trimap, self.stride)], 1) if self.trimap_input else x)
-        semantic = self.semantic_head(feats, x) if self.semantic_head is not None else None
-        detail = self.detail_head(feats, x, semantic) if self.detail_head is not None else None
+        semantic_pred, detail_pred = (True, True) if every else self.predictions_for_alpha()
+        semantic = self.semantic_head(feats, x, predict=semantic_pred) if self.semantic_head is not None else None
+        detail = self.detail_head(feats, x, semantic, predict=detail_pred) if self.detail_head is not None else None
         pred_alpha = self.fuse(x, semantic, detail)
-        if detail is not None:
+        if detail is not None and detail.pred_detail is not None:
             detail = replace(detail, pred_detail=detail.pred_detail[..., :h, :w])
         return BasePassOutput(pred_alpha=pred_alpha[..., :h, :w], semantic=semantic, detail=detail)
+
+    def predictions_for_alpha(self) -> tuple[bool, bool]:
+        """Whether the alpha needs the semantic and the detail head's own predictions: a fusion
+        that reads hidden features only (``reads_predictions`` False, MODNet's) needs neither;
+        without a fusion the alpha is the detail prediction, else the coarse one."""
+        if self.fusion is not None:
+            reads = getattr(self.fusion, "reads_predictions", True)
+            return reads, reads
+        return self.detail_head is None, self.detail_head is not None
 
     def fuse(self, image: torch.Tensor, semantic: CoarseOutput | None, detail: DetailOutput | None) -> torch.Tensor:
         """The alpha (B, 1, H, W) in [0, 1] at the padded image's size: the fusion's, else the

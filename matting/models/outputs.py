@@ -3,7 +3,9 @@
 Heads run on the image padded to the network stride, so ``H, W`` below are the padded size
 unless said otherwise. Hidden features (``feat_*``) come out of a ReLU: non-negative, unbounded.
 They feed later parts and never leave the network; :meth:`predictions` gives the ``pred_*``
-entries that losses, metrics and exports read.
+entries that losses, metrics and exports read. A head's prediction is None when the network
+skipped it (an inference pass whose fusion reads hidden features only); :meth:`predictions`
+leaves it out.
 """
 
 from __future__ import annotations
@@ -18,20 +20,20 @@ class SemanticOutput:
     """MODNet's coarse head (:class:`~matting.models.SemanticHead`).
 
     Attributes:
-        pred_semantic: (B, 1, H/16, W/16) in [0, 1], coarse alpha.
+        pred_semantic: (B, 1, H/16, W/16) in [0, 1], coarse alpha, or None when skipped.
         feat_s8: (B, C, H/8, W/8) hidden features (C = the head's ``out_channels``).
     """
 
-    pred_semantic: torch.Tensor
+    pred_semantic: torch.Tensor | None
     feat_s8: torch.Tensor
 
     @property
-    def coarse_alpha(self) -> torch.Tensor:
+    def coarse_alpha(self) -> torch.Tensor | None:
         """(B, 1, H/16, W/16) in [0, 1]."""
         return self.pred_semantic
 
     def predictions(self) -> dict[str, torch.Tensor]:
-        return {"pred_semantic": self.pred_semantic}
+        return _present({"pred_semantic": self.pred_semantic})
 
 
 @dataclass(frozen=True)
@@ -44,19 +46,20 @@ class GlanceOutput:
         pred_semantic_alpha: (B, 1, H/4, W/4) in [0, 1], P(foreground) (+ P(transition) / 2 with
             3 classes): a coarse alpha for fusions and reports.
         feat_s8: (B, C, H/8, W/8) hidden features.
+        (Both predictions are None when skipped.)
     """
 
-    pred_glance: torch.Tensor
-    pred_semantic_alpha: torch.Tensor
+    pred_glance: torch.Tensor | None
+    pred_semantic_alpha: torch.Tensor | None
     feat_s8: torch.Tensor
 
     @property
-    def coarse_alpha(self) -> torch.Tensor:
+    def coarse_alpha(self) -> torch.Tensor | None:
         """(B, 1, H/4, W/4) in [0, 1]."""
         return self.pred_semantic_alpha
 
     def predictions(self) -> dict[str, torch.Tensor]:
-        return {"pred_glance": self.pred_glance, "pred_semantic_alpha": self.pred_semantic_alpha}
+        return _present({"pred_glance": self.pred_glance, "pred_semantic_alpha": self.pred_semantic_alpha})
 
 
 # A coarse head's output, whichever head produced it.
@@ -68,15 +71,15 @@ class DetailOutput:
     """A detail head (:class:`~matting.models.DetailHead`, :class:`~matting.models.FocusHead`).
 
     Attributes:
-        pred_detail: (B, 1, H, W) in [0, 1], alpha meant for the transition band.
+        pred_detail: (B, 1, H, W) in [0, 1], alpha meant for the transition band, or None when skipped.
         feat_s2: (B, C, H/2, W/2) hidden features.
     """
 
-    pred_detail: torch.Tensor
+    pred_detail: torch.Tensor | None
     feat_s2: torch.Tensor
 
     def predictions(self) -> dict[str, torch.Tensor]:
-        return {"pred_detail": self.pred_detail}
+        return _present({"pred_detail": self.pred_detail})
 
 
 @dataclass(frozen=True)
@@ -95,8 +98,7 @@ class RefinerOutput:
     refined_cells: torch.Tensor | None = None
 
     def predictions(self) -> dict[str, torch.Tensor]:
-        out = {"pred_alpha": self.pred_alpha, "pred_error": self.pred_error, "refined_cells": self.refined_cells}
-        return {k: v for k, v in out.items() if v is not None}
+        return _present({"pred_alpha": self.pred_alpha, "pred_error": self.pred_error, "refined_cells": self.refined_cells})
 
 
 @dataclass(frozen=True)
@@ -127,3 +129,8 @@ class BasePassOutput:
                 out.update(part.predictions())
         out[alpha_key] = self.pred_alpha
         return out
+
+
+def _present(outputs: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor]:
+    """The entries that were computed (not None)."""
+    return {k: v for k, v in outputs.items() if v is not None}

@@ -1,7 +1,8 @@
 """Semantic (coarse) decoders: what is subject, at low resolution.
 
-Heads are built from a :class:`FeatureSpec` and called as ``head(feats, image)``; each returns
-a typed output (:mod:`matting.models.outputs`) whose ``feat_s8`` later heads may consume.
+Heads are built from a :class:`FeatureSpec` and called as ``head(feats, image, predict=True)``;
+each returns a typed output (:mod:`matting.models.outputs`) whose ``feat_s8`` later heads may
+consume (``predict=False``: the prediction is skipped, None, when nothing reads it).
 """
 
 from __future__ import annotations
@@ -26,41 +27,59 @@ class SemanticHead(nn.Module):
         spec: encoder feature spec.
         hidden_s16: channels of the 1/16 stage.
         hidden_s8: channels of the 1/8 stage, exposed to later heads as ``feat_s8``.
+        norm: normalisation of the conv stages, ``bn`` or ``ibn`` (MODNet's IBNorm).
 
     Inputs:
         feats: dict stride -> (B, C, H/stride, W/stride).
         image: (B, 3, H, W) in [0, 1], H and W multiples of the encoder stride.
+        predict: False skips the coarse alpha (the fusion reads ``feat_s8`` only).
     Returns:
-        SemanticOutput: pred_semantic (B, 1, H/16, W/16) in [0, 1], coarse alpha; feat_s8
-        (B, hidden_s8, H/8, W/8) hidden features.
+        SemanticOutput: pred_semantic (B, 1, H/16, W/16) in [0, 1], coarse alpha (None when not
+        ``predict``); feat_s8 (B, hidden_s8, H/8, W/8) hidden features.
     """
 
-    def __init__(self, spec: FeatureSpec, hidden_s16: int = 96, hidden_s8: int = 32):
+    def __init__(self, spec: FeatureSpec, hidden_s16: int = 96, hidden_s8: int = 32, norm: str = "bn"):
         super().__init__()
         self.deepest = spec.deepest
         c_deep = spec.channels[self.deepest]
         self.se = SEBlock(c_deep, reduction=4)
-        self.conv_s16 = ConvNormAct(c_deep, hidden_s16, 5)
-        self.conv_s8 = ConvNormAct(hidden_s16, hidden_s8, 5)
+        self.conv_s16 = ConvNormAct(c_deep, hidden_s16, 5, norm=norm)
+        self.conv_s8 = ConvNormAct(hidden_s16, hidden_s8, 5, norm=norm)
         self.out = nn.Conv2d(hidden_s8, 1, 3, stride=2, padding=1)
         self.out_channels = hidden_s8
 
-    def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor) -> SemanticOutput:
+    def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor, predict: bool = True) -> SemanticOutput:
         h, w = image.shape[-2:]
         x = self.se(feats[self.deepest])  # (B, C, H/32, W/32)
         x = self.conv_s16(resize_to(x, (h // 16, w // 16)))  # (B, hidden_s16, H/16, W/16)
         feat_s8 = self.conv_s8(resize_to(x, (h // 8, w // 8)))  # (B, hidden_s8, H/8, W/8)
-        pred_semantic = torch.sigmoid(self.out(feat_s8))  # (B, 1, H/16, W/16)
+        pred_semantic = torch.sigmoid(self.out(feat_s8)) if predict else None  # (B, 1, H/16, W/16)
         return SemanticOutput(pred_semantic=pred_semantic, feat_s8=feat_s8)
 
 
-class PyramidPooling(nn.Module):
-    """PSP module: average-pool to each bin size, project, upsample, concatenate with the input."""
+PSP_STYLES = ("compact", "full")
 
-    def __init__(self, in_ch: int, out_ch: int, bins: tuple[int, ...] = (1, 3, 5)):
+
+class PyramidPooling(nn.Module):
+    """PSP module: average-pool to each bin size, project, upsample, concatenate with the input.
+
+    Styles: ``compact`` (default): each bin projected to ``in_ch / len(bins)`` channels with a
+    ReLU, merged by a 3x3 conv + BN + ReLU; ``full`` (PSPNet's, as GFM uses it): each bin kept
+    at ``in_ch`` channels by a linear 1x1 conv, merged by a 1x1 conv with bias + ReLU.
+
+    Inputs: (B, in_ch, h, w). Outputs: (B, out_ch, h, w), >= 0.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, bins: tuple[int, ...] = (1, 3, 5), style: str = "compact"):
         super().__init__()
-        branch = max(in_ch // len(bins), 16)
+        if style not in PSP_STYLES:
+            raise MattingInputError(f"PyramidPooling style must be one of {', '.join(PSP_STYLES)}, got style={style!r}")
         self.bins = bins
+        if style == "full":
+            self.branches = nn.ModuleList(nn.Sequential(nn.Conv2d(in_ch, in_ch, 1, bias=False)) for _ in bins)
+            self.project = nn.Sequential(nn.Conv2d(in_ch * (len(bins) + 1), out_ch, 1), nn.ReLU(inplace=True))
+            return
+        branch = max(in_ch // len(bins), 16)
         self.branches = nn.ModuleList(nn.Sequential(nn.Conv2d(in_ch, branch, 1, bias=False), nn.ReLU(inplace=True)) for _ in bins)
         self.project = ConvNormAct(in_ch + branch * len(bins), out_ch, 3)
 
@@ -68,6 +87,9 @@ class PyramidPooling(nn.Module):
         size = x.shape[-2:]
         pooled = [resize_to(b(F.adaptive_avg_pool2d(x, n)), size) for n, b in zip(self.bins, self.branches)]
         return self.project(torch.cat([x, *pooled], 1))
+
+
+DECODERS = ("compact", "unet")
 
 
 class GlanceHead(nn.Module):
@@ -83,20 +105,37 @@ class GlanceHead(nn.Module):
         hidden: width of the decoder stages (exposed to later heads as ``feat_s8``).
         classes: 3 (TT) or 2 (FT / BT).
         bins: pyramid pooling bin sizes.
+        psp: :class:`PyramidPooling` style, ``compact`` or ``full`` (GFM's).
+        decoder: ``compact`` (default): stages of two 3x3 convs at ``hidden`` width from 1/16 to
+            1/4, logits at 1/4. ``unet`` (GFM's glance decoder): widths from the encoder
+            (``hidden`` unused); the pooled context keeps the deepest width; a stage per encoder
+            stride from the deepest (which also reads the deepest encoder feature) to the finest,
+            each three 3x3 convs (stride s works at the encoder width at s and hands the width of
+            the next stride on), fed the pooled context projected by a 3x3 conv to its width at
+            the deepest resolution; the finest stage's third conv predicts the logits, upsampled
+            to the input size.
 
     Returns:
-        GlanceOutput: pred_glance (B, classes, H/4, W/4) logits; pred_semantic_alpha
-        (B, 1, H/4, W/4) in [0, 1], P(foreground) (+ P(transition) / 2 for TT), a coarse alpha
-        for fusions and reports; feat_s8 (B, hidden, H/8, W/8) hidden features.
+        GlanceOutput: pred_glance (B, classes, H/4, W/4) logits (``unet``: (B, classes, H, W));
+        pred_semantic_alpha (B, 1, same size) in [0, 1], P(foreground) (+ P(transition) / 2 for
+        TT), a coarse alpha for fusions and reports; feat_s8 (B, out_channels, H/8, W/8) hidden
+        features (``hidden`` channels; ``unet``: the 1/8 stage's output width).
     """
 
-    def __init__(self, spec: FeatureSpec, hidden: int = 64, classes: int = 3, bins: tuple[int, ...] = (1, 3, 5)):
+    def __init__(self, spec: FeatureSpec, hidden: int = 64, classes: int = 3, bins: tuple[int, ...] = (1, 3, 5),
+                 psp: str = "compact", decoder: str = "compact"):
         super().__init__()
         if classes not in (2, 3):
             raise MattingInputError(f"GlanceHead classes must be 3 (fusion mode TT) or 2 (FT, BT), got classes={classes!r}")
+        if decoder not in DECODERS:
+            raise MattingInputError(f"GlanceHead decoder must be one of {', '.join(DECODERS)}, got decoder={decoder!r}")
         self.deepest = spec.deepest
         self.classes = classes
-        self.psp = PyramidPooling(spec.channels[self.deepest], hidden, bins)
+        self.decoder = decoder
+        if decoder == "unet":
+            self._build_unet(spec, bins, psp)
+            return
+        self.psp = PyramidPooling(spec.channels[self.deepest], hidden, bins, style=psp)
         # One stage per stride from the deepest level down to 1/4, each fed the pooled context.
         self.strides = [s for s in (16, 8, 4) if s < self.deepest] or [4]
         self.stages = nn.ModuleList(
@@ -105,8 +144,10 @@ class GlanceHead(nn.Module):
         self.out = nn.Conv2d(hidden, classes, 3, padding=1)
         self.out_channels = hidden
 
-    def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor) -> GlanceOutput:
+    def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor, predict: bool = True) -> GlanceOutput:
         h, w = image.shape[-2:]
+        if self.decoder == "unet":
+            return self._forward_unet(feats, image, predict)
         global_ctx = self.psp(feats[self.deepest])  # (B, hidden, H/32, W/32)
         x, feat_s8 = global_ctx, None
         for stride, stage in zip(self.strides, self.stages):
@@ -116,7 +157,47 @@ class GlanceHead(nn.Module):
                 feat_s8 = x
         if feat_s8 is None:
             feat_s8 = resize_to(x, (h // 8, w // 8))
+        if not predict:  # the fusion reads feat_s8 only
+            return GlanceOutput(pred_glance=None, pred_semantic_alpha=None, feat_s8=feat_s8)
         logits = self.out(x)  # (B, classes, H/4, W/4)
+        probs = logits.softmax(1)
+        coarse = probs[:, 2:3] + 0.5 * probs[:, 1:2] if self.classes == 3 else probs[:, 1:2]
+        return GlanceOutput(pred_glance=logits, pred_semantic_alpha=coarse, feat_s8=feat_s8)
+
+    def _build_unet(self, spec: FeatureSpec, bins: tuple[int, ...], psp: str) -> None:
+        c = spec.channels
+        self.strides = sorted(c, reverse=True)  # deepest first, e.g. 32, 16, 8, 4, 2
+        c_deep = c[self.deepest]
+        self.psp = PyramidPooling(c_deep, c_deep, bins, style=psp)
+        self.context = nn.ModuleList(ConvNormAct(c_deep, c[s], 3) for s in self.strides[1:])
+        stages = []
+        for i, s in enumerate(self.strides):
+            # Input: the previous stage (or the pooled context) and the context (or the deepest feature), c[s] each.
+            convs = [ConvNormAct(2 * c[s], c[s], 3), ConvNormAct(c[s], c[s], 3)]
+            if i + 1 < len(self.strides):
+                convs.append(ConvNormAct(c[s], c[self.strides[i + 1]], 3))
+            stages.append(nn.Sequential(*convs))
+        self.stages = nn.ModuleList(stages)
+        self.out = nn.Conv2d(c[self.strides[-1]], self.classes, 3, padding=1)
+        # feat_s8: the output of the stage at 1/8 (or the finest stage above it).
+        self.s8 = min(s for s in self.strides if s >= 8)
+        i8 = self.strides.index(self.s8)
+        self.out_channels = c[self.strides[i8 + 1]] if i8 + 1 < len(self.strides) else c[self.s8]
+
+    def _forward_unet(self, feats: dict[int, torch.Tensor], image: torch.Tensor, predict: bool) -> GlanceOutput:
+        h, w = image.shape[-2:]
+        ctx = self.psp(feats[self.deepest])  # (B, C_deep, H/32, W/32)
+        x = self.stages[0](torch.cat([ctx, feats[self.deepest]], 1))  # (B, C_16, H/32, W/32)
+        feat_s8 = x
+        for s, proj, stage in zip(self.strides[1:], self.context, self.stages[1:]):
+            size = (h // s, w // s)
+            x = stage(torch.cat([resize_to(proj(ctx), size), resize_to(x, size)], 1))  # (B, C_next, H/s, W/s)
+            if s == self.s8:
+                feat_s8 = x
+        feat_s8 = resize_to(feat_s8, (h // 8, w // 8))
+        if not predict:
+            return GlanceOutput(pred_glance=None, pred_semantic_alpha=None, feat_s8=feat_s8)
+        logits = resize_to(self.out(x), (h, w))  # (B, classes, H, W)
         probs = logits.softmax(1)
         coarse = probs[:, 2:3] + 0.5 * probs[:, 1:2] if self.classes == 3 else probs[:, 1:2]
         return GlanceOutput(pred_glance=logits, pred_semantic_alpha=coarse, feat_s8=feat_s8)
