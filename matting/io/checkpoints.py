@@ -349,23 +349,27 @@ def check_state_fits(own_state: Mapping[str, Any], file_state: Mapping[str, Any]
 # ---------------------------------------------------------------------------- the config diff
 
 
-def without_weight_files(config: Any) -> Any:
-    """Copy of ``config`` with every ``weights_file`` set to None.
+# Where a backbone's starting weights came from, and the value that asks for none.
+WEIGHT_SOURCES = {"weights_file": None, "pretrained": False}
 
-    Pretrained backbone files named at training time (often a path on the training machine) are
-    not needed once a checkpoint's own weights replace them.
+
+def without_weight_files(config: Any) -> Any:
+    """Copy of ``config`` with every ``weights_file`` set to None and ``pretrained`` to False.
+
+    Pretrained backbone files named at training time (often a path on the training machine), or
+    weights downloaded from a hub, are not needed once a checkpoint's own weights replace them.
     """
     if isinstance(config, dict):
-        return {k: (None if k == "weights_file" else without_weight_files(v)) for k, v in config.items()}
+        return {k: (WEIGHT_SOURCES[k] if k in WEIGHT_SOURCES else without_weight_files(v)) for k, v in config.items()}
     if isinstance(config, (list, tuple)):
         return [without_weight_files(v) for v in config]
     return config
 
 
 def plain_config(config: Any) -> Any:
-    """A config without None values and ``weights_file`` entries, tuples as lists: what two configs are compared on."""
+    """A config without None values and weight sources (``weights_file``, ``pretrained``), tuples as lists: what two configs are compared on."""
     if isinstance(config, dict):
-        return {k: plain_config(v) for k, v in without_weight_files(config).items() if v is not None}
+        return {k: plain_config(v) for k, v in without_weight_files(config).items() if v is not None and k not in WEIGHT_SOURCES}
     if isinstance(config, (list, tuple)):
         return [plain_config(v) for v in config]
     return config
@@ -374,7 +378,7 @@ def plain_config(config: Any) -> Any:
 def config_diff(stored: Any, configured: Any, where: str = "model.net", *, shared_keys_only: bool = False) -> list[str]:
     """Dotted keys where a checkpoint's stored config and the configured one differ, with both values.
 
-    A different class is reported by its class_path only. ``weights_file`` entries never count
+    A different class is reported by its class_path only. ``weights_file`` / ``pretrained`` entries never count
     (the checkpoint's weights replace pretrained backbones), nor does None against an absent key.
 
     Args:
@@ -386,7 +390,7 @@ def config_diff(stored: Any, configured: Any, where: str = "model.net", *, share
         if "class_path" in stored and stored.get("class_path") != configured.get("class_path"):
             return [f"{where}.class_path: checkpoint {stored.get('class_path')}, configured {configured.get('class_path')}"]
         keys = [k for k in stored if k in configured] if shared_keys_only else sorted(set(stored) | set(configured), key=str)
-        return [d for key in keys if key != "weights_file"
+        return [d for key in keys if key not in WEIGHT_SOURCES
                 for d in config_diff(stored.get(key), configured.get(key), f"{where}.{key}", shared_keys_only=shared_keys_only)]
     if plain_config(stored) != plain_config(configured):
         return [f"{where}: checkpoint {json.dumps(stored, default=str)}, configured {json.dumps(configured, default=str)}"]
