@@ -21,7 +21,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", required=True, help="the dataset's raw folder, as downloaded")
     parser.add_argument("--out", help="manifest directory (default: ROOT/manifests)")
     parser.add_argument("--voc", help="VOC2012 folder (with JPEGImages/): backgrounds of the comp1k / d646 test sets")
-    parser.add_argument("--annotations", nargs="+", help="coco: instances_<split>.json files for the people split")
+    parser.add_argument("--annotations", nargs="+",
+                        help="coco: instances_<split>.json (and stuff_<split>.json) files for a coarse-mask split")
+    parser.add_argument("--classes", metavar="GROUPS.yaml",
+                        help="coco: subject and background classes of that split (default: person against the rest; "
+                             "e.g. datasets/coco/things_vs_stuff.yaml)")
     parser.add_argument("--foreground", action="store_true", help="estimate and cache foreground colours")
     parser.add_argument("--estimator", choices=ESTIMATORS, default="ours",
                         help="foreground estimator: the project's (no compilation) or pymatting's (numba; faster per "
@@ -37,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     apply_reader_options(args)  # the --jobs worker processes inherit it
     prepare(args.dataset, Path(args.root), Path(args.out) if args.out else None,
             Path(args.voc) if args.voc else None, [Path(a) for a in args.annotations or []],
+            classes=Path(args.classes) if args.classes else None,
             foreground=args.foreground, skip_bad=args.skip_bad, strict=args.strict,
             with_hash=not args.no_hash, check_content=not args.quick, refresh=args.refresh, jobs=args.jobs,
             estimator=args.estimator)

@@ -1,7 +1,7 @@
 """``matting prepare-data``: turn a downloaded dataset tree into manifests.
 
     matting prepare-data DATASET --root RAW_DIR [--out MANIFEST_DIR] [--voc VOC2012_DIR]
-                         [--annotations instances_train2017.json ...] [--foreground]
+                         [--annotations instances_train2017.json ...] [--classes GROUPS.yaml] [--foreground]
                          [--estimator ours|pymatting] [--skip-bad] [--strict] [--no-hash] [--quick] [--jobs N]
 
 DATASET is one of comp1k, d646, am2k, p3m10k, ppm100, aim500, bg20k, coco, voc, alphamatting
@@ -22,6 +22,8 @@ Steps:
    background colours (``matting.foreground``, multi-level method of Germer et al.) and cache
    them beside the manifest (``foreground/<split>/<name>.png``, ``background/<split>/<name>.png``);
    existing cache files are kept unless ``--refresh``. Records gain ``fg_est`` / ``bg_est``.
+   COCO's ``--annotations`` make coarse-mask splits of people, or of the subject classes that
+   ``--classes`` lists (``datasets/coco/things_vs_stuff.yaml``; ``matting.data.prepare.coco_people``).
    ``--estimator pymatting`` uses pymatting's ``estimate_foreground_ml`` instead (same method).
 
 Sample counts that differ from the official release are reported (an error with ``--strict``).
@@ -171,23 +173,41 @@ def estimate_split_foregrounds(records: list[Record], folder: Path, manifest_dir
 
 
 def prepare(dataset: str, root: Path, out: Path | None = None, voc: Path | None = None,
-            annotations: list[Path] | None = None, foreground: bool = False, skip_bad: bool = False,
+            annotations: list[Path] | None = None, classes: Path | None = None, foreground: bool = False, skip_bad: bool = False,
             strict: bool = False, with_hash: bool = True, check_content: bool = True, refresh: bool = False,
             jobs: int = 1, estimator: str = "ours", log=print) -> ManifestInfo:
-    """Scan, check and write the manifests of one dataset; raises MattingInputError when refused."""
+    """Scan, check and write the manifests of one dataset; raises MattingInputError when refused.
+
+    ``annotations`` (coco): COCO annotation files; each image folder's files together make one
+    coarse-mask split, of people or of the subject classes of the ``classes`` YAML file.
+    """
     layout = get_layout(dataset)
     root = Path(root).expanduser()
     out = Path(out).expanduser() if out is not None else root / "manifests"
     if (annotations and dataset != "coco") or (voc is not None and dataset not in ("comp1k", "d646")):
         raise MattingInputError("--annotations is for coco only, --voc for comp1k and d646 only")
+    if classes is not None and not annotations:
+        raise MattingInputError("--classes groups the classes of --annotations files: give those too")
     started = time.perf_counter()
     splits, notes = layout.scan(root, ScanOptions(voc=Path(voc).expanduser() if voc else None))
+    mask_splits: set[str] = set()
     if annotations:
-        from matting.data.prepare.coco_people import people_split
+        from matting.data.prepare.coco_people import (
+            ClassGroups,
+            image_folder_for,
+            read_class_groups,
+            subject_split,
+        )
 
+        groups = read_class_groups(classes) if classes is not None else ClassGroups()
+        by_folder: dict[str, list[Path]] = {}
         for annotation_file in annotations:
-            split, samples = people_split(root, Path(annotation_file).expanduser(), out)
+            annotation_file = Path(annotation_file).expanduser()
+            by_folder.setdefault(image_folder_for(annotation_file), []).append(annotation_file)
+        for files in by_folder.values():
+            split, samples = subject_split(root, files, out, groups)
             splits[split] = samples
+            mask_splits.add(split)
     info = ManifestInfo(dataset=dataset, splits={}, hash="sha256" if with_hash else None, notes=list(notes))
     written: dict[str, list[Record]] = {}
     problems: list[str] = []
@@ -214,7 +234,7 @@ def prepare(dataset: str, root: Path, out: Path | None = None, voc: Path | None 
         raise MattingInputError(f"{root}: incomplete release (--strict), nothing written:\n  " + "\n  ".join(count_problems))
     if foreground:
         for split, records in written.items():
-            if split in layout.train_splits or split.startswith("people_"):
+            if split in layout.train_splits or split in mask_splits:
                 count = estimate_split_foregrounds(records, root, out, split, with_hash, refresh, jobs, estimator)
                 if count:
                     log(f"{dataset}/{split}: foreground colours estimated for {count} samples")
