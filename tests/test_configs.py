@@ -20,13 +20,21 @@ CONFIGS = sorted(p for d in ("configs", "experiments") for p in (REPO / d).rglob
 
 def smoke_for(config: Path, tmp_path: Path) -> Path:
     """smoke.yaml, without its encoder swap when ``config`` replaces MattingNet by a network that
-    has no encoder (the segmentation baselines FCDenseNet, PatchClassifier)."""
-    net = ((yaml.safe_load(config.read_text()) or {}).get("model") or {}).get("net") or {}
-    if net.get("class_path", "matting.models.MattingNet") == "matting.models.MattingNet":
+    has no encoder (the segmentation baselines FCDenseNet, PatchClassifier), and with the band
+    drawn from the ground truth when ``config`` (a recipe with its data) takes the band from the
+    data pipeline's trimap, which smoke's synthetic data does not make."""
+    model = (yaml.safe_load(config.read_text()) or {}).get("model") or {}
+    net = model.get("net") or {}
+    own_net = net.get("class_path", "matting.models.MattingNet") != "matting.models.MattingNet"
+    pipeline_band = model.get("band") == "pipeline"
+    if not (own_net or pipeline_band):
         return SMOKE
     smoke = yaml.safe_load(SMOKE.read_text())
-    del smoke["model"]["net"]
-    path = tmp_path / "smoke_no_encoder.yaml"
+    if own_net:
+        del smoke["model"]["net"]
+    if pipeline_band:
+        smoke["model"]["band"] = "random"
+    path = tmp_path / "smoke_for_config.yaml"
     path.write_text(yaml.safe_dump(smoke))
     return path
 
