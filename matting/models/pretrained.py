@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from matting.io.checkpoints import read_checkpoint
 from matting.io.errors import MattingInputError
 
 __all__ = ["hub_offline", "hub_source", "load_backbone", "read_weights"]
@@ -93,17 +94,12 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     file = Path(path).expanduser()
     if not file.is_file():
         raise MattingInputError(f"weights_file {path}: file not found")
+    name = f"weights_file {path}"
     try:
-        if file.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            content = load_file(str(file), device="cpu")
-        else:
-            content = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch and safetensors report damaged files with many exception types
+        content = dict(read_checkpoint(file, name=name))  # the package's one safe reader (weights_only, safetensors)
+    except MattingInputError as exc:
         kind = "a safetensors file" if file.suffix == ".safetensors" else "a torch state dict (.pth)"
-        reason = " ".join(str(exc).split())[:200]
-        raise MattingInputError(f"weights_file {path}: cannot be read as {kind} ({type(exc).__name__}: {reason})") from exc
+        raise MattingInputError(f"{name}: cannot be read as {kind} ({str(exc).removeprefix(name + ': ')})") from exc
     while isinstance(content, dict):
         nested = next((k for k in NESTED_KEYS if isinstance(content.get(k), dict)), None)
         if nested is None:
