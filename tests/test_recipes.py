@@ -44,19 +44,12 @@ def test_modnet_recipe_trains_two_steps_at_64_px(tmp_path):
     truth); its eval pass returns the alpha only."""
     from matting.models.blocks import IBNorm
 
-    args = ["-c", str(BASE), "-c", str(RECIPES / "modnet.yaml"), "-c", str(SMOKE), "--model.band=random",
-            "--model.net.init_args.encoder.init_args.name=mobilenetv2_100",
-            f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false", "--trainer.enable_checkpointing=false",
-            "--trainer.callbacks=[]", "--trainer.max_steps=2", "--trainer.limit_val_batches=0"]
-    cli = build_cli(args, run=False)
+    cli = train_steps(tmp_path, "modnet.yaml", "--model.net.init_args.encoder.init_args.name=mobilenetv2_100", steps=2)
     net = cli.model.net
     assert net.encoder.spec.channels == {2: 16, 4: 24, 8: 32, 16: 96, 32: 1280}
     assert any(isinstance(m, IBNorm) for m in net.modules())
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    assert cli.trainer.global_step == 2
     optimizer = cli.trainer.optimizers[0]
     assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.9 and optimizer.defaults["weight_decay"] == 0
-    assert all(torch.isfinite(p).all() for p in cli.model.parameters())
     with torch.no_grad():
         assert set(net.eval()(torch.rand(1, 3, 64, 64))) == {"pred_alpha"}
 
@@ -95,16 +88,16 @@ def test_p3m_r34_recipe_keeps_its_measured_size():
     assert abs(cost["flops"] - P3M_R34_OURS_FLOPS) <= 0.001 * P3M_R34_OURS_FLOPS
 
 
-def train_one_step(tmp_path, recipe: str, *overrides: str):
-    """One optimizer step of default + ``recipe`` + smoke (64 px synthetic batches of 2) +
+def train_steps(tmp_path, recipe: str, *overrides: str, steps: int = 1):
+    """``steps`` optimizer steps of default + ``recipe`` + smoke (64 px synthetic batches of 2) +
     ``overrides``. The synthetic data makes no trimap, so the loss's band is drawn from the
     ground truth (``model.band=random``) instead of the recipe's ``pipeline``."""
     cli = build_cli(["-c", str(BASE), "-c", str(RECIPES / recipe), "-c", str(SMOKE), "--model.band=random", *overrides,
                      f"--trainer.default_root_dir={tmp_path}", "--trainer.logger=false", "--trainer.enable_checkpointing=false",
-                     "--trainer.callbacks=[]", "--trainer.max_steps=1", "--trainer.limit_val_batches=0"], run=False)
+                     "--trainer.callbacks=[]", f"--trainer.max_steps={steps}", "--trainer.limit_val_batches=0"], run=False)
     before = {k: v.clone() for k, v in cli.model.net.state_dict().items()}
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    assert cli.trainer.global_step == 1
+    assert cli.trainer.global_step == steps
     assert all(torch.isfinite(p).all() for p in cli.model.parameters())
     after = cli.model.net.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
@@ -115,7 +108,7 @@ def train_one_step(tmp_path, recipe: str, *overrides: str):
 @pytest.mark.parametrize("recipe", ["gfm_r34_tt.yaml", "p3m_r34.yaml"])
 def test_gfm_family_recipe_trains_its_own_network_one_step_at_64_px(recipe, tmp_path):
     """The recipe's ResNet-34 (not the smoke config's tiny encoder) on 64 px batches."""
-    cli = train_one_step(tmp_path, recipe, "--model.net.init_args.encoder.init_args.name=resnet34")
+    cli = train_steps(tmp_path, recipe, "--model.net.init_args.encoder.init_args.name=resnet34")
     net = cli.model.net
     assert net.encoder.spec.channels == {2: 64, 4: 64, 8: 128, 16: 256, 32: 512}
     assert net.collaborative_mode == "TT" and net.semantic_head.decoder == net.detail_head.decoder == "unet"
