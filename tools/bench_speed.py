@@ -57,14 +57,12 @@ def build_network(args):
     import torch
 
     from matting.inference.loading import load_net
-    from matting.runtime.lightning_cli import build_cli
+    from matting.runtime.lightning_cli import configured_net
 
     torch.manual_seed(0)
     if args.ckpt:
         return load_net(args.ckpt)
-    # Nothing is trained or logged: only the model is used.
-    cli = build_cli([*args.cli_args, "--trainer.logger=false", "--run_record.enabled=false"], run=False)
-    return cli.model.net.eval()
+    return configured_net(args.cli_args)
 
 
 def test_image(size: int) -> tuple[np.ndarray, str]:

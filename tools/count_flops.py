@@ -44,14 +44,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_net(cli_args: list[str]):
-    """``model.net`` as LightningCLI composes it from ``cli_args`` (``-c`` files, ``--key=value``), in eval mode."""
-    import torch
+    """``model.net`` as ``matting fit`` composes it from ``cli_args`` (``-c`` files, ``--key=value``), in eval mode."""
+    from matting.runtime.lightning_cli import configured_net
 
-    from matting.runtime.lightning_cli import build_cli
-
-    torch.manual_seed(0)
-    cli = build_cli([*cli_args, "--trainer.logger=false", "--run_record.enabled=false"], run=False)
-    return cli.model.net.eval()
+    return configured_net(cli_args)
 
 
 def count(net, size: int = 512, train: bool = False) -> dict:

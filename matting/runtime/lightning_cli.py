@@ -267,6 +267,16 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> MattingCLI:
     )
 
 
+def configured_net(args: list[str]):
+    """``model.net`` exactly as ``matting fit`` composes it from ``args`` (``-c`` files, ``--key=value``),
+    with seed 0 for its random weights, in eval mode; nothing is trained or logged."""
+    import torch
+
+    torch.manual_seed(0)
+    cli = build_cli([*args, "--trainer.logger=false", "--run_record.enabled=false"], run=False)
+    return cli.model.net.eval()
+
+
 def configured_model_class(args: list[str]) -> str | None:
     """The ``model.class_path`` the ``-c`` files and ``--model...`` arguments name (the last one wins), or None.
 
