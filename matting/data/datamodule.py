@@ -24,6 +24,8 @@ class SyntheticDataModule(MattingDataModule):
         num_workers: DataLoader worker processes.
         worker_start_method: ``spawn`` (default) or ``fork`` (see :mod:`matting.data.workers`).
         seed: dataset seed (independent of the training seed).
+        texture_cue: the first generator, in which fine texture and focus told subject from
+            background (kept to reproduce older runs and to measure what dropping the cue buys).
 
     Fingerprint: these arguments (minus the loader settings) and the generator's source files.
     """
@@ -39,6 +41,7 @@ class SyntheticDataModule(MattingDataModule):
         num_workers: int = 1,
         seed: int = 0,
         worker_start_method: str | None = "spawn",
+        texture_cue: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -47,9 +50,9 @@ class SyntheticDataModule(MattingDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
-        self.train_set = SyntheticMattingDataset("train", hp.train_length, hp.size, hp.seed)
-        self.val_set = SyntheticMattingDataset("val", hp.val_length, self.eval_size, hp.seed)
-        self.test_set = SyntheticMattingDataset("test", hp.test_length, self.eval_size, hp.seed)
+        self.train_set = SyntheticMattingDataset("train", hp.train_length, hp.size, hp.seed, hp.texture_cue)
+        self.val_set = SyntheticMattingDataset("val", hp.val_length, self.eval_size, hp.seed, hp.texture_cue)
+        self.test_set = SyntheticMattingDataset("test", hp.test_length, self.eval_size, hp.seed, hp.texture_cue)
 
     def identity_files(self) -> dict[str, Path]:
         # The generator has no version constant: its source files stand for it.

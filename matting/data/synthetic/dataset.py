@@ -5,18 +5,24 @@ Each sample is a foreground subject layered over a procedural background::
     image = alpha * fg + (1 - alpha) * bg        (float32, computed exactly in that form)
 
 The subject is one large object (sometimes two overlapping ones, or a head-and-shoulders
-silhouette) covering roughly 15-60% of the frame, in focus and textured, with hair or fur
-strands of partial coverage, optional holes, semi-transparent veil or glass parts
-(alpha 0.2-0.8) and, on some samples, motion blur. Backgrounds are multi-octave noise,
-gradients, stripes and clutter, usually defocus-blurred. About 30% of samples draw the
+silhouette) covering roughly 15-60% of the frame (often cut by its bottom edge), its parts
+smooth, finely textured or patterned, with hair or fur strands of partial coverage, optional
+holes, semi-transparent veil or glass parts (alpha 0.2-0.8) and, on some samples, motion blur.
+Backgrounds are smooth to fine multi-octave noise, gradients, stripes and clutter (half of it
+textured), in focus or defocused. About 30% of samples draw the
 foreground and background colours from the same hue family with small luminance
 differences, so that colour alone cannot separate subject from background.
 
 Samples are pure functions of ``(seed, split, index)``: nothing depends on worker, order
 or process, and the three splits use disjoint random streams.
 
-The generator is ``scene.py`` (:func:`generate_sample`: palettes, background, layering) and
-``subject.py`` (outlines, strands, holes) over the drawing primitives of ``procedural.py``. It
+Texture says nothing about the role: subjects and their parts are smooth, fine or patterned, and
+backgrounds smooth or busy, in focus or not (``texture_cue=True`` gives the first generator, in which
+every subject was finely textured and most backgrounds defocused; see ``texture.py``).
+
+The generator is ``scene.py`` (:func:`generate_sample`: palettes, background, layering),
+``subject.py`` (outlines, strands, holes) and ``texture.py`` (surfaces, backgrounds without the
+texture cue) over the drawing primitives of ``procedural.py``. It
 has no version number: its files (:data:`GENERATOR_SOURCES`, this one included) stand for it
 in the data fingerprint of a run.
 """
@@ -39,7 +45,7 @@ __all__ = ["GENERATOR_SOURCES", "HARD_FRACTION", "SPLIT_IDS", "SyntheticMattingD
 
 SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 # The files whose code decides the samples, relative to this folder.
-GENERATOR_SOURCES = ("dataset.py", "scene.py", "subject.py", "procedural.py")
+GENERATOR_SOURCES = ("dataset.py", "scene.py", "subject.py", "texture.py", "procedural.py")
 
 _CV2_LIMITED_IN_PID: int | None = None
 
@@ -69,7 +75,8 @@ class SyntheticMattingDataset:
     writes) need numpy and OpenCV alone.
     """
 
-    def __init__(self, split: str = "train", length: int = 1000, size: int = 256, seed: int = 0):
+    def __init__(self, split: str = "train", length: int = 1000, size: int = 256, seed: int = 0,
+                 texture_cue: bool = False):
         if split not in SPLIT_IDS:
             raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLIT_IDS)}")
         if length < 0:
@@ -79,6 +86,7 @@ class SyntheticMattingDataset:
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
         self.split, self.length, self.size, self.seed = split, int(length), int(size), int(seed)
+        self.texture_cue = bool(texture_cue)
 
     def __len__(self) -> int:
         return self.length
@@ -102,7 +110,7 @@ class SyntheticMattingDataset:
             _CV2_LIMITED_IN_PID = os.getpid()
         i = self._index(i)
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_IDS[self.split], i]))
-        return generate_sample(rng, self.size)
+        return generate_sample(rng, self.size, self.texture_cue)
 
     def __getitem__(self, i: int) -> dict:
         import torch

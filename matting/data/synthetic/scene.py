@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from matting.data.synthetic import procedural as P
+from matting.data.synthetic import texture as T
 from matting.data.synthetic.subject import (
     hole_mask,
     point_on_outline,
@@ -129,8 +130,13 @@ def _over(acc_p, acc_a, a: np.ndarray, col: np.ndarray):
     return P.lerp(acc_p, col, P.expand3(a)), acc_a + a * (1.0 - acc_a)
 
 
-def generate_sample(rng: np.random.Generator, size: int) -> dict:
+def generate_sample(rng: np.random.Generator, size: int, texture_cue: bool = False) -> dict:
     """Generate one composite.
+
+    ``texture_cue``: the first generator, kept sample for sample (same draws, same bytes): subjects
+    always finely textured and in focus, backgrounds mostly defocused, so texture alone told them
+    apart. The default draws subject parts and backgrounds from the same textures and focus
+    (:mod:`matting.data.synthetic.texture`) and frames larger subjects.
 
     Returns a dict of float32 numpy arrays in [0,1]: ``fg`` (H,W,3), ``bg`` (H,W,3),
     ``alpha`` (H,W) and ``image`` (H,W,3) with H = W = ``size`` and
@@ -141,14 +147,15 @@ def generate_sample(rng: np.random.Generator, size: int) -> dict:
     s = S / 256.0
     hard = rng.random() < HARD_FRACTION
     pal = _palettes(rng, hard)
-    bg = _background(rng, S, pal)
+    bg = _background(rng, S, pal) if texture_cue else T.background(rng, S, pal)
 
     # Textures: one shared noise field, one colour ramp per layer; the fine octaves keep
-    # the in-focus subject crisper than the usually defocused background.
+    # the in-focus subject crisper than the usually defocused background (texture_cue), or
+    # serve only hair, fur and veils (the surfaces come from texture.surface).
     noise = P.value_noise(rng, S, (4, 8, 16, 32, 64), (1.0, 0.6, 0.4, 0.3, 0.25))
     q = P.index3(noise)
     tex = P.ramp(q, pal["fg"])
-    u = rng.random()
+    u = rng.random() if texture_cue else 1.0
     if u < 0.25:  # spots or patches (animal coat, print)
         spots = P.value_noise(rng, S, (6, 12))
         w = np.clip((spots - rng.uniform(0.55, 0.7)) * 12.0, 0.0, 1.0)
@@ -159,9 +166,11 @@ def generate_sample(rng: np.random.Generator, size: int) -> dict:
         tex = P.lerp(tex, pal["fg2"][1], P.expand3(st * rng.uniform(0.3, 0.7)))
     shade = P.linear_gradient(S, rng.uniform(0, 2 * np.pi))  # key light from one side
     light = P.expand3(rng.uniform(0.65, 0.85) + rng.uniform(0.2, 0.45) * shade)
+    if not texture_cue:
+        tex = T.surface(rng, S, pal["fg"], pal["fg2"])
     tex = np.clip(cv2.multiply(tex, light), 0.0, 1.0)
 
-    objs = subject_shapes(rng, S)
+    objs = subject_shapes(rng, S, large=not texture_cue)
     acc_p = acc_a = veil = None
     if rng.random() < 0.3:  # tulle, a glass vase, smoke: alpha 0.2-0.8 reaching beyond the body
         o = objs[-1]
@@ -182,8 +191,15 @@ def generate_sample(rng: np.random.Generator, size: int) -> dict:
         a = m.astype(np.float32) * (1.0 / 255.0)
         if i == len(objs) - 1:
             col = tex
-        else:  # the object behind has colours of its own
+        elif texture_cue:  # the object behind has colours of its own
             col = np.clip(cv2.multiply(P.ramp(q, pal["fg2"]), light), 0.0, 1.0)
+        else:
+            col = np.clip(cv2.multiply(T.surface(rng, S, pal["fg2"], pal["fg"]), light), 0.0, 1.0)
+        if not texture_cue and ("head" in o or rng.random() < 0.5):  # a second part, its own surface
+            other = pal["fg2"] if rng.random() < 0.5 else P.colour_family(rng, rng.random(), rng.uniform(0.1, 0.8),
+                                                                         rng.uniform(0.3, 0.9), 3, dv=0.2)
+            part = T.surface(rng, S, other, pal["clutter"])
+            col = P.lerp(col, np.clip(cv2.multiply(part, light), 0.0, 1.0), P.expand3(T.part_mask(rng, S, o)))
         if rng.random() < 0.45:
             a *= 1.0 - hole_mask(rng, S, m, o).astype(np.float32) * (1.0 / 255.0)
         if rng.random() < 0.25:  # a window of glass or thin fabric inside the body

@@ -15,8 +15,11 @@ from matting.data.synthetic import procedural as P
 __all__ = ["hole_mask", "point_on_outline", "strand_coverage", "subject_shapes"]
 
 
-def subject_shapes(rng: np.random.Generator, size: int) -> list[dict]:
+def subject_shapes(rng: np.random.Generator, size: int, large: bool = False) -> list[dict]:
     """Outlines of the subject's opaque parts.
+
+    ``large``: 40% of single and paired subjects are framed as photos of objects often are, filling
+    30-60% of the frame and cut by its bottom edge (the first generator: False, no such draw).
 
     Returns a list of objects (front-most last), each a dict with ``polys`` (float (N, 2)
     outlines whose union is the opaque body), ``outline`` with its outward ``normals`` and
@@ -65,9 +68,13 @@ def subject_shapes(rng: np.random.Generator, size: int) -> list[dict]:
                 "hair": hair, "cap": None, "centre": np.array([cx, cy]), "radius": r}
 
     cx, cy = S * rng.uniform(0.35, 0.65, 2)
+    big = large and rng.random() < 0.4
+    if big:  # standing on (and cut by) the bottom edge of the frame
+        area = rng.uniform(0.3, 0.6) if kind == "single" else rng.uniform(0.25, 0.45)
+        cy = S - S * np.sqrt(area / np.pi) * rng.uniform(0.3, 0.9)
     if kind == "single":
-        return [one(cx, cy, rng.uniform(0.15, 0.45))]
-    a = one(cx, cy, rng.uniform(0.12, 0.35))
+        return [one(cx, cy, area if big else rng.uniform(0.15, 0.45))]
+    a = one(cx, cy, area if big else rng.uniform(0.12, 0.35))
     ang = rng.uniform(0, 2 * np.pi)
     d = a["radius"] * rng.uniform(0.6, 1.1)
     b = one(cx + d * np.cos(ang), cy + d * np.sin(ang), rng.uniform(0.05, 0.2))
