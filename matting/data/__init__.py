@@ -14,10 +14,12 @@ _WHERE = {
     "MatteDataModule": "matting.data.matte_datamodule",
     "MatteEvalDataset": "matting.data.matte_dataset",
     "MatteTrainDataset": "matting.data.matte_dataset",
+    "MixedDataModule": "matting.data.mixed",
     "SyntheticMattingDataset": "matting.data.synthetic.dataset",
 }
 
-__all__ = ["Augment", "MatteDataModule", "MattingDataModule", "MatteEvalDataset", "MatteTrainDataset", "SyntheticDataModule", "SyntheticMattingDataset"]
+__all__ = ["Augment", "MatteDataModule", "MatteEvalDataset", "MatteTrainDataset", "MattingDataModule", "MixedDataModule",
+           "SyntheticDataModule", "SyntheticMattingDataset"]
 
 
 def __getattr__(name: str):
