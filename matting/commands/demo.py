@@ -11,6 +11,10 @@ alpha, and writes one run folder:
       predictions/<method>/  one alpha PNG per test image
       report/                metrics.md, metrics.json, per_image_<method>.csv, grid.png
 
+When ``trainer.max_time`` (a safety net in ``configs/demo.yaml``) stops training before
+``max_steps``, the model is undertrained: the demo says so right after training, at the end, as
+the first line of ``report/metrics.md`` and in ``metrics.json``'s ``meta.stopped_early``.
+
 Everything is written to ``<run-dir>.partial`` and renamed at the end, so an interrupted or failed
 run never leaves a half-written run folder behind.
 """
@@ -95,6 +99,7 @@ def run(args: argparse.Namespace) -> Path:
             raise MattingInputError(f"config file not found: {c}")
     run_dir = args.run_dir or Path("runs/demo") / time.strftime("%Y%m%d-%H%M%S")
     from matting.runtime.lightning_cli import build_cli
+    from matting.runtime.time_limit import time_limit_message
 
     cli_args = [a for c in configs for a in ("-c", c)] + list(args.overrides)
     # Parse once before touching the disk, so a bad config fails with nothing written.
@@ -107,6 +112,9 @@ def run(args: argparse.Namespace) -> Path:
     t0 = time.time()
     trainer.fit(module, datamodule=data)
     train_seconds = time.time() - t0
+    stopped_early = time_limit_message(trainer)
+    if stopped_early:
+        print(f"warning: {stopped_early}", flush=True)
     ckpt = trainer.checkpoint_callback.best_model_path or "last"
     trainer.test(module, datamodule=data, ckpt_path=ckpt, verbose=False)
 
@@ -146,20 +154,24 @@ def run(args: argparse.Namespace) -> Path:
         "best_checkpoint": str(Path(ckpt).relative_to(partial)) if ckpt != "last" else "last",
         "train_seconds": round(train_seconds, 1),
         "global_steps": trainer.global_step,
+        "stopped_early": stopped_early,
         "test_images": len(data.test_set),
         "color_threshold_curve": curve,
         "metric_headers": {k: METRIC_HEADERS[k] for k in REPORT_METRICS},
     }
     summary = {key: {m: float(np.mean([r[m] for r in rows])) for m in REPORT_METRICS} for key, rows in results.items()}
     (report / "metrics.json").write_text(json.dumps({"summary": summary, "meta": meta}, indent=2))
+    warning = f"**Warning: {stopped_early}.**\n\n" if stopped_early else ""
     (report / "metrics.md").write_text(
-        f"# Synthetic test split: {len(data.test_set)} images, whole-image metrics\n\n{table}\n\n"
+        f"{warning}# Synthetic test split: {len(data.test_set)} images, whole-image metrics\n\n{table}\n\n"
         f"Training: {trainer.global_step} steps in {train_seconds:.0f} s; best checkpoint by val/sad.\n"
     )
     save_grid(data.test_set, preds, ["model", "color_threshold"], report / "grid.png", n=args.grid_images)
 
     publish(partial, run_dir)  # an old run folder (--overwrite) is deleted only once the new one is in place
     print(f"\n{table}\n\nrun folder: {run_dir}")
+    if stopped_early:
+        print(f"warning: {stopped_early}")
     return run_dir
 
 

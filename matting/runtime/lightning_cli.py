@@ -175,6 +175,15 @@ class MattingCLI(LightningCLI):
                 config["ckpt_path"] = str(newest)
         self._check_checkpoint_fits()
 
+    def after_fit(self) -> None:
+        """Say when ``trainer.max_time`` stopped training before its step or epoch budget: Lightning
+        logs only "Time limit reached", and the checkpoints look like those of a finished run."""
+        from matting.runtime.time_limit import time_limit_message
+
+        message = time_limit_message(self.trainer)
+        if message and self.trainer.is_global_zero:
+            print(f"warning: {message}", flush=True)
+
     def before_validate(self) -> None:
         self._check_output_folders()
         self._check_checkpoint_fits()
