@@ -88,7 +88,7 @@ def test_export_refuses_to_overwrite_and_bad_targets(ckpt, onnx_file, tmp_path):
 
 @pytest.mark.slow
 def test_failed_parity_check_removes_the_file(ckpt, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(export, "verify_onnx", lambda net, path, shapes: [((64, 64), 0.5)])
+    monkeypatch.setattr(export, "verify_onnx", lambda net, path, shapes, **options: [((64, 64), 0.5)])
     target = tmp_path / "bad.onnx"
     assert export.main(["--ckpt", str(ckpt), "--onnx", str(target)]) == 1
     assert not target.exists()

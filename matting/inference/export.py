@@ -1,4 +1,10 @@
-"""Exporting a network for deployment: ONNX with dynamic height and width, checked against PyTorch; safetensors with its config."""
+"""Exporting a network for deployment: ONNX with dynamic height and width, checked against PyTorch; safetensors with its config.
+
+A network without a refiner is exported as it runs on the base-size image (``AlphaOnly``); one
+with a refiner as :func:`~matting.inference.predict.predict_alpha` runs it (:class:`BaseSizedAlpha`):
+the graph takes the full-resolution image, computes the base size from its height and width,
+and returns the refined full-resolution alpha.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import torch
 from torch import nn
 
 from matting.inference.frozen import AlphaOnly
+from matting.inference.predict import base_shape, traced_base_shape
 from matting.io.checkpoints import METADATA_KEY
 from matting.io.errors import MattingInputError
 from matting.io.files import atomic_path, could_not_write
@@ -19,6 +26,31 @@ DEFAULT_OPSET = 17
 
 
 DEFAULT_TOLERANCE = 1e-4
+
+# predict_alpha's defaults, which a refiner network's graph bakes in unless told otherwise.
+DEFAULT_BASE_SIZE, DEFAULT_BASE_SIDE = 512, "long"
+
+
+class BaseSizedAlpha(nn.Module):
+    """A network with a refiner as ``predict_alpha`` calls it: (N, 3, H, W) RGB in [0, 1] at full
+    resolution -> alpha (N, 1, H, W) in [0, 1], the base pass at ``base_shape(H, W, base_size,
+    base_side)``, computed in tensor ops from the traced sizes when traced."""
+
+    def __init__(self, net: nn.Module, base_size: int = DEFAULT_BASE_SIZE, base_side: str = DEFAULT_BASE_SIDE):
+        super().__init__()
+        self.net, self.base_size, self.base_side = net, base_size, base_side
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[-2:]
+        shape = traced_base_shape if torch.jit.is_tracing() else base_shape
+        return self.net(image, base_size=shape(h, w, self.base_size, self.base_side))["pred_alpha"]
+
+
+def alpha_module(net: nn.Module, base_size: int = DEFAULT_BASE_SIZE, base_side: str = DEFAULT_BASE_SIDE) -> nn.Module:
+    """What the ONNX graph of ``net`` computes, image (N, 3, H, W) -> alpha (N, 1, H, W), in eval mode."""
+    if getattr(net, "refiner", None) is None:
+        return AlphaOnly(net).eval()
+    return BaseSizedAlpha(net, base_size, base_side).eval()
 
 
 def trace_shape(stride: int) -> tuple[int, int]:
@@ -31,15 +63,39 @@ def verify_shapes(stride: int) -> list[tuple[int, int]]:
     return [(3 * stride, 5 * stride), (6 * stride + 11, 4 * stride - 3)]
 
 
-def export_onnx(net: nn.Module, target: Path, opset: int = DEFAULT_OPSET, metadata: dict[str, str] | None = None) -> None:
-    """Write ``net`` (returning a dict with ``pred_alpha``) as ONNX with dynamic N, H, W, atomically."""
+def refined_trace_shape(base_size: int, base_side: str, stride: int) -> tuple[int, int]:
+    """A full-resolution (H, W) for tracing a refiner network: H, W not multiples of 4 (the refiner
+    pads), a base shape other than (H, W) and the cell grid (the refiner resizes; a size check that
+    holds at the traced shape drops the resize from the graph), and, for strides above 32 (the
+    base is a multiple of 32), a base that needs padding to the stride (so the pad stays in the graph)."""
+    for h in range(base_size + base_size // 4 + 1, 4 * base_size):
+        for w in range(h + base_size // 4, 2 * h + base_size):
+            bh, bw = base_shape(h, w, base_size, base_side)
+            padded = -(-h // 4) * 4, -(-w // 4) * 4
+            if (h % 4 and w % 4 and (bh, bw) not in ((h, w), padded, (padded[0] // 4, padded[1] // 4))
+                    and (stride <= 32 or bh % stride or bw % stride)):
+                return h, w
+    raise ValueError(f"no trace shape for base size {base_size} and stride {stride}")
+
+
+def refined_verify_shapes(base_size: int) -> list[tuple[int, int]]:
+    """Two full-resolution sizes above the base size for a refiner network: a multiple of 4 and an odd one."""
+    return [(3 * base_size // 2, 2 * base_size), (2 * base_size + 11, 5 * base_size // 4 - 3)]
+
+
+def export_onnx(net: nn.Module, target: Path, opset: int = DEFAULT_OPSET, metadata: dict[str, str] | None = None,
+                base_size: int = DEFAULT_BASE_SIZE, base_side: str = DEFAULT_BASE_SIDE) -> None:
+    """Write ``net`` (returning a dict with ``pred_alpha``) as ONNX with dynamic N, H, W, atomically.
+
+    A network with a refiner is written as :class:`BaseSizedAlpha` with ``base_size`` and ``base_side``."""
     import onnx
 
     if opset < 17:
         raise MattingInputError(f"--opset must be at least 17, got {opset}")
-    wrapper = AlphaOnly(net).eval()
+    wrapper = alpha_module(net, base_size, base_side)
     stride = int(getattr(net, "stride", 32))
-    sample = torch.rand(1, 3, *trace_shape(stride), generator=torch.Generator().manual_seed(0))
+    shape = trace_shape(stride) if isinstance(wrapper, AlphaOnly) else refined_trace_shape(base_size, base_side, stride)
+    sample = torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(0))
     # A full disk, no permission: one line naming the file, and no partial file left.
     with atomic_path(target, error=could_not_write) as tmp:
         with warnings.catch_warnings():
@@ -64,12 +120,14 @@ def export_onnx(net: nn.Module, target: Path, opset: int = DEFAULT_OPSET, metada
 
 
 @torch.inference_mode()
-def verify_onnx(net: nn.Module, path: Path, shapes: list[tuple[int, int]], seed: int = 0) -> list[tuple[tuple[int, int], float]]:
-    """Max |alpha_onnxruntime - alpha_pytorch| for a random image at each (H, W) in ``shapes``."""
+def verify_onnx(net: nn.Module, path: Path, shapes: list[tuple[int, int]], seed: int = 0, base_size: int = DEFAULT_BASE_SIZE,
+                base_side: str = DEFAULT_BASE_SIDE) -> list[tuple[tuple[int, int], float]]:
+    """Max |alpha_onnxruntime - alpha_pytorch| for a random image at each (H, W) in ``shapes``
+    (PyTorch: :func:`alpha_module`, the eager network as the graph was exported from it)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    wrapper = AlphaOnly(net).eval()
+    wrapper = alpha_module(net, base_size, base_side)
     rng = np.random.default_rng(seed)
     results = []
     for h, w in shapes:

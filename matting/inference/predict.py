@@ -30,8 +30,23 @@ def base_shape(height: int, width: int, base_size: int = 512, side: str = "long"
         raise MattingInputError(f"base size must be at least {multiple}, got {base_size}")
     ref = max(height, width) if side == "long" else min(height, width)
     scale = base_size / ref
-    return (max(multiple, int(round(height * scale / multiple)) * multiple),
-            max(multiple, int(round(width * scale / multiple)) * multiple))
+    return (max(multiple, round(height * scale / multiple) * multiple),
+            max(multiple, round(width * scale / multiple) * multiple))
+
+
+def traced_base_shape(height: torch.Tensor, width: torch.Tensor, base_size: int = 512, side: str = "long",
+                      multiple: int = BASE_MULTIPLE) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`base_shape` in tensor ops of 0-dim int64 sizes (a traced graph's), the same numbers: the
+    same float64 steps, and rounding half to even as Python's ``round`` (ONNX Round does too)."""
+    if side not in ("long", "short"):
+        raise MattingInputError(f"base side must be 'long' or 'short', got {side!r}")
+    if base_size < multiple:
+        raise MattingInputError(f"base size must be at least {multiple}, got {base_size}")
+    h, w = height.double(), width.double()
+    ref = torch.maximum(h, w) if side == "long" else torch.minimum(h, w)
+    scale = torch.full_like(ref, float(base_size)) / ref  # a division: ``base_size / ref`` would be ref.reciprocal() * base_size
+    return (torch.clamp(torch.round(h * scale / multiple).long() * multiple, min=multiple),
+            torch.clamp(torch.round(w * scale / multiple).long() * multiple, min=multiple))
 
 
 def _to_tensor(image: np.ndarray, device: torch.device, channels_last: bool) -> torch.Tensor:

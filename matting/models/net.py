@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +14,7 @@ from matting.models.blocks import pad_to_multiple, resize_to
 from matting.models.encoder import FeatureSpec, TimmEncoder
 from matting.models.fusion import CollaborativeFusion
 from matting.models.outputs import BasePassOutput, CoarseOutput, DetailOutput
+from matting.models.resample import resize_antialiased
 from matting.models.semantic import GlanceHead
 
 
@@ -154,7 +155,10 @@ class MattingNet(nn.Module):
         ``base_size`` or :meth:`base_shape`."""
         size = tuple(base_size) if base_size else self.base_shape(*image.shape[-2:])
         # Antialiased downsampling: the base must see the structure, not aliased strands.
-        small = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+        if torch.onnx.is_in_onnx_export():  # ONNX (opset 17) has no antialiased resize: the same filter in gathers
+            small = resize_antialiased(image, size)
+        else:
+            small = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
         small_trimap = None if trimap is None else F.interpolate(trimap, size=size, mode="nearest")
         return small, small_trimap
 

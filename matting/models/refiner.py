@@ -32,6 +32,16 @@ def _crop_patches(x: torch.Tensor, b: torch.Tensor, y: torch.Tensor, x0: torch.T
     return x[b[:, None, None], :, rows, cols].permute(0, 3, 1, 2)  # (N, C, size, size)
 
 
+def traced_cell_budget(h: torch.Tensor, w: torch.Tensor, pixel_fraction: float, sample_pixels: int | None) -> torch.Tensor:
+    """:meth:`PatchRefiner.cell_budget` in tensor ops of 0-dim int64 h and w: the same k, as a 0-dim int64 tensor."""
+    cells = h * w
+    if sample_pixels:
+        k = torch.clamp(cells, max=sample_pixels // 16)
+    else:  # ((fraction * h) * w) * 16 in float64, floored after / 16 (exact: a power of two), as Python computes it
+        k = torch.minimum(torch.floor(h.double() * pixel_fraction * w.double() * 16 / 16).long(), cells)
+    return torch.clamp(k, min=1)
+
+
 class PatchRefiner(nn.Module):
     """BackgroundMattingV2's error-guided patch refiner.
 
@@ -51,7 +61,8 @@ class PatchRefiner(nn.Module):
         sample_pixels: fixed pixel budget instead of the fraction (BGMv2 HD: 80,000).
         threshold: error threshold of ``thresholding`` mode.
         widths: channels of the four refinement convs (BGMv2: 24, 16, 12).
-        chunk: refine at most this many cells at once (bounds memory at 4K).
+        chunk: refine at most this many cells at once (bounds memory at 4K; a traced or ONNX
+            graph refines all of them at once).
 
     Returns:
         RefinerOutput: pred_alpha (B, 1, H, W) in [0, 1]; pred_error (B, 1, h, w) in [0, 1] at
@@ -78,12 +89,20 @@ class PatchRefiner(nn.Module):
         if self.mode == "thresholding":
             return error_cells > self.threshold
         b, _, h, w = error_cells.shape
-        budget = self.sample_pixels if self.sample_pixels else self.pixel_fraction * h * w * 16
-        k = max(1, min(int(budget // 16), h * w))
         flat = error_cells.reshape(b, -1)
-        idx = flat.topk(k, dim=1).indices
-        chosen = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, idx, True) & (flat > 0)
+        idx = flat.topk(self.cell_budget(h, w), dim=1).indices
+        # A bool tensor source, not the scalar True: the tracer has no scatter_ overload for a bool scalar.
+        chosen = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, idx, torch.ones_like(idx, dtype=torch.bool)) & (flat > 0)
         return chosen.view(b, 1, h, w)
+
+    def cell_budget(self, h: int | torch.Tensor, w: int | torch.Tensor) -> int | torch.Tensor:
+        """k of ``sampling`` mode for an (h, w) grid of cells: ``pixel_fraction`` x 16 h w pixels (or
+        ``sample_pixels``) / 16, at least 1 and at most h w. A Python int; under tracing h and w are
+        0-dim tensors and so is k (:func:`traced_cell_budget`), so a graph's k follows the image size."""
+        if not torch.jit.is_tracing():
+            budget = self.sample_pixels if self.sample_pixels else self.pixel_fraction * h * w * 16
+            return max(1, min(int(budget // 16), h * w))
+        return traced_cell_budget(h, w, self.pixel_fraction, self.sample_pixels)
 
     def forward(self, image: torch.Tensor, small: torch.Tensor, base_alpha: torch.Tensor, feat: torch.Tensor) -> RefinerOutput:
         full_h, full_w = image.shape[-2:]
@@ -94,22 +113,36 @@ class PatchRefiner(nn.Module):
         alpha = resize_to(base_alpha, (H, W))  # (B, 1, H, W) coarse result everywhere
         cells = self.select(resize_to(pred_error, (H // 4, W // 4)))
         b, _, cy, cx = cells.nonzero(as_tuple=True)
-        if b.numel():
-            half = torch.cat([resize_to(torch.cat([hid, base_alpha], 1), (H // 2, W // 2)), resize_to(small, (H // 2, W // 2))], 1)
-            half = F.pad(half, (3, 3, 3, 3), mode="replicate")
-            full = F.pad(image, (2, 2, 2, 2), mode="replicate")
-            refined = []
-            for s in range(0, b.numel(), self.chunk):
-                bb, yy, xx = b[s:s + self.chunk], cy[s:s + self.chunk], cx[s:s + self.chunk]
-                x = self.stage_half(_crop_patches(half, bb, 2 * yy, 2 * xx, 8))  # (N, w2, 4, 4)
-                x = F.interpolate(x, size=(8, 8), mode="nearest")
-                x = torch.cat([x, _crop_patches(full, bb, 4 * yy, 4 * xx, 8)], 1)  # (N, w2 + 3, 8, 8)
-                refined.append(self.stage_full(x))  # (N, 1, 4, 4)
-            refined = torch.cat(refined).clamp(0, 1).to(alpha.dtype)
-            grid = alpha.view(-1, 1, H // 4, 4, W // 4, 4).permute(0, 2, 4, 1, 3, 5).clone()  # (B, H/4, W/4, 1, 4, 4)
-            grid[b, cy, cx] = refined
-            alpha = grid.permute(0, 3, 1, 4, 2, 5).reshape(-1, 1, H, W)
+        if torch.jit.is_tracing():
+            # A graph holds no Python branch or loop over the number of cells: all of them in one batch.
+            alpha = self.refine_cells(image, small, base_alpha, hid, alpha, (b, cy, cx), chunk=None)
+        elif b.numel():
+            alpha = self.refine_cells(image, small, base_alpha, hid, alpha, (b, cy, cx), chunk=self.chunk)
         return RefinerOutput(pred_alpha=alpha[..., :full_h, :full_w], pred_error=pred_error, refined_cells=cells)
+
+    def refine_cells(self, image: torch.Tensor, small: torch.Tensor, base_alpha: torch.Tensor, hid: torch.Tensor,
+                     alpha: torch.Tensor, where: tuple[torch.Tensor, torch.Tensor, torch.Tensor], chunk: int | None) -> torch.Tensor:
+        """``alpha`` (B, 1, H, W) with the cells ``where`` = (batch, cell row, cell column), each (N,),
+        replaced by their refinement, ``chunk`` cells at a time (None: all at once).
+
+        image (B, 3, H, W) is padded to a multiple of 4; small (B, 3, h, w), base_alpha (B, 1, h, w)
+        and hid (B, C, h, w) are the base pass's input, alpha and hidden features."""
+        H, W = image.shape[-2:]
+        b, cy, cx = where
+        half = torch.cat([resize_to(torch.cat([hid, base_alpha], 1), (H // 2, W // 2)), resize_to(small, (H // 2, W // 2))], 1)
+        half = F.pad(half, (3, 3, 3, 3), mode="replicate")
+        full = F.pad(image, (2, 2, 2, 2), mode="replicate")
+        refined = []
+        for s in range(0, b.numel(), chunk) if chunk else [0]:
+            bb, yy, xx = (b[s:s + chunk], cy[s:s + chunk], cx[s:s + chunk]) if chunk else (b, cy, cx)
+            x = self.stage_half(_crop_patches(half, bb, 2 * yy, 2 * xx, 8))  # (N, w2, 4, 4)
+            x = F.interpolate(x, size=(8, 8), mode="nearest")
+            x = torch.cat([x, _crop_patches(full, bb, 4 * yy, 4 * xx, 8)], 1)  # (N, w2 + 3, 8, 8)
+            refined.append(self.stage_full(x))  # (N, 1, 4, 4)
+        refined = torch.cat(refined).clamp(0, 1).to(alpha.dtype)
+        grid = alpha.view(-1, 1, H // 4, 4, W // 4, 4).permute(0, 2, 4, 1, 3, 5).clone()  # (B, H/4, W/4, 1, 4, 4)
+        grid[b, cy, cx] = refined
+        return grid.permute(0, 3, 1, 4, 2, 5).reshape(-1, 1, H, W)
 
 
 def box_filter(x: torch.Tensor, radius: int) -> torch.Tensor:
