@@ -56,6 +56,87 @@ class ConvNormAct(nn.Sequential):
         super().__init__(*layers)
 
 
+BLOCKS = ("conv", "dw", "ir")
+IR_EXPAND = 4  # MobileNetV2's expansion ratio t
+
+
+class DepthwiseSeparable(nn.Sequential):
+    """Depthwise kxk conv -> norm -> ReLU, then pointwise 1x1 conv -> norm -> ReLU (MobileNetV1's
+    block): about ``k*k*in + in*out`` multiply-adds per output pixel instead of ``k*k*in*out``.
+
+    Flat (conv, norm, act, conv, norm, act), so inference folds each BatchNorm into its conv.
+    Inputs: (B, in_ch, H, W). Outputs: (B, out_ch, H/stride, W/stride), >= 0.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, dilation: int = 1, norm: str = "bn"):
+        super().__init__(
+            nn.Conv2d(in_ch, in_ch, kernel, stride=stride, padding=dilation * (kernel // 2), dilation=dilation, groups=in_ch, bias=False),
+            make_norm(norm, in_ch),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(in_ch, out_ch, 1, bias=False),
+            make_norm(norm, out_ch),
+            nn.ReLU(inplace=True),
+        )
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's inverted residual: 1x1 expansion -> norm -> ReLU, depthwise kxk -> norm -> ReLU,
+    1x1 linear projection -> norm, plus the input when ``in_ch == out_ch`` and stride 1.
+
+    The expanded width is ``expand * min(in_ch, out_ch)``: MobileNetV2 expands its input
+    (``t * in_ch``), which is the same whenever ``in_ch <= out_ch``; the heads also reduce wide
+    encoder features (960 -> 96 channels), where ``t * in_ch`` would cost more than the dense conv
+    it replaces. No expansion conv when that width equals ``in_ch``. ReLU, not ReLU6, as every
+    other head layer.
+
+    Inputs: (B, in_ch, H, W). Outputs: (B, out_ch, H/stride, W/stride), unbounded (linear projection).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, dilation: int = 1, norm: str = "bn",
+                 expand: int = IR_EXPAND):
+        super().__init__()
+        mid = expand * min(in_ch, out_ch)
+        self.residual = in_ch == out_ch and stride == 1
+        self.expand = ConvNormAct(in_ch, mid, 1, norm=norm) if mid != in_ch else nn.Identity()
+        self.depthwise = nn.Sequential(
+            nn.Conv2d(mid, mid, kernel, stride=stride, padding=dilation * (kernel // 2), dilation=dilation, groups=mid, bias=False),
+            make_norm(norm, mid),
+            nn.ReLU(inplace=True),
+        )
+        self.project = ConvNormAct(mid, out_ch, 1, act=False, norm=norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.depthwise(self.expand(x)))
+        return x + y if self.residual else y
+
+
+def check_block(kind: str, owner: str) -> str:
+    """``kind`` when it is one of :data:`BLOCKS`, else a MattingInputError naming ``owner``'s ``block`` key."""
+    if kind not in BLOCKS:
+        raise MattingInputError(f"{owner} block must be one of {', '.join(BLOCKS)}, got block={kind!r}")
+    return kind
+
+
+def conv_block(kind: str, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, dilation: int = 1, norm: str = "bn",
+               expand: int = IR_EXPAND) -> nn.Module:
+    """A kxk head layer of the given ``kind``: ``conv`` (:class:`ConvNormAct`, the dense conv every
+    existing network and checkpoint uses), ``dw`` (:class:`DepthwiseSeparable`) or ``ir``
+    (:class:`InvertedResidual`, ``expand`` its expansion ratio).
+
+    Built from torch.nn rather than timm's EfficientNet blocks: those live in a private module
+    (``timm.models._efficientnet_blocks``), fuse norm and activation into one layer that has no
+    IBNorm form, and add a residual to the depthwise-separable block by default.
+
+    Inputs: (B, in_ch, H, W). Outputs: (B, out_ch, H/stride, W/stride).
+    """
+    check_block(kind, "conv_block")
+    if kind == "dw":
+        return DepthwiseSeparable(in_ch, out_ch, kernel, stride, dilation, norm)
+    if kind == "ir":
+        return InvertedResidual(in_ch, out_ch, kernel, stride, dilation, norm, expand)
+    return ConvNormAct(in_ch, out_ch, kernel, stride=stride, dilation=dilation, norm=norm)
+
+
 class SEBlock(nn.Module):
     """Squeeze-and-excitation channel attention (MODNet applies it to the deepest features)."""
 

@@ -13,7 +13,13 @@ import torch
 from torch import nn
 
 from matting.io.errors import MattingInputError
-from matting.models.blocks import ConvNormAct, downsample_image, resize_to
+from matting.models.blocks import (
+    ConvNormAct,
+    check_block,
+    conv_block,
+    downsample_image,
+    resize_to,
+)
 from matting.models.encoder import FeatureSpec
 from matting.models.outputs import CoarseOutput, DetailOutput
 
@@ -30,6 +36,14 @@ class DetailHead(nn.Module):
         norm: normalisation of the conv layers, ``bn`` or ``ibn`` (MODNet's IBNorm).
         image_s2: feed the half-resolution image to the 1/2 stage as well; MODNet's released
             code feeds it only the upsampled 1/4 features and the stride-2 encoder features (False).
+        block: kind of the 3x3 layers (:func:`~matting.models.blocks.conv_block`): ``conv``
+            (dense, MODNet's), ``dw`` (depthwise-separable) or ``ir`` (inverted residual); the
+            1x1 projections of the encoder features and the final 1x1 to one channel stay plain convs.
+        stride: finest resolution the branch works at. 2 (MODNet's): a four-layer stack at 1/2
+            (``conv_s2``). 4: the work stops at 1/4 and ``feat_s2`` is the 1/4 result upsampled
+            and merged with the projected stride-2 encoder features (and the half-resolution
+            image, with ``image_s2``) by one block (``merge_s2``), so the fusion reads the same
+            features at a fraction of the cost.
 
     Inputs:
         feats: dict stride -> (B, C, H/stride, W/stride); image: (B, 3, H, W) in [0, 1];
@@ -40,14 +54,20 @@ class DetailHead(nn.Module):
         (None when not ``predict``); feat_s2 (B, hidden, H/2, W/2) hidden features.
     """
 
-    def __init__(self, spec: FeatureSpec, hidden: int = 32, norm: str = "bn", image_s2: bool = True):
+    def __init__(self, spec: FeatureSpec, hidden: int = 32, norm: str = "bn", image_s2: bool = True, block: str = "conv",
+                 stride: int = 2):
         super().__init__()
+        check_block(block, "DetailHead")
+        if stride not in (2, 4):
+            raise MattingInputError(f"DetailHead stride must be 2 or 4, got stride={stride!r}")
         c2, c4 = spec.channels[2], spec.channels[4]
         self.c_sem = spec.context.get("semantic_s8", 0)
         self.image_s2 = image_s2
-        conv = functools.partial(ConvNormAct, norm=norm)
-        self.proj_s2 = conv(c2, hidden, 1)
-        self.proj_s4 = conv(c4, hidden, 1)
+        self.stride = stride
+        proj = functools.partial(ConvNormAct, norm=norm)
+        conv = functools.partial(conv_block, block, norm=norm)
+        self.proj_s2 = proj(c2, hidden, 1)
+        self.proj_s4 = proj(c4, hidden, 1)
         self.down_s2 = conv(hidden + 3, hidden, 3, stride=2)
         self.merge_s4 = conv(2 * hidden, 2 * hidden, 3)
         self.conv_s4 = nn.Sequential(
@@ -55,12 +75,15 @@ class DetailHead(nn.Module):
             conv(2 * hidden, 2 * hidden, 3),
             conv(2 * hidden, hidden, 3),
         )
-        self.conv_s2 = nn.Sequential(
-            conv(2 * hidden + 3 * image_s2, 2 * hidden, 3),
-            conv(2 * hidden, hidden, 3),
-            conv(hidden, hidden, 3),
-            conv(hidden, hidden, 3),
-        )
+        if stride == 2:
+            self.conv_s2 = nn.Sequential(
+                conv(2 * hidden + 3 * image_s2, 2 * hidden, 3),
+                conv(2 * hidden, hidden, 3),
+                conv(hidden, hidden, 3),
+                conv(hidden, hidden, 3),
+            )
+        else:
+            self.merge_s2 = conv(2 * hidden + 3 * image_s2, hidden, 3)
         self.out = nn.Sequential(conv(hidden + 3, hidden, 3), nn.Conv2d(hidden, 1, 1))
         self.out_channels = hidden
 
@@ -77,7 +100,8 @@ class DetailHead(nn.Module):
             parts.append(resize_to(semantic.feat_s8, (h // 4, w // 4)))
         x = self.conv_s4(torch.cat(parts, 1))  # (B, hidden, H/4, W/4)
         x = resize_to(x, (h // 2, w // 2))
-        feat_s2 = self.conv_s2(torch.cat([x, enc_s2, img_s2] if self.image_s2 else [x, enc_s2], 1))  # (B, hidden, H/2, W/2)
+        x = torch.cat([x, enc_s2, img_s2] if self.image_s2 else [x, enc_s2], 1)  # (B, 2*hidden (+3), H/2, W/2)
+        feat_s2 = self.conv_s2(x) if self.stride == 2 else self.merge_s2(x)  # (B, hidden, H/2, W/2)
         if not predict:  # the fusion reads feat_s2 only: skip the full-resolution output
             return DetailOutput(pred_detail=None, feat_s2=feat_s2)
         logits = self.out(torch.cat([resize_to(feat_s2, (h, w)), image], 1))  # (B, 1, H, W)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from matting.io.errors import MattingInputError
-from matting.models.blocks import ConvNormAct, resize_to
+from matting.models.blocks import ConvNormAct, check_block, conv_block, resize_to
 from matting.models.encoder import FeatureSpec
 from matting.models.outputs import CoarseOutput, DetailOutput, GlanceOutput
 
@@ -26,6 +26,9 @@ class ModnetFusion(nn.Module):
         spec: needs context ``semantic_s8`` and ``detail_s2`` (the two heads' hidden widths).
         hidden: width of the full-resolution stage.
         norm: normalisation of the conv layers, ``bn`` or ``ibn`` (MODNet's IBNorm).
+        block: kind of the 5x5 and 3x3 layers (:func:`~matting.models.blocks.conv_block`):
+            ``conv`` (dense, MODNet's), ``dw`` (depthwise-separable) or ``ir`` (inverted residual);
+            the final 1x1 to one channel stays a plain conv.
 
     Returns:
         alpha (B, 1, H, W) in [0, 1].
@@ -33,12 +36,13 @@ class ModnetFusion(nn.Module):
 
     reads_predictions = False
 
-    def __init__(self, spec: FeatureSpec, hidden: int = 16, norm: str = "bn"):
+    def __init__(self, spec: FeatureSpec, hidden: int = 16, norm: str = "bn", block: str = "conv"):
         super().__init__()
+        check_block(block, "ModnetFusion")
         c_sem, c_det = spec.context["semantic_s8"], spec.context["detail_s2"]
-        self.conv_s4 = ConvNormAct(c_sem, c_sem, 5, norm=norm)
-        self.conv_s2 = ConvNormAct(c_sem + c_det, hidden * 2, 3, norm=norm)
-        self.out = nn.Sequential(ConvNormAct(hidden * 2 + 3, hidden, 3, norm=norm), nn.Conv2d(hidden, 1, 1))
+        self.conv_s4 = conv_block(block, c_sem, c_sem, 5, norm=norm)
+        self.conv_s2 = conv_block(block, c_sem + c_det, hidden * 2, 3, norm=norm)
+        self.out = nn.Sequential(conv_block(block, hidden * 2 + 3, hidden, 3, norm=norm), nn.Conv2d(hidden, 1, 1))
 
     def forward(self, image: torch.Tensor, semantic: CoarseOutput, detail: DetailOutput) -> torch.Tensor:
         h, w = image.shape[-2:]

@@ -1,11 +1,11 @@
 """What each part of the network returns: one small frozen dataclass per kind of part.
 
 Heads run on the image padded to the network stride, so ``H, W`` below are the padded size
-unless said otherwise. Hidden features (``feat_*``) come out of a ReLU: non-negative, unbounded.
-They feed later parts and never leave the network; :meth:`predictions` gives the ``pred_*``
-entries that losses, metrics and exports read. A head's prediction is None when the network
-skipped it (an inference pass whose fusion reads hidden features only); :meth:`predictions`
-leaves it out.
+unless said otherwise. Hidden features (``feat_*``) come out of a ReLU: non-negative, unbounded
+(with ``block: ir``, out of an inverted residual's linear projection: signed). They feed later
+parts and never leave the network; :meth:`predictions` gives the ``pred_*`` entries that losses,
+metrics and exports read. A head's prediction is None when the network skipped it (an inference
+pass whose fusion reads hidden features only); :meth:`predictions` leaves it out.
 """
 
 from __future__ import annotations

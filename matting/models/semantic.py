@@ -12,7 +12,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from matting.io.errors import MattingInputError
-from matting.models.blocks import ConvNormAct, SEBlock, resize_to
+from matting.models.blocks import (
+    ConvNormAct,
+    SEBlock,
+    check_block,
+    conv_block,
+    resize_to,
+)
 from matting.models.encoder import FeatureSpec
 from matting.models.outputs import GlanceOutput, SemanticOutput
 
@@ -28,6 +34,8 @@ class SemanticHead(nn.Module):
         hidden_s16: channels of the 1/16 stage.
         hidden_s8: channels of the 1/8 stage, exposed to later heads as ``feat_s8``.
         norm: normalisation of the conv stages, ``bn`` or ``ibn`` (MODNet's IBNorm).
+        block: kind of the two 5x5 stages (:func:`~matting.models.blocks.conv_block`): ``conv``
+            (dense, MODNet's), ``dw`` (depthwise-separable) or ``ir`` (inverted residual).
 
     Inputs:
         feats: dict stride -> (B, C, H/stride, W/stride).
@@ -38,13 +46,14 @@ class SemanticHead(nn.Module):
         ``predict``); feat_s8 (B, hidden_s8, H/8, W/8) hidden features.
     """
 
-    def __init__(self, spec: FeatureSpec, hidden_s16: int = 96, hidden_s8: int = 32, norm: str = "bn"):
+    def __init__(self, spec: FeatureSpec, hidden_s16: int = 96, hidden_s8: int = 32, norm: str = "bn", block: str = "conv"):
         super().__init__()
+        check_block(block, "SemanticHead")
         self.deepest = spec.deepest
         c_deep = spec.channels[self.deepest]
         self.se = SEBlock(c_deep, reduction=4)
-        self.conv_s16 = ConvNormAct(c_deep, hidden_s16, 5, norm=norm)
-        self.conv_s8 = ConvNormAct(hidden_s16, hidden_s8, 5, norm=norm)
+        self.conv_s16 = conv_block(block, c_deep, hidden_s16, 5, norm=norm)
+        self.conv_s8 = conv_block(block, hidden_s16, hidden_s8, 5, norm=norm)
         self.out = nn.Conv2d(hidden_s8, 1, 3, stride=2, padding=1)
         self.out_channels = hidden_s8
 
