@@ -1,0 +1,41 @@
+"""tools/bench_frontier.py: arms timed interleaved against the reference, in predict's path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tools import bench_frontier
+
+TINY_ENCODER = "model:\n  net:\n    init_args:\n      encoder:\n        class_path: matting.models.TimmEncoder\n" \
+               "        init_args: {name: test_resnet, pretrained: false}\n"
+
+
+@pytest.fixture()
+def study(tmp_path):
+    (tmp_path / "arms").mkdir()
+    (tmp_path / "base.yaml").write_text(TINY_ENCODER)
+    (tmp_path / "arms" / "reference.yaml").write_text("{}\n")
+    (tmp_path / "arms" / "cheap.yaml").write_text(
+        "model:\n  net:\n    init_args:\n      detail_head:\n        class_path: matting.models.DetailHead\n"
+        "        init_args: {hidden: 8, block: dw, stride: 4}\n")
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_times_every_arm_against_the_reference(study, tmp_path):
+    out = tmp_path / "latency.json"
+    assert bench_frontier.main([str(study), "--sizes", "64", "96", "--rounds", "2", "--threads", "1", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"64", "96"}
+    for size in ("64", "96"):
+        assert results[size]["reference"]["ratio"] == pytest.approx(1.0)
+        assert set(results[size]) == {"reference", "cheap"}
+        assert all(r["ms"] > 0 and r["ms_min"] <= r["ms"] for r in results[size].values())
+
+
+@pytest.mark.slow
+def test_refuses_unknown_arms(study, capsys):
+    assert bench_frontier.main([str(study), "--arms", "nope"]) == 2
+    assert "unknown arms ['nope']" in capsys.readouterr().err
