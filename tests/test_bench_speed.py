@@ -40,3 +40,14 @@ def test_the_network_is_the_one_matting_fit_builds(capsys):
     assert [type(m) for m in net.modules()] == [type(m) for m in reference.modules()]
     ours, theirs = net.state_dict(), reference.state_dict()
     assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}
+
+
+def test_out_page_keeps_the_sections_after_the_marker(tmp_path):
+    page = tmp_path / "speed.md"
+    bench_speed.write_page(page, ["# Inference speed on CPU", "", "first table"])
+    assert page.read_text() == "# Inference speed on CPU\n\nfirst table\n"
+    page.write_text(page.read_text() + f"\n{bench_speed.KEEP_MARKER}\n\n## End to end\n\nwritten by hand\n")
+    bench_speed.write_page(page, ["# Inference speed on CPU", "", "second table"])
+    text = page.read_text()
+    assert "second table" in text and "first table" not in text
+    assert text.endswith(f"{bench_speed.KEEP_MARKER}\n\n## End to end\n\nwritten by hand\n")

@@ -256,6 +256,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+KEEP_MARKER = "<!-- kept by tools/bench_speed.py --out: sections below are not rewritten -->"
+
+
+def write_page(path: Path, lines: list[str]) -> None:
+    """Write ``lines`` to ``path``, keeping whatever an existing page has from :data:`KEEP_MARKER` on
+    (sections other tools and people wrote), atomically."""
+    from matting.io.files import atomic_write
+
+    old = path.read_text() if path.is_file() else ""
+    kept = "\n" + old[old.index(KEEP_MARKER):] if KEEP_MARKER in old else ""
+    atomic_write(path, "\n".join(lines) + "\n" + kept)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -337,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             "- End-to-end `matting predict` adds reading, resizing, foreground estimation (about 0.3 s per "
             "0.5-megapixel photo, linear in pixels) and PNG writing to the network time.",
         ]
-        args.out.write_text("\n".join(doc) + "\n")
+        write_page(args.out, doc)
     return 0
 
 
