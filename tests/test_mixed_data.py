@@ -1,4 +1,4 @@
-"""MixedDataModule: real composited foregrounds mixed with procedural subjects (issue #14), on tiny
+"""MixedDataModule: real composited foregrounds mixed with procedural subjects, on tiny
 Distinctions-646 / COCO / AM-2k trees made in their published layouts."""
 
 from __future__ import annotations

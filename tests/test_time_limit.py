@@ -1,4 +1,4 @@
-"""Runs that ``trainer.max_time`` stopped before their budget say so (issue #14): the check itself,
+"""Runs that ``trainer.max_time`` stopped before their budget say so: the check itself,
 ``matting fit``'s console and ``matting demo``'s report."""
 
 from __future__ import annotations

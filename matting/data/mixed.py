@@ -1,4 +1,4 @@
-"""Training on real foregrounds mixed with procedural subjects (issue #14).
+"""Training on real foregrounds mixed with procedural subjects.
 
 :class:`MixedDataModule` is :class:`matting.data.matte_datamodule.MatteDataModule` whose training
 set replaces a share ``synthetic_fraction`` of the samples by procedural ones
