@@ -35,6 +35,11 @@ def reader_defaults(monkeypatch):
 
     monkeypatch.delenv(ENV_MAX_PIXELS, raising=False)
     monkeypatch.delenv(ENV_ALPHA_SCALE, raising=False)
+    yield
+    # monkeypatch restores only what it changed: a value a command set during the test would stay and
+    # reach the next module's module-scoped fixtures, which are built before this fixture runs again.
+    os.environ.pop(ENV_MAX_PIXELS, None)
+    os.environ.pop(ENV_ALPHA_SCALE, None)
 
 
 @pytest.fixture(scope="module")
