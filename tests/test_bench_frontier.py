@@ -26,7 +26,8 @@ def study(tmp_path):
 @pytest.mark.slow
 def test_times_every_arm_against_the_reference(study, tmp_path):
     out = tmp_path / "latency.json"
-    assert bench_frontier.main([str(study), "--sizes", "64", "96", "--rounds", "2", "--threads", "1", "--out", str(out)]) == 0
+    assert bench_frontier.main([str(study), "--together", "--sizes", "64", "96", "--rounds", "2", "--threads", "1",
+                                "--out", str(out)]) == 0
     results = json.loads(out.read_text())["results"]
     assert set(results) == {"64", "96"}
     for size in ("64", "96"):
@@ -39,3 +40,18 @@ def test_times_every_arm_against_the_reference(study, tmp_path):
 def test_refuses_unknown_arms(study, capsys):
     assert bench_frontier.main([str(study), "--arms", "nope"]) == 2
     assert "unknown arms ['nope']" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_each_arm_gets_a_process_and_a_reference_of_its_own(study, tmp_path):
+    (study / "arms" / "narrow.yaml").write_text(
+        "model:\n  net:\n    init_args:\n      fusion:\n        class_path: matting.models.ModnetFusion\n"
+        "        init_args: {hidden: 4}\n")
+    out = tmp_path / "pairs.json"
+    assert bench_frontier.main([str(study), "--sizes", "64", "--rounds", "2", "--threads", "1", "--out", str(out)]) == 0
+    written = json.loads(out.read_text())
+    assert written["processes"] == "one per arm, with its own reference"
+    rows = written["results"]["64"]
+    assert set(rows) == {"reference", "cheap", "narrow"}
+    assert rows["reference"]["ratio"] == 1.0
+    assert all(r["ms"] > 0 and r["ms_min"] <= r["ms"] and r["ratio"] > 0 for r in rows.values())

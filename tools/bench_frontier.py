@@ -1,7 +1,8 @@
 """Latency of every arm of a study against its reference arm, interleaved in one process.
 
     python tools/bench_frontier.py experiments/efficiency [--arms A B ...] [--reference reference]
-                                   [--sizes 512 1024] [--rounds 15] [--threads 2] [--out FILE.json]
+                                   [--sizes 512 1024] [--rounds 15] [--threads 2] [--together]
+                                   [--out FILE.json]
 
 Each arm's network is built as ``matting fit`` composes it (``configs/default.yaml``, the study's
 ``base.yaml``, ``arms/<arm>.yaml``; random weights: speed does not depend on them) and prepared as
@@ -12,6 +13,12 @@ After three warm-up calls per arm and size, ``--rounds`` rounds each time every 
 so a slower or busier stretch of the run hits every arm alike; the figure per arm is the median over
 rounds, and its ratio to the reference is the median of the per-round ratios. Run nothing else
 meanwhile (check ``uptime``). Prints a table and writes it as JSON with ``--out``.
+
+By default each arm is timed in a fresh process of its own, interleaved with a reference of its
+own: a process that holds one network is what ``matting predict`` runs, and a process holding a
+dozen networks of different sizes slows the small ones (measured here: the cheapest arm took 0.29x
+the reference with fourteen arms loaded, 0.20x beside the reference alone). The reference row then
+gives the median over those processes. ``--together`` times every arm in this one process.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -70,6 +79,29 @@ def measure(study: Path, arms: list[str], reference: str, sizes: list[int], roun
     return results
 
 
+def measure_pairs(study: Path, arms: list[str], reference: str, sizes: list[int], rounds: int, threads: int) -> dict:
+    """As :func:`measure`, each arm but the reference in a process of its own with its own reference."""
+    pairs: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for arm in arms:
+            if arm == reference:
+                continue
+            out = Path(tmp) / f"{arm}.json"
+            subprocess.run([sys.executable, __file__, str(study), "--together", "--arms", reference, arm,
+                            "--reference", reference, "--sizes", *map(str, sizes), "--rounds", str(rounds),
+                            "--threads", str(threads), "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+            pairs[arm] = json.loads(out.read_text())["results"]
+    if not pairs:  # the reference alone
+        return measure(study, [reference], reference, sizes, rounds, threads)
+    results: dict = {}
+    for size in sizes:
+        refs = [pair[str(size)][reference] for pair in pairs.values()]
+        results[size] = {reference: {"ms": statistics.median(r["ms"] for r in refs),
+                                     "ms_min": min(r["ms_min"] for r in refs), "ratio": 1.0}}
+        results[size].update({arm: pair[str(size)][arm] for arm, pair in pairs.items()})
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     from matting.runtime.process import quiet_defaults, tune_malloc
 
@@ -82,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[512, 1024], help="square sides in px (default 512 1024)")
     p.add_argument("--rounds", type=int, default=15, help="timed rounds after warm-up (default 15)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--together", action="store_true", help="time every arm in this one process (default: each arm "
+                   "in a fresh process with its own reference)")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
     available = sorted(f.stem for f in (args.study / "arms").glob("*.yaml"))
@@ -93,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     arms = [args.reference] + [a for a in arms if a != args.reference]
     load = os.getloadavg()[0]
-    results = measure(args.study, arms, args.reference, args.sizes, args.rounds, args.threads)
+    timer = measure if args.together else measure_pairs
+    results = timer(args.study, arms, args.reference, args.sizes, args.rounds, args.threads)
     print("| arm | " + " | ".join(f"ms at {s} | x reference" for s in args.sizes) + " |")
     print("|---|" + "---:|---:|" * len(args.sizes))
     for arm in arms:
@@ -105,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write(args.out, json.dumps({"command": command, "machine": f"{platform.machine()} {platform.system()}, "
                                            f"{os.cpu_count()} cores, torch threads {args.threads}",
                                            "load_average_before": load, "rounds": args.rounds,
+                                           "processes": "one" if args.together else "one per arm, with its own reference",
                                            "results": {str(s): r for s, r in results.items()}}, indent=2) + "\n")
     return 0
 
