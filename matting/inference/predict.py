@@ -50,8 +50,9 @@ def traced_base_shape(height: torch.Tensor, width: torch.Tensor, base_size: int 
 
 
 def _to_tensor(image: np.ndarray, device: torch.device, channels_last: bool) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))[None].to(device)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    """(H, W, 3) float32 -> (1, 3, H, W); an (H, W, 3) array already is channels-last, so that layout costs no copy."""
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
 
 
 @torch.inference_mode()
