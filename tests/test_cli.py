@@ -66,6 +66,7 @@ def test_demo_end_to_end_and_refuses_to_overwrite(tmp_path):
     metrics = json.loads((report / "metrics.json").read_text())
     summary = metrics["summary"]
     assert metrics["meta"]["stopped_early"] is None  # max_steps reached: no warning (tests/test_time_limit.py)
+    assert (metrics["meta"]["precision"], metrics["meta"]["precision_note"]) == ("32-true", None)  # smoke.yaml's
     assert set(summary) == {"model", "color_threshold", "constant"}
     for method in summary.values():
         assert set(method) == {"sad", "mse", "mad", "grad", "conn"}

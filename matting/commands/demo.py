@@ -99,11 +99,18 @@ def run(args: argparse.Namespace) -> Path:
             raise MattingInputError(f"config file not found: {c}")
     run_dir = args.run_dir or Path("runs/demo") / time.strftime("%Y%m%d-%H%M%S")
     from matting.runtime.lightning_cli import build_cli
+    from matting.runtime.precision import cpu_precision_override
     from matting.runtime.time_limit import time_limit_message
 
     cli_args = [a for c in configs for a in ("-c", c)] + list(args.overrides)
     # Parse once before touching the disk, so a bad config fails with nothing written.
-    build_cli(cli_args, run=False)
+    checked = build_cli(cli_args, run=False)
+    override = cpu_precision_override(checked.trainer, list(args.overrides))
+    precision_note = None
+    if override:
+        cli_args.append(override[0])
+        precision_note = override[1]
+        print(f"note: {precision_note}", flush=True)
     partial = _prepare_run_dir(run_dir, args.overwrite)
     logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(partial), "name": "logs"}}
     cli = build_cli(cli_args + [f"--trainer.default_root_dir={partial}", f"--trainer.logger={json.dumps(logger)}"], run=False)
@@ -154,6 +161,8 @@ def run(args: argparse.Namespace) -> Path:
         "best_checkpoint": str(Path(ckpt).relative_to(partial)) if ckpt != "last" else "last",
         "train_seconds": round(train_seconds, 1),
         "global_steps": trainer.global_step,
+        "precision": str(trainer.precision),
+        "precision_note": precision_note,
         "stopped_early": stopped_early,
         "test_images": len(data.test_set),
         "color_threshold_curve": curve,
@@ -164,7 +173,8 @@ def run(args: argparse.Namespace) -> Path:
     warning = f"**Warning: {stopped_early}.**\n\n" if stopped_early else ""
     (report / "metrics.md").write_text(
         f"{warning}# Synthetic test split: {len(data.test_set)} images, whole-image metrics\n\n{table}\n\n"
-        f"Training: {trainer.global_step} steps in {train_seconds:.0f} s; best checkpoint by val/sad.\n"
+        f"Training: {trainer.global_step} steps in {train_seconds:.0f} s ({trainer.precision}); best checkpoint by val/sad.\n"
+        + (f"Precision: {precision_note}.\n" if precision_note else "")
     )
     save_grid(data.test_set, preds, ["model", "color_threshold"], report / "grid.png", n=args.grid_images)
 
