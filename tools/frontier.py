@@ -24,16 +24,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tools.collect_results import CollectError, _nice_ceiling, load_runs, summarise  # noqa: E402
+try:  # imported as tools.frontier (tests) or run as a script, with tools/ first on the path
+    from tools.collect_results import REPO, CollectError, _nice_ceiling, load_runs, summarise
+    from tools.count_flops import build_net, count
+except ModuleNotFoundError:
+    from collect_results import REPO, CollectError, _nice_ceiling, load_runs, summarise
+    from count_flops import build_net, count
 
 
 def arm_cost(result: dict, size: int = 512) -> dict:
     """GFLOP (total, encoder, heads) of one run's network at ``size`` px, built from its saved config."""
-    from tools.count_flops import build_net, count
-
     net = build_net(["-c", str(Path(result["dir"]) / "config.yaml")])
     counted = count(net, size)
     encoder = counted["by_part"].get("encoder", 0)
