@@ -92,19 +92,15 @@ def test_run_folders_are_claimed_finished_and_never_mixed(tmp_path):
     assert (run_dir / "result.json").is_file()  # kept until the new run finishes
     (tmp_path / "other").mkdir()
     # A .partial that a live run_study process owns is refused, not replaced; a dead owner's is replaced.
+    import os
+
     other = run_study.claim_run_dir(tmp_path / "arm" / "seed1", "fp1", overwrite=False)
-    import subprocess
-    import sys
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        (other / run_study.OWNER_FILE).write_text(f"{sleeper.pid}\n")
-        with pytest.raises(run_study.StudyError, match=f"in use by run_study process {sleeper.pid}"):
-            run_study.claim_run_dir(tmp_path / "arm" / "seed1", "fp1", overwrite=False)
-    finally:
-        sleeper.kill()
-        sleeper.wait()
+    (other / run_study.OWNER_FILE).write_text(f"{os.getppid()}\n")  # a live process that is not this one
+    with pytest.raises(run_study.StudyError, match=f"in use by run_study process {os.getppid()}"):
+        run_study.claim_run_dir(tmp_path / "arm" / "seed1", "fp1", overwrite=False)
+    (other / run_study.OWNER_FILE).write_text(f"{2**22 + 1}\n")  # above Linux's largest pid_max: never alive
     again = run_study.claim_run_dir(tmp_path / "arm" / "seed1", "fp1", overwrite=False)
-    assert again == other and (again / run_study.OWNER_FILE).read_text().strip().isdigit()
+    assert again == other and (again / run_study.OWNER_FILE).read_text().strip() == str(os.getpid())
     with pytest.raises(run_study.StudyError, match="no result.json"):
         run_study.claim_run_dir(tmp_path / "other", "fp1", overwrite=False)
 
