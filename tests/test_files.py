@@ -154,6 +154,22 @@ def test_a_failed_swap_puts_the_old_folder_back(tmp_path, monkeypatch):
     assert listing(out) == ["old.txt"] and listing(tmp_path) == ["out"]
 
 
+def test_a_named_staging_folder_another_live_process_builds_is_refused_not_emptied(tmp_path):
+    out, partial = tmp_path / "out", tmp_path / "out.partial"
+    partial.mkdir()
+    (partial / "theirs.txt").write_text("half-built by another run")
+    (partial / files.OWNER_FILE).write_text(f"{os.getppid()}\n")  # a live process that is not this one
+    with pytest.raises(MattingInputError, match=rf"--run-dir {out}: {partial} is in use by process {os.getppid()}"):
+        files.open_staging(out, staging=partial, label="--run-dir")
+    assert listing(partial) == sorted([files.OWNER_FILE, "theirs.txt"])
+    (partial / files.OWNER_FILE).write_text(f"{2**22 + 1}\n")  # above Linux's largest pid_max: never alive
+    assert files.open_staging(out, staging=partial) == partial  # a dead run's leftover: replaced
+    assert listing(partial) == [files.OWNER_FILE] and (partial / files.OWNER_FILE).read_text() == f"{os.getpid()}\n"
+    (partial / "new.txt").write_text("new")
+    files.publish(partial, out)
+    assert listing(out) == ["new.txt"]  # the owner record is not part of the outputs
+
+
 # ---------------------------------------------------------------------------- "may I write here"
 
 

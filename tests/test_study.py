@@ -94,13 +94,17 @@ def test_run_folders_are_claimed_finished_and_never_mixed(tmp_path):
     # A .partial that a live run_study process owns is refused, not replaced; a dead owner's is replaced.
     import os
 
+    from matting.io.files import OWNER_FILE
+
     other = run_study.claim_run_dir(tmp_path / "arm" / "seed1", "fp1", overwrite=False)
-    (other / run_study.OWNER_FILE).write_text(f"{os.getppid()}\n")  # a live process that is not this one
-    with pytest.raises(run_study.StudyError, match=f"in use by run_study process {os.getppid()}"):
+    (other / OWNER_FILE).write_text(f"{os.getppid()}\n")  # a live process that is not this one
+    with pytest.raises(run_study.StudyError, match=f"in use by process {os.getppid()}"):
         run_study.claim_run_dir(tmp_path / "arm" / "seed1", "fp1", overwrite=False)
-    (other / run_study.OWNER_FILE).write_text(f"{2**22 + 1}\n")  # above Linux's largest pid_max: never alive
+    (other / OWNER_FILE).write_text(f"{2**22 + 1}\n")  # above Linux's largest pid_max: never alive
     again = run_study.claim_run_dir(tmp_path / "arm" / "seed1", "fp1", overwrite=False)
-    assert again == other and (again / run_study.OWNER_FILE).read_text().strip() == str(os.getpid())
+    assert again == other and (again / OWNER_FILE).read_text().strip() == str(os.getpid())
+    run_study.finish_run_dir(again, tmp_path / "arm" / "seed1", {"fingerprint": "fp1"})
+    assert not (tmp_path / "arm" / "seed1" / OWNER_FILE).exists()  # publish removes it
     with pytest.raises(run_study.StudyError, match="no result.json"):
         run_study.claim_run_dir(tmp_path / "other", "fp1", overwrite=False)
 

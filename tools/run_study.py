@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import platform
 import shlex
 import sys
@@ -91,40 +90,18 @@ def claim_run_dir(run_dir: Path, fp: str, overwrite: bool) -> Path | None:
     if run_dir.exists() and not overwrite:
         raise StudyError(f"{run_dir} exists but has no result.json (not a finished run of this tool); "
                          "remove it or pass --overwrite")
+    from matting.io.errors import MattingInputError
     from matting.io.files import open_staging
 
-    staging = run_dir.with_name(run_dir.name + ".partial")
-    owner = _live_owner(staging)
-    if owner is not None:  # another run_study process trains this pair now: replacing its folder would mix the two
-        raise StudyError(f"{staging} is in use by run_study process {owner}; wait for it, or stop it first")
-    # A leftover .partial is an interrupted run of this tool: replaced.
-    partial = open_staging(run_dir, staging=staging)
-    (partial / OWNER_FILE).write_text(f"{os.getpid()}\n")
-    return partial
-
-
-OWNER_FILE = "owner.pid"
-
-
-def _live_owner(staging: Path) -> int | None:
-    """The process id recorded in ``staging`` when that process is still running, else None."""
+    # A leftover .partial is an interrupted run of this tool: replaced; one another live process is
+    # writing is refused.
     try:
-        pid = int((staging / OWNER_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    if pid == os.getpid():
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:  # alive, another user's
-        return pid
-    return pid
+        return open_staging(run_dir, staging=run_dir.with_name(run_dir.name + ".partial"))
+    except MattingInputError as exc:
+        raise StudyError(str(exc)) from None
 
 
 def finish_run_dir(partial: Path, run_dir: Path, result: dict) -> None:
-    (partial / OWNER_FILE).unlink(missing_ok=True)
     (partial / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     for config in partial.rglob("config.yaml"):  # the saved configs name the final folder
         config.write_text(config.read_text().replace(str(partial), str(run_dir)))

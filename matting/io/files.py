@@ -8,7 +8,9 @@ Three pieces, each the only one of its kind in the package:
   permissions of any new file (``0o666 & ~umask``), not the 0600 of a bare ``mkstemp``.
 - :func:`staged_folder` (or :func:`open_staging` then :func:`publish`): a folder of outputs is
   built in a sibling staging folder and swapped into place at the end. An old folder there is moved
-  aside first, put back if the swap fails, and deleted only after it succeeded.
+  aside first, put back if the swap fails, and deleted only after it succeeded. A named staging
+  folder (``<out>.partial``) records the process building it, so a second run aimed at the same
+  output is refused instead of emptying the first one's folder under it.
 - :func:`check_output`: "may I write here", asked before any work: a file where a folder should
   be (or above it), an existing target without ``--overwrite``, and a non-empty folder without the
   tool's marker file, refused even with ``--overwrite`` so a mistyped path never deletes user data.
@@ -174,15 +176,42 @@ def open_staging(
     Raises MattingInputError when the folder cannot be created.
     """
     target = Path(target)
-    staging = Path(staging) if staging is not None else target.with_name(f".{target.name}.staging-{uuid.uuid4().hex[:8]}")
+    where = f"{label} {target}" if label else str(target)
+    named = staging is not None
+    staging = Path(staging) if named else target.with_name(f".{target.name}.staging-{uuid.uuid4().hex[:8]}")
+    owner = live_owner(staging) if named else None
+    if owner is not None:  # emptying it would mix two runs' outputs (a fresh random name cannot collide)
+        raise MattingInputError(f"{where}: {staging} is in use by process {owner}, another run writing there; "
+                                "wait for it or stop it first")
     try:
         empty_folder(staging)
+        if named:
+            (staging / OWNER_FILE).write_text(f"{os.getpid()}\n")
         if marker is not None:
             (staging / marker).write_text(marker_text)
     except OSError as exc:
-        where = f"{label} {target}" if label else str(target)
         raise MattingInputError(f"{where}: cannot create {staging} ({exc.strerror or exc})") from exc
     return staging
+
+
+OWNER_FILE = "owner.pid"  # in a named staging folder: the process id building it; removed by publish
+
+
+def live_owner(staging: str | os.PathLike) -> int | None:
+    """The process id recorded in ``staging`` when it is another process that still runs, else None."""
+    try:
+        pid = int((Path(staging) / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, another user's
+        return pid
+    return pid
 
 
 def publish(staging: str | os.PathLike, target: str | os.PathLike) -> Path:
@@ -192,6 +221,7 @@ def publish(staging: str | os.PathLike, target: str | os.PathLike) -> Path:
     the swap. Returns ``target`` as a Path.
     """
     staging, target = Path(staging), Path(target)
+    (staging / OWNER_FILE).unlink(missing_ok=True)
     if not target.exists():
         os.replace(staging, target)
         return target
