@@ -5,6 +5,8 @@ import json
 import cv2
 import pytest
 
+from matting.metrics import format_metric
+
 from tools import frontier, run_study
 
 from .test_study import CONFIGS, _tiny_study
@@ -38,7 +40,7 @@ def test_frontier_of_a_tiny_study(tmp_path, capsys):
     lines = {line.split(" | ")[0].strip("| *"): line for line in text.splitlines() if line.startswith("| ")}
     assert "| yes |" in lines["small_fusion"]  # the faster arm is always on the frontier
     assert ("| yes |" in lines["reference"]) == (sad["reference"] < sad["small_fusion"])
-    assert f"{sad['small_fusion']:.2f} +- " in lines["small_fusion"]
+    assert f"| {format_metric('sad', sad['small_fusion'])} +- " in lines["small_fusion"]  # collect_results' cells
     assert "colour threshold" not in lines and "color_threshold (test SAD" in text  # listed, not plotted
     assert cv2.imread(str(out / "frontier.png")) is not None
 

@@ -24,12 +24,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from matting.metrics import METRIC_HEADERS
+
 try:  # imported as tools.frontier (tests) or run as a script, with tools/ first on the path
-    from tools.collect_results import REPO, CollectError, _nice_ceiling, load_runs, summarise
+    from tools.collect_results import REPO, CollectError, _cell, _nice_ceiling, load_runs, summarise
     from tools.count_flops import build_net, count
 except ModuleNotFoundError:
-    from collect_results import REPO, CollectError, _nice_ceiling, load_runs, summarise
+    from collect_results import REPO, CollectError, _cell, _nice_ceiling, load_runs, summarise
     from count_flops import build_net, count
+
+QUALITY = ("sad", "mse", "grad")  # the test metrics of the table, each in the scale of METRIC_HEADERS
 
 
 def arm_cost(result: dict, size: int = 512) -> dict:
@@ -70,16 +74,11 @@ def frontier_rows(rows: list[dict], latency: dict, size: int) -> list[dict]:
     return out
 
 
-def _pm(mean_std: tuple[float, float], digits: int = 2) -> str:
-    mean, std = mean_std
-    return f"{mean:.{digits}f}" + ("" if np.isnan(std) else f" +- {std:.{digits}f}")
-
-
 def markdown(rows: list[dict], latency: dict, size: int, command: str) -> str:
     sizes = sorted(latency["results"], key=int)
     head = ("| arm | on frontier | GFLOP at 512 | heads / encoder | "
             + " | ".join(f"x reference at {s} | ms at {s}" for s in sizes)
-            + " | test SAD | test MSE (x1e3) | test Grad | seeds |")
+            + "".join(f" | test {METRIC_HEADERS[m]}" for m in QUALITY) + " | seeds |")
     lines = [
         "# Speed-quality frontier", "",
         f"Made by `{command}` from the runs of `tools/run_study.py` and the latency file "
@@ -96,14 +95,13 @@ def markdown(rows: list[dict], latency: dict, size: int, command: str) -> str:
             continue
         cells = " | ".join(f"{r['latency'][s]['ratio']:.3f} | {r['latency'][s]['ms']:.1f}" for s in sizes)
         ratio = r["heads_gflop"] / r["encoder_gflop"] if r["encoder_gflop"] else float("nan")
-        mse = (r["mse"][0] * 1e3, r["mse"][1] * 1e3)
+        quality = " | ".join(_cell(m, r[m]) for m in QUALITY)
         lines.append(f"| {'**' + r['arm'] + '**' if r['front'] else r['arm']} | {'yes' if r['front'] else ''} | "
-                     f"{r['gflop']:.2f} | {ratio:.2f} | {cells} | {_pm(r['sad'])} | {_pm(mse)} | {_pm(r['grad'])} | "
-                     f"{len(r['seeds'])} |")
+                     f"{r['gflop']:.2f} | {ratio:.2f} | {cells} | {quality} | {len(r['seeds'])} |")
     untimed = [r for r in rows if r["latency"] is None]
     if untimed:
         lines += ["", "Not timed (no network, or not in the latency file): "
-                  + "; ".join(f"{r['arm']} (test SAD {_pm(r['sad'])})" for r in untimed) + "."]
+                  + "; ".join(f"{r['arm']} (test {METRIC_HEADERS['sad']} {_cell('sad', r['sad'])})" for r in untimed) + "."]
     lines += ["", "![latency against test SAD](frontier.png)", ""]
     return "\n".join(lines)
 
