@@ -248,7 +248,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
     p.add_argument("--arms", nargs="+", help=f"arms to run (YAML names in arms/, or {COLOR_THRESHOLD}; default all)")
     p.add_argument("--out", type=Path, help="output folder (default runs/<study folder name>)")
-    p.add_argument("--max-steps", type=int, help="override the budget's step count (smoke tests)")
+    p.add_argument("--max-steps", type=int, help="override the budget's step count and OneCycle length (smoke tests, or a longer budget such as equal training time)")
     p.add_argument("--base", type=Path, action="append", help=f"config(s) under the study's base.yaml (default {DEFAULT_BASE.relative_to(REPO)})")
     p.add_argument("-c", "--config", type=Path, action="append", default=[],
                    help="config(s) applied after each arm's file, e.g. a data config (repeatable)")
