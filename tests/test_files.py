@@ -211,3 +211,15 @@ def test_a_run_folder_with_its_marker_is_replaced_by_an_empty_one(tmp_path):
     (out / "old.ckpt").write_bytes(b"old")
     assert make_run_folder(out, overwrite=True, marker=".run") == out
     assert listing(out) == []
+
+
+def test_write_keeping_tail_keeps_what_follows_the_marker(tmp_path):
+    from matting.io.files import write_keeping_tail
+
+    page, marker = tmp_path / "results.md", "<!-- kept -->"
+    write_keeping_tail(page, "table 1\n\n", marker, new_tail=marker + "\n")
+    assert page.read_text() == f"table 1\n\n{marker}\n"
+    page.write_text(page.read_text() + "analysis by hand\n")
+    write_keeping_tail(page, "table 2\n\n", marker, new_tail=marker + "\n")
+    assert page.read_text() == f"table 2\n\n{marker}\nanalysis by hand\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["results.md"]  # no temporary file left

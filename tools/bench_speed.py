@@ -262,11 +262,9 @@ KEEP_MARKER = "<!-- kept by tools/bench_speed.py --out: sections below are not r
 def write_page(path: Path, lines: list[str]) -> None:
     """Write ``lines`` to ``path``, keeping whatever an existing page has from :data:`KEEP_MARKER` on
     (sections other tools and people wrote), atomically."""
-    from matting.io.files import atomic_write
+    from matting.io.files import write_keeping_tail
 
-    old = path.read_text() if path.is_file() else ""
-    kept = "\n" + old[old.index(KEEP_MARKER):] if KEEP_MARKER in old else ""
-    atomic_write(path, "\n".join(lines) + "\n" + kept)
+    write_keeping_tail(path, "\n".join(lines) + "\n", KEEP_MARKER, gap="\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -196,7 +196,7 @@ def _row(arm: str, r: dict) -> str:
 
 def write_results(results: dict, data: Path, out: Path, folder: Path, command: str) -> None:
     """results.json (everything), results.md (the tables) and grid.png into ``folder``."""
-    from matting.io.files import atomic_write
+    from matting.io.files import atomic_write, write_keeping_tail
 
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / "results.json", json.dumps({"command": command, "results": results}, indent=2) + "\n")
@@ -228,9 +228,7 @@ def write_results(results: dict, data: Path, out: Path, folder: Path, command: s
         "",
     ]
     # Text after the marker is written by people, not by this script: it survives a rerun.
-    old = (folder / "results.md").read_text() if (folder / "results.md").is_file() else ""
-    kept = old[old.index(ANALYSIS_MARKER):] if ANALYSIS_MARKER in old else ANALYSIS_MARKER + "\n"
-    atomic_write(folder / "results.md", "\n".join(head + lines) + "\n\n" + kept)
+    write_keeping_tail(folder / "results.md", "\n".join(head + lines) + "\n\n", ANALYSIS_MARKER, new_tail=ANALYSIS_MARKER + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

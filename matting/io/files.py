@@ -142,6 +142,15 @@ def atomic_write(
     return Path(target)
 
 
+def write_keeping_tail(target: str | os.PathLike, text: str, marker: str, *, gap: str = "", new_tail: str = "") -> Path:
+    """Write ``text`` to ``target`` atomically, followed by ``gap`` and whatever the existing file holds
+    from ``marker`` on (text written by people or other tools), or by ``new_tail`` when it holds no marker."""
+    target = Path(target)
+    old = target.read_text() if target.is_file() else ""
+    tail = gap + old[old.index(marker):] if marker in old else new_tail
+    return atomic_write(target, text + tail)
+
+
 # ---------------------------------------------------------------------------- the staged output folder
 
 
