@@ -289,3 +289,22 @@ def test_new_generator_keeps_the_compositing_identity_and_ranges():
         a = d["alpha"][..., None]
         np.testing.assert_allclose(d["image"], a * d["fg"] + (1 - a) * d["bg"], atol=1e-6)
         assert 0.0 < d["alpha"].mean() < 1.0
+
+
+def _thin_soft_pixels(alpha: np.ndarray) -> int:
+    """Pixels of partial coverage in structures thinner than 5 px (as in test_thin_strands_present)."""
+    support = (alpha > 0.02).astype(np.uint8)
+    thin = (cv2.morphologyEx(support, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)) == 0) & (alpha > 0.02) & (alpha < 0.98)
+    return int(thin.sum())
+
+
+def test_hair_probability_keeps_other_draws_and_adds_strands():
+    # 0.8 is the threshold the generators always had: the first generator's bytes stay.
+    for (split, i), digest in FIRST_GENERATOR.items():
+        assert _bytes_digest(SyntheticMattingDataset(split, 20, 128, 0, texture_cue=True, hair=0.8).arrays(i)) == digest
+    n = 24
+    thin = {p: sum(_thin_soft_pixels(SyntheticMattingDataset("train", n, 96, 0, hair=p).arrays(i)["alpha"]) for i in range(n))
+            for p in (0.0, 1.0)}
+    assert thin[1.0] > 1.5 * thin[0.0], thin
+    with pytest.raises(ValueError, match="hair"):
+        SyntheticMattingDataset("train", 1, 64, 0, hair=1.5)

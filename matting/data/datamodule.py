@@ -26,6 +26,8 @@ class SyntheticDataModule(MattingDataModule):
         seed: dataset seed (independent of the training seed).
         texture_cue: the first generator, in which fine texture and focus told subject from
             background (kept to reproduce older runs and to measure what dropping the cue buys).
+        hair: probability that a subject part grows hair or fur strands (0.8; 1.0 for hair-rich
+            data, as the refiner study trains on).
 
     Fingerprint: these arguments (minus the loader settings) and the generator's source files.
     """
@@ -42,6 +44,7 @@ class SyntheticDataModule(MattingDataModule):
         seed: int = 0,
         worker_start_method: str | None = "spawn",
         texture_cue: bool = False,
+        hair: float = 0.8,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -50,9 +53,9 @@ class SyntheticDataModule(MattingDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
-        self.train_set = SyntheticMattingDataset("train", hp.train_length, hp.size, hp.seed, hp.texture_cue)
-        self.val_set = SyntheticMattingDataset("val", hp.val_length, self.eval_size, hp.seed, hp.texture_cue)
-        self.test_set = SyntheticMattingDataset("test", hp.test_length, self.eval_size, hp.seed, hp.texture_cue)
+        self.train_set = SyntheticMattingDataset("train", hp.train_length, hp.size, hp.seed, hp.texture_cue, hp.hair)
+        self.val_set = SyntheticMattingDataset("val", hp.val_length, self.eval_size, hp.seed, hp.texture_cue, hp.hair)
+        self.test_set = SyntheticMattingDataset("test", hp.test_length, self.eval_size, hp.seed, hp.texture_cue, hp.hair)
 
     def identity_files(self) -> dict[str, Path]:
         # The generator has no version constant: its source files stand for it.

@@ -76,7 +76,7 @@ class SyntheticMattingDataset:
     """
 
     def __init__(self, split: str = "train", length: int = 1000, size: int = 256, seed: int = 0,
-                 texture_cue: bool = False):
+                 texture_cue: bool = False, hair: float = 0.8):
         if split not in SPLIT_IDS:
             raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLIT_IDS)}")
         if length < 0:
@@ -87,6 +87,9 @@ class SyntheticMattingDataset:
             raise ValueError(f"seed must be >= 0, got {seed}")
         self.split, self.length, self.size, self.seed = split, int(length), int(size), int(seed)
         self.texture_cue = bool(texture_cue)
+        if not 0.0 <= hair <= 1.0:
+            raise ValueError(f"hair is a probability in [0, 1], got {hair}")
+        self.hair = float(hair)
 
     def __len__(self) -> int:
         return self.length
@@ -110,7 +113,7 @@ class SyntheticMattingDataset:
             _CV2_LIMITED_IN_PID = os.getpid()
         i = self._index(i)
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_IDS[self.split], i]))
-        return generate_sample(rng, self.size, self.texture_cue)
+        return generate_sample(rng, self.size, self.texture_cue, self.hair)
 
     def __getitem__(self, i: int) -> dict:
         import torch

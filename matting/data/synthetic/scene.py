@@ -130,13 +130,17 @@ def _over(acc_p, acc_a, a: np.ndarray, col: np.ndarray):
     return P.lerp(acc_p, col, P.expand3(a)), acc_a + a * (1.0 - acc_a)
 
 
-def generate_sample(rng: np.random.Generator, size: int, texture_cue: bool = False) -> dict:
+def generate_sample(rng: np.random.Generator, size: int, texture_cue: bool = False, hair: float = 0.8) -> dict:
     """Generate one composite.
 
     ``texture_cue``: the first generator, kept sample for sample (same draws, same bytes): subjects
     always finely textured and in focus, backgrounds mostly defocused, so texture alone told them
     apart. The default draws subject parts and backgrounds from the same textures and focus
     (:mod:`matting.data.synthetic.texture`) and frames larger subjects.
+
+    ``hair``: probability in [0, 1] that a subject part without a hair cap grows hair or fur
+    strands (parts with a cap always do). It replaces the threshold of the same draw, so any value
+    leaves every other draw, and at 0.8 every byte, as it was.
 
     Returns a dict of float32 numpy arrays in [0,1]: ``fg`` (H,W,3), ``bg`` (H,W,3),
     ``alpha`` (H,W) and ``image`` (H,W,3) with H = W = ``size`` and
@@ -213,7 +217,7 @@ def generate_sample(rng: np.random.Generator, size: int, texture_cue: bool = Fal
             tint = P.hsv(rng.random(), rng.uniform(0, 0.3), rng.uniform(0.6, 1.0))
             col = P.lerp(col, tint, P.expand3(0.6 * gf))
         acc_p, acc_a = _over(acc_p, acc_a, a, col)
-        if o["cap"] is not None or rng.random() < 0.8:
+        if o["cap"] is not None or rng.random() < hair:
             hair_a = strand_coverage(rng, S, o)
             if o["cap"] is not None:
                 cap = np.zeros((S, S), np.uint8)
