@@ -16,7 +16,8 @@ SMOKE = REPO / "configs" / "smoke.yaml"
 # Data configs point at datasets on disk; tests/test_data_configs.py trains on each layout, built in tmp.
 # The real-foreground study's files are deltas composed per arm: tests/test_real_foregrounds.py trains
 # each composition one step on a data root it builds.
-NOT_ALONE = (REPO / "configs" / "data", REPO / "experiments" / "real_foregrounds")
+# Network specs (configs/nets/) are values of model.net, not -c files: tests/test_default_network.py builds them.
+NOT_ALONE = (REPO / "configs" / "data", REPO / "configs" / "nets", REPO / "experiments" / "real_foregrounds")
 CONFIGS = sorted(p for d in ("configs", "experiments") for p in (REPO / d).rglob("*.yaml")
                  if not any(folder in p.parents for folder in NOT_ALONE))
 
@@ -28,6 +29,8 @@ def smoke_for(config: Path, tmp_path: Path) -> Path:
     data pipeline's trimap, which smoke's synthetic data does not make."""
     model = (yaml.safe_load(config.read_text()) or {}).get("model") or {}
     net = model.get("net") or {}
+    if isinstance(net, str):  # a network spec file (configs/nets/), relative to the config
+        net = yaml.safe_load((config.parent / net).read_text())
     own_net = net.get("class_path", "matting.models.MattingNet") != "matting.models.MattingNet"
     pipeline_band = model.get("band") == "pipeline"
     if not (own_net or pipeline_band):

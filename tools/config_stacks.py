@@ -1,0 +1,95 @@
+"""Write the resolved config of every config stack the repository defines, one YAML file per stack.
+
+    python tools/config_stacks.py --out DIR [--only SUBSTRING ...]
+
+A stack is the ``-c`` files one command composes: each YAML under ``configs/`` on top of
+``configs/default.yaml`` (as ``matting fit -c configs/default.yaml -c FILE`` composes it), every
+arm of every study folder under ``experiments/`` (``configs/default.yaml``, the study's
+``base.yaml``, ``arms/<arm>.yaml``, as ``tools/run_study.py`` composes it) and every arm of the
+real-foreground study (its ``run.py``'s own stacks). Each file holds what ``matting fit ...
+--print_config`` prints for the stack; nothing is instantiated, trained or downloaded.
+
+Run it on two checkouts and ``diff -r`` the folders to see which configs a change of
+``configs/default.yaml`` (or of any shared file) moves, key by key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT = REPO / "configs" / "default.yaml"
+NETS = REPO / "configs" / "nets"  # network specs, values of model.net, not -c files
+
+
+def _shown(path: Path) -> str:
+    return str(path.resolve().relative_to(REPO))
+
+
+def config_stacks() -> dict[str, list[Path]]:
+    """Stack name -> its ``-c`` files in order, for every stack the repository defines."""
+    stacks = {"configs/default.yaml": [DEFAULT]}
+    for path in sorted((REPO / "configs").rglob("*.yaml")):
+        if path != DEFAULT and NETS not in path.parents:
+            stacks[_shown(path)] = [DEFAULT, path]
+    for base in sorted((REPO / "experiments").glob("*/base.yaml")):
+        study = base.parent
+        if (study / "run.py").is_file() and study.name == "real_foregrounds":
+            continue  # composes its own stacks, below
+        for arm in sorted((study / "arms").glob("*.yaml")):
+            stacks[_shown(arm)] = [DEFAULT, base, arm]
+    real = REPO / "experiments" / "real_foregrounds" / "run.py"
+    if real.is_file():
+        spec = importlib.util.spec_from_file_location("real_foregrounds_run", real)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        for arm in module.ARMS:
+            stacks[f"experiments/real_foregrounds:{arm}"] = module.config_files(arm)
+    return stacks
+
+
+def resolved_config(files: list[Path], options: list[str] = ()) -> str:
+    """What ``matting fit -c F1 -c F2 ... [OPTIONS] --print_config`` prints for ``files``."""
+    from matting.runtime.lightning_cli import build_cli
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            build_cli([a for f in files for a in ("-c", str(f))] + list(options) + ["--print_config"], run=False)
+        except SystemExit as exit_:
+            if exit_.code not in (0, None):
+                raise
+    return out.getvalue()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True, help="new folder for one <stack>.yaml per stack (written whole or not at all)")
+    p.add_argument("--only", nargs="+", default=[], help="keep the stacks whose name contains one of these")
+    args = p.parse_args(argv)
+    from matting.io.errors import MattingInputError
+    from matting.io.files import check_output, staged_folder
+
+    try:
+        check_output(args.out, label="--out")
+    except MattingInputError as exc:
+        print(f"config_stacks: error: {exc}", file=sys.stderr)
+        return 2
+
+    stacks = {k: v for k, v in config_stacks().items() if not args.only or any(s in k for s in args.only)}
+    with staged_folder(args.out) as folder:
+        for name, files in stacks.items():
+            text = f"# {' + '.join(_shown(f) for f in files)}\n" + resolved_config(files)
+            (folder / (name.removesuffix(".yaml").replace("/", "__").replace(":", "__") + ".yaml")).write_text(text)
+            print(f"{name}: {len(files)} files", flush=True)
+    print(f"config_stacks: {len(stacks)} stacks written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
