@@ -142,22 +142,48 @@ def test_runner_collector_and_retimer_on_a_tiny_study(tmp_path, capsys):
     assert retimed["ms_during_study"] == result["ms"] and retimed["timing"]["retimed"]["size"] == 32
 
 
-@pytest.mark.slow
-def test_refiner_experiment_scores_the_base_and_each_refiner():
-    from matting.runtime.lightning_cli import build_cli
+def test_refiner_experiment_band_and_error_shares():
+    import torch
 
     yy, xx = np.mgrid[0:32, 0:32]
     alpha = ((xx - 16) ** 2 + (yy - 16) ** 2 < 100).astype(np.float32)
-    trimap = refiner_experiment.trimap_from(alpha, 2)
+    trimap = refiner_experiment.band_trimap(alpha, 2)
     assert set(np.unique(trimap)) == {0, 128, 255}
     assert (trimap[alpha == 1] != 0).all() and (trimap[alpha == 0] != 255).all()
+    # All of the base's error in cell (0, 1) and a quarter as much in cell (2, 2): 4x4 cells of a 16 px image.
+    gt, base, band = torch.zeros(1, 1, 16, 16), torch.zeros(1, 1, 16, 16), torch.ones(1, 1, 16, 16)
+    base[..., 0:4, 4:8] = 0.8
+    base[..., 8:12, 8:12] = 0.2
+    cells = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    cells[..., 2, 2] = True  # the refiner chose the smaller error
+    chosen, oracle = refiner_experiment.error_shares(base, gt, band, cells)
+    assert chosen == pytest.approx(0.2) and oracle == pytest.approx(0.8)
 
-    cli = build_cli(["-c", str(CONFIGS / "default.yaml"), "-c", str(CONFIGS / "smoke.yaml"),
-                     "-c", str(CONFIGS / "refiner" / "guided.yaml"), "--trainer.logger=false"], run=False)
-    results = refiner_experiment.evaluate({"guided": cli.model.eval()}, test_size=64, length=1, band=4, base_size=32)
-    assert set(results) == {"base only", "guided"}
+
+@pytest.mark.slow
+def test_refiner_experiment_trains_and_scores_each_refiner(tiny_fit, tmp_path, capsys):
+    # A stage-1 base with the default network (smoke.yaml swaps in a test encoder: swap it back).
+    stage1 = tiny_fit("--model.net.init_args.encoder.init_args.name=mobilenetv3_small_100")
+    args = ["--stage1", str(stage1), "--steps", "2", "--train-size", "64", "--test-sizes", "64", "--test-length", "1",
+            "--band", "4", "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    assert refiner_experiment.main(args) == 0
+    results = json.loads((tmp_path / "results" / "results.json").read_text())["results"]["64"]
+    assert set(results) == {"base only", "patch", "patch (1/4 of pixels)", "patch (every cell)", "guided"}
     for row in results.values():
-        assert set(row) == {*refiner_experiment.METRICS, "seconds"} and all(np.isfinite(v) for v in row.values())
+        assert all(np.isfinite(row[m]) for m in refiner_experiment.METRICS)
+    assert 0 <= results["patch"]["error_share_refined"] <= results["patch"]["error_share_oracle"] <= 1
+    for name in refiner_experiment.REFINERS:
+        assert json.loads((tmp_path / "runs" / name / "train.json").read_text())["steps"] == 2
+    page = (tmp_path / "results" / "results.md").read_text()
+    assert "## 64 px" in page and page.endswith(refiner_experiment.ANALYSIS_MARKER + "\n")
+    # Running again trains nothing (the runs match these settings) and keeps what was written below the marker.
+    (tmp_path / "results" / "results.md").write_text(page + "by hand\n")
+    records = {n: (tmp_path / "runs" / n / "train.json").read_text() for n in refiner_experiment.REFINERS}
+    capsys.readouterr()
+    assert refiner_experiment.main(args) == 0
+    assert "training ->" not in capsys.readouterr().out
+    assert records == {n: (tmp_path / "runs" / n / "train.json").read_text() for n in refiner_experiment.REFINERS}
+    assert (tmp_path / "results" / "results.md").read_text().endswith("by hand\n")
 
 
 @pytest.mark.slow

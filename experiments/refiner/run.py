@@ -1,125 +1,258 @@
-"""What the refiner buys: base alone vs patch refiner vs guided filter, on high-resolution data.
+"""What the refiner buys: the upsampled base vs the patch refiner vs the guided filter, on hair-rich
+high-resolution data.
 
-    python experiments/refiner/run.py --stage1 CKPT [--steps 200] [--train-size 512]
-                                      [--test-size 1024] [--test-length 24] [--out DIR]
+    python experiments/refiner/run.py --stage1 CKPT [--steps 2000] [--train-size 1024] [--batch-size 1]
+        [--base-scale 0.25] [--hair 1.0] [--test-sizes 1024 2048] [--test-length 16] [--band 12]
+        [--jobs 2] [--out runs/refiner] [--results experiments/refiner] [--score-only]
 
-Stage 1 is any base checkpoint written by ``matting fit`` (e.g. the best checkpoint of
-``make demo``, trained at 256 px). For each refiner, stage 2 trains it on ``--train-size``
-synthetic crops with the base frozen (``lr_scales {net: 0, net.refiner: 1}``), from the same
-stage-1 weights, for the same number of steps. All three are then scored on a high-resolution
-synthetic test split with the base pass at its stage-1 size (``--base-size``): "base only" is the frozen
-base's alpha upsampled bilinearly. Metrics use the ``comp1k`` protocol with a trimap made from
-the ground truth (unknown band of radius ``--band`` px), so SAD / MSE / Grad / Conn count the
-transition region only, where a refiner can make a difference. Writes ``results.md`` and
-``results.json`` into ``--out`` and prints the table.
+Stage 1 is a base checkpoint written by ``matting fit`` (the best checkpoint of ``make demo``, trained
+at 256 px). Each refiner (``configs/refiner/{patch,guided}.yaml`` + ``configs/refiner/stage2.yaml``,
+base frozen: ``lr_scales {net: 0, net.refiner: 1}``) is trained from the same stage-1 weights for
+the same steps, on synthetic scenes rendered at ``--train-size`` with hair or fur on every subject
+part (``--hair 1.0``) and the base pass at ``--base-scale`` of the image (0.25 at 1024 px is the
+256 px the base was trained at). Each trains as its own process with one torch thread, ``--jobs``
+side by side, in float32 where the CPU would emulate bfloat16 (``matting/runtime/precision.py``).
+
+Scored on the hair-rich test split at each ``--test-size``, base pass at the same scale, with the
+comp1k protocol over a band of radius ``--band`` px around the ground-truth edge, where a refiner
+can change anything. Rows: the frozen base upsampled bilinearly ("base only"); the patch refiner as
+trained (the 1/16 of the pixels with the largest predicted error) and, with the same weights, with
+1/4 of the pixels and with every cell (is the selection short, or the refinement?); the guided
+filter. For the patch refiner, where the upsampled base's band error lies: the share of it inside
+the refined cells, against the share inside as many cells chosen by the true error (an oracle).
+
+Writes ``<out>/<refiner>/`` (the stage-2 runs) and, in ``--results``, ``results.json`` and
+``results.md`` (its text after the analysis marker is kept when the tables are rewritten).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-REPO = Path(__file__).resolve().parents[2]
+STUDY = Path(__file__).resolve().parent
+REPO = STUDY.parents[1]
 REFINERS = {"patch": "configs/refiner/patch.yaml", "guided": "configs/refiner/guided.yaml"}
 METRICS = ["sad", "mse", "grad", "conn"]
+# Patch-refiner budgets scored with the trained weights: share of full-resolution pixels refined.
+PATCH_BUDGETS = {"patch (1/4 of pixels)": 0.25, "patch (every cell)": None}
+ANALYSIS_MARKER = "<!-- analysis: kept when run.py rewrites the tables above -->"
 
 
-def train_refiner(name: str, stage1: str, steps: int, size: int, base_size: int, run_dir: Path):
+def fit_args(name: str, args: argparse.Namespace) -> list[str]:
+    """The LightningCLI arguments of refiner ``name``'s stage-2 run (``matting fit`` composes the same)."""
+    from matting.runtime.precision import cpu_has_native_bf16
+
+    run_dir = args.out / name
+    logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(run_dir), "name": "logs"}}
+    return ["-c", str(REPO / "configs/default.yaml"), "-c", str(REPO / REFINERS[name]), "-c", str(REPO / "configs/refiner/stage2.yaml"),
+            f"--model.init_weights={args.stage1}", "--model.lr_scales={net: 0.0, net.refiner: 1.0}",
+            f"--data.init_args.size={args.train_size}", f"--data.init_args.batch_size={args.batch_size}",
+            f"--data.init_args.hair={args.hair}", "--data.init_args.val_length=4", "--data.init_args.num_workers=1",
+            f"--model.net.init_args.base_scale={args.base_scale}",
+            f"--trainer.precision={'bf16-mixed' if cpu_has_native_bf16() else '32-true'}",
+            f"--trainer.max_steps={args.steps}", "--trainer.max_epochs=-1", f"--trainer.val_check_interval={args.steps}",
+            "--trainer.check_val_every_n_epoch=null", "--trainer.num_sanity_val_steps=0", "--trainer.enable_progress_bar=false",
+            "--trainer.log_every_n_steps=50", f"--trainer.default_root_dir={run_dir}", f"--trainer.logger={json.dumps(logger)}"]
+
+
+def train_one(name: str, args: argparse.Namespace) -> None:
+    """Train refiner ``name`` (in this process) and record where its last checkpoint is."""
+    from matting.io.files import atomic_write
     from matting.runtime.lightning_cli import build_cli
 
-    logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(run_dir), "name": name}}
-    args = ["-c", str(REPO / "configs/default.yaml"), "-c", str(REPO / REFINERS[name]), "-c", str(REPO / "configs/refiner/stage2.yaml"),
-            f"--model.init_weights={stage1}", "--model.lr_scales={net: 0.0, net.refiner: 1.0}",
-            f"--data.init_args.size={size}", "--data.init_args.val_length=8", "--data.init_args.num_workers=0",
-            # The base keeps the input size it was trained at; the refiner covers the rest.
-            f"--model.net.init_args.base_scale={base_size / size}", "--trainer.precision=bf16-mixed",
-            f"--trainer.max_steps={steps}", "--trainer.max_epochs=-1", f"--trainer.val_check_interval={steps}",
-            "--trainer.check_val_every_n_epoch=null", "--trainer.num_sanity_val_steps=0",
-            f"--trainer.default_root_dir={run_dir}", f"--trainer.logger={json.dumps(logger)}"]
-    cli = build_cli(args, run=False)
+    t0, cpu0 = time.time(), time.process_time()
+    cli = build_cli(fit_args(name, args), run=False)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    return cli.model.eval()
+    last = Path(cli.trainer.checkpoint_callback.last_model_path)
+    atomic_write(args.out / name / "train.json", json.dumps({
+        "checkpoint": str(last), "steps": cli.trainer.global_step, "wall_s": round(time.time() - t0, 1),
+        "cpu_s": round(time.process_time() - cpu0, 1), "threads": torch.get_num_threads(),
+        "machine": f"{platform.machine()} {platform.system()}", "args": fit_args(name, args)}, indent=2) + "\n")
 
 
-def trimap_from(alpha: np.ndarray, radius: int) -> np.ndarray:
-    from matting.losses import transition_band
+def trained(name: str, args: argparse.Namespace) -> Path | None:
+    record = args.out / name / "train.json"
+    if not record.is_file():
+        return None
+    data = json.loads(record.read_text())
+    return Path(data["checkpoint"]) if data["args"] == fit_args(name, args) else None
+
+
+def train_all(args: argparse.Namespace, argv: list[str]) -> int:
+    """Train the refiners not trained yet with these settings, ``--jobs`` processes at a time."""
+    todo = [n for n in REFINERS if trained(n, args) is None]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    running: list[tuple[str, subprocess.Popen]] = []
+    failed = []
+    while todo or running:
+        while todo and len(running) < args.jobs:
+            name = todo.pop(0)
+            log = open(args.out / f"{name}.log", "w")
+            print(f"[{name}] training -> {args.out / name} (log {log.name})", flush=True)
+            running.append((name, subprocess.Popen([sys.executable, __file__, *argv, "--train-one", name], env=env, stdout=log, stderr=subprocess.STDOUT)))
+        time.sleep(5)
+        for item in [r for r in running if r[1].poll() is not None]:
+            running.remove(item)
+            if item[1].returncode != 0:
+                failed.append(item[0])
+    if failed:
+        print(f"run.py: error: training failed for {failed}; see their logs in {args.out}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def band_trimap(alpha: np.ndarray, radius: int) -> np.ndarray:
+    """(H, W) uint8 trimap: 128 within ``radius`` px of the ground truth's transition, else 0 / 255."""
+    from matting.data.trimap import transition_band
 
     band = transition_band(torch.from_numpy(alpha)[None, None], radius)[0, 0].numpy() > 0
     return np.where(band, 128, np.where(alpha > 0.5, 255, 0)).astype(np.uint8)
 
 
+def error_shares(base_up: torch.Tensor, gt: torch.Tensor, band: torch.Tensor, cells: torch.Tensor) -> tuple[float, float]:
+    """Share of the upsampled base's band error |base - gt| inside ``cells`` (B, 1, H/4, W/4) bool,
+    and inside as many cells chosen by the true error. base_up, gt, band: (1, 1, H, W)."""
+    err = ((base_up - gt).abs() * band)[..., : cells.shape[-2] * 4, : cells.shape[-1] * 4]
+    per_cell = torch.nn.functional.avg_pool2d(err, 4).flatten()
+    total = float(per_cell.sum())
+    if total == 0:
+        return 1.0, 1.0
+    chosen = float(per_cell[cells.flatten()].sum())
+    oracle = float(per_cell.topk(int(cells.sum())).values.sum())
+    return chosen / total, oracle / total
+
+
 @torch.no_grad()
-def evaluate(models: dict, test_size: int, length: int, band: int, base_size: int) -> dict:
+def score(nets: dict, size: int, args: argparse.Namespace) -> dict:
+    """Mean metrics per method on ``args.test_length`` hair-rich test images of ``size`` px."""
     from matting.data.synthetic.dataset import SyntheticMattingDataset
     from matting.metrics import compute_metrics
+    from matting.models.blocks import resize_to
 
-    data = SyntheticMattingDataset("test", length, test_size, seed=0)
-    for module in models.values():
-        module.net.base_scale = base_size / test_size
-    rows = {k: [] for k in ["base only", *models]}
-    seconds = {k: [] for k in rows}
+    data = SyntheticMattingDataset("test", args.test_length, size, seed=0, hair=args.hair)
+    patch, guided = nets["patch"], nets["guided"]
+    rows: dict[str, list] = {k: [] for k in ["base only", "patch", *PATCH_BUDGETS, "guided"]}
+    seconds: dict[str, list] = {k: [] for k in rows}
+    shares = []
     for i in range(len(data)):
         sample = data[i]
-        image, gt = sample["image"][None], sample["alpha"][0].numpy()
-        trimap = trimap_from(gt, band)
-        for name, module in models.items():
+        image, gt = sample["image"][None], sample["alpha"][None]
+        trimap = band_trimap(gt[0, 0].numpy(), args.band)
+        preds = {}
+        t0 = time.perf_counter()
+        small, _ = patch.downsample(image, None, None)
+        base = patch.base_pass(small, None, every=False)  # the frozen base, the same in every net
+        preds["base only"] = resize_to(base.pred_alpha, (size, size))
+        seconds["base only"].append(time.perf_counter() - t0)
+        for name, fraction in [("patch", patch.refiner.pixel_fraction), *PATCH_BUDGETS.items()]:
+            patch.refiner.mode, patch.refiner.pixel_fraction = ("full", 1 / 16) if fraction is None else ("sampling", fraction)
             t0 = time.perf_counter()
-            out = module(image)
-            seconds[name].append(time.perf_counter() - t0)
-            preds = {name: out["pred_alpha"]}
-            if name == next(iter(models)):  # the frozen base is the same in every model
-                t1 = time.perf_counter()
-                with torch.no_grad():
-                    base = module.net.base_pass(F.interpolate(image, size=module.net.base_shape(test_size, test_size), mode="bilinear", antialias=True))
-                    preds["base only"] = F.interpolate(base.pred_alpha, size=(test_size, test_size), mode="bilinear", align_corners=False)
-                seconds["base only"].append(time.perf_counter() - t1)
-            for key, pred in preds.items():
-                rows[key].append(compute_metrics(pred[0, 0].float().clamp(0, 1).numpy(), gt, trimap, protocol="comp1k"))
-    return {k: {**{m: float(np.mean([r[m] for r in v])) for m in METRICS}, "seconds": float(np.median(seconds[k]))} for k, v in rows.items()}
+            out = patch.refiner(image, small, base.pred_alpha, base.feat_finest)
+            seconds[name].append(seconds["base only"][-1] + time.perf_counter() - t0)
+            preds[name] = out.pred_alpha
+            if name == "patch":
+                band = torch.from_numpy(trimap == 128)[None, None].float()
+                shares.append(error_shares(preds["base only"], gt, band, out.refined_cells))
+        patch.refiner.mode, patch.refiner.pixel_fraction = "sampling", 1 / 16
+        t0 = time.perf_counter()
+        preds["guided"] = guided(image)["pred_alpha"]
+        seconds["guided"].append(time.perf_counter() - t0)
+        for name, pred in preds.items():
+            rows[name].append(compute_metrics(pred[0, 0].float().clamp(0, 1).numpy(), gt[0, 0].numpy(), trimap, protocol="comp1k"))
+    out = {k: {**{m: float(np.mean([r[m] for r in v])) for m in METRICS}, "seconds": float(np.median(seconds[k]))} for k, v in rows.items()}
+    out["patch"]["error_share_refined"] = float(np.mean([s[0] for s in shares]))
+    out["patch"]["error_share_oracle"] = float(np.mean([s[1] for s in shares]))
+    return out
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--stage1", required=True, help="stage-1 checkpoint (matting fit)")
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--train-size", type=int, default=512)
-    p.add_argument("--test-size", type=int, default=1024)
-    p.add_argument("--test-length", type=int, default=24)
-    p.add_argument("--band", type=int, default=12, help="radius in px of the evaluated transition band")
-    p.add_argument("--base-size", type=int, default=256, help="input size of the base pass (the stage-1 training size)")
-    p.add_argument("--out", type=Path, default=REPO / "experiments/refiner")
-    args = p.parse_args(argv)
+def write_results(results: dict, args: argparse.Namespace, command: str, train: dict) -> str:
+    from matting.io.files import atomic_write, write_keeping_tail
     from matting.metrics import METRIC_HEADERS, format_metric
-    from matting.runtime.process import tune_malloc
+
+    args.results.mkdir(parents=True, exist_ok=True)
+    atomic_write(args.results / "results.json", json.dumps({"command": command, "results": results, "train": train}, indent=2) + "\n")
+    lines = [f"# Refiner comparison at {args.steps} steps on hair-rich data", "",
+             f"Each refiner trained {args.steps} steps of batch {args.batch_size} on {args.train_size} px hair-rich synthetic "
+             f"scenes (hair {args.hair}) from the same frozen stage-1 base (`{args.stage1}`), base pass at {args.base_scale} "
+             f"of the image. Scored on {args.test_length} hair-rich test images per size, base pass at the same scale; comp1k "
+             f"protocol over the band within {args.band} px of the ground-truth edge (SAD, Grad and Conn / 1000, MSE x 1e-3).", ""]
+    for size, res in results.items():
+        lines += [f"## {size} px", "", "| method | " + " | ".join(METRIC_HEADERS[m] for m in METRICS) + " | s / image |",
+                  "|---|" + "---:|" * (len(METRICS) + 1)]
+        lines += [f"| {name} | " + " | ".join(format_metric(m, r[m]) for m in METRICS) + f" | {r['seconds']:.2f} |" for name, r in res.items()]
+        p = res["patch"]
+        lines += ["", f"Share of the upsampled base's band error inside the cells the patch refiner chose: "
+                      f"{p['error_share_refined']:.2f}; inside as many cells chosen by the true error: {p['error_share_oracle']:.2f}.", ""]
+    machine = f"{platform.processor() or platform.machine()}, 2-core CPU, no GPU"
+    minutes = ", ".join(f"{k} {v['wall_s'] / 60:.0f} min" for k, v in train.items())
+    lines += [f"Command: `{command}`  ", f"Machine: {machine}; training {minutes} (one torch thread each, "
+              f"{args.jobs} side by side); scoring with {torch.get_num_threads()} threads.", ""]
+    text = "\n".join(lines)
+    write_keeping_tail(args.results / "results.md", text + "\n", ANALYSIS_MARKER, new_tail=ANALYSIS_MARKER + "\n")
+    return text
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python experiments/refiner/run.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--stage1", required=True, type=Path, help="stage-1 checkpoint (matting fit)")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--train-size", type=int, default=1024, help="side of the training scenes in px")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--base-scale", type=float, default=0.25, help="base pass size / image size, in training and scoring")
+    p.add_argument("--hair", type=float, default=1.0, help="probability of hair or fur strands per subject part (generator default 0.8)")
+    p.add_argument("--test-sizes", type=int, nargs="+", default=[1024, 2048])
+    p.add_argument("--test-length", type=int, default=16, help="test images per size")
+    p.add_argument("--band", type=int, default=12, help="radius in px of the scored transition band")
+    p.add_argument("--jobs", type=int, default=2, help="refiners trained side by side, one torch thread each")
+    p.add_argument("--out", type=Path, default=REPO / "runs" / "refiner")
+    p.add_argument("--results", type=Path, default=STUDY, help="where results.md and results.json go")
+    p.add_argument("--score-only", action="store_true", help="score the refiners trained already; train nothing")
+    p.add_argument("--train-one", choices=list(REFINERS), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if not args.stage1.is_file():
+        p.error(f"--stage1: no checkpoint at {args.stage1}")
+    args.stage1, args.out = args.stage1.resolve(), args.out.resolve()
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    from matting.inference.loading import load_net
+    from matting.runtime.process import quiet_defaults, tune_malloc
 
     tune_malloc()
-    torch.manual_seed(0)
-    runs = args.out / "runs"
-    models = {name: train_refiner(name, args.stage1, args.steps, args.train_size, args.base_size, runs) for name in REFINERS}
+    quiet_defaults()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.train_one:
+        train_one(args.train_one, args)
+        return 0
+    if not args.score_only and train_all(args, argv) != 0:
+        return 1
+    checkpoints = {n: trained(n, args) for n in REFINERS}
+    missing = [n for n, c in checkpoints.items() if c is None]
+    if missing:
+        print(f"run.py: error: {missing} not trained with these settings in {args.out}", file=sys.stderr)
+        return 2
     torch.set_num_threads(2)
-    results = evaluate(models, args.test_size, args.test_length, args.band, args.base_size)
-    head = "| method | " + " | ".join(METRIC_HEADERS[m] for m in METRICS) + " | s / image |"
-    lines = [head, "|---|" + "---:|" * (len(METRICS) + 1)]
-    for name, r in results.items():
-        lines.append(f"| {name} | " + " | ".join(format_metric(m, r[m]) for m in METRICS) + f" | {r['seconds']:.2f} |")
-    table = "\n".join(lines)
-    cmd = "python experiments/refiner/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    (args.out / "results.json").write_text(json.dumps({"results": results, "args": {k: str(v) for k, v in vars(args).items()}}, indent=2))
-    (args.out / "results.md").write_text(
-        f"# Refiner comparison ({args.test_length} synthetic test images at {args.test_size} px, base pass at {args.base_size} px)\n\n"
-        f"comp1k protocol over a ground-truth band of radius {args.band} px; each refiner trained "
-        f"{args.steps} steps on {args.train_size} px crops from the same frozen stage-1 base.\n\n{table}\n\n"
-        f"Command: `{cmd}`  \nMachine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads "
-        f"(2-core CPU, no GPU).\n")
-    print(table)
+    torch.manual_seed(0)
+    nets = {n: load_net(c) for n, c in checkpoints.items()}
+    for net in nets.values():
+        net.base_scale = args.base_scale
+    results = {size: score(nets, size, args) for size in args.test_sizes}
+    train = {n: json.loads((args.out / n / "train.json").read_text()) for n in REFINERS}
+    command = shlex.join(["python", "experiments/refiner/run.py", *argv])
+    print(write_results(results, args, command, train))
     return 0
 
 
