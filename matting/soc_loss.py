@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from matting.data.trimap import square_max_pool
 from matting.losses import semantic_target
 
 SEMANTIC_STRIDE = 16
@@ -55,8 +56,8 @@ def _square_extremes(mask: torch.Tensor, side: int) -> tuple[torch.Tensor, torch
     """
     before, after = side // 2, side - 1 - side // 2
     padded = F.pad(mask, (before, after, before, after), mode="replicate")
-    dilated = F.max_pool2d(padded, side, stride=1)
-    eroded = -F.max_pool2d(-padded, side, stride=1)
+    dilated = square_max_pool(padded, side)
+    eroded = -square_max_pool(-padded, side)
     return dilated, eroded
 
 

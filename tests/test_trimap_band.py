@@ -126,3 +126,14 @@ def test_modnet_trimap_follows_the_published_rule():
     assert MODNET_FG_THRESHOLD == 0.9
     assert trimap[256, 256] == 255 and trimap[0, 0] == 0
     assert (make_trimap("gfm", alpha)[128:384, 128:384] == 128).all()  # gfm's foreground is alpha = 1
+
+
+@pytest.mark.parametrize("side,padding", [(1, 0), (4, 0), (7, 3), (31, 15)])
+def test_square_max_pool_equals_the_square_window(side, padding):
+    import torch.nn.functional as F
+
+    from matting.data.trimap import square_max_pool
+
+    x = torch.rand(2, 1, 40, 37) - 0.5
+    x[0, 0, 5:9, 10:30] = 1.0  # plateaus and ties, as in masks
+    assert torch.equal(square_max_pool(x, side, padding), F.max_pool2d(x, side, stride=1, padding=padding))

@@ -144,6 +144,17 @@ def make_trimap(kind: str, alpha: np.ndarray, rng: np.random.Generator | None = 
 # ---------------------------------------------------------------------------- bands and float trimaps (torch)
 
 
+def square_max_pool(x: torch.Tensor, side: int, padding: int = 0) -> torch.Tensor:
+    """``F.max_pool2d(x, side, stride=1, padding=padding)`` of x (B, C, H, W), in two 1-D passes.
+
+    The maximum over a square is the maximum over its rows' maxima, so the result is identical,
+    with 2 x side comparisons per pixel instead of side ** 2 (a 31 px window on a training batch:
+    the largest cost of the loss).
+    """
+    x = F.max_pool2d(x, (side, 1), stride=1, padding=(padding, 0))
+    return F.max_pool2d(x, (1, side), stride=1, padding=(0, padding))
+
+
 def transition_band(gt_alpha: torch.Tensor, radius: int, fg_threshold: float = 1.0) -> torch.Tensor:
     """Unknown region of a trimap made from the ground truth: dilate(alpha > 0) minus
     erode(alpha >= ``fg_threshold``), square windows of side 2 * radius + 1.
@@ -161,8 +172,8 @@ def transition_band(gt_alpha: torch.Tensor, radius: int, fg_threshold: float = 1
     k = 2 * radius + 1
     not_bg = (gt_alpha > 0).float()
     fg = (gt_alpha >= fg_threshold).float()
-    dilated = F.max_pool2d(not_bg, k, stride=1, padding=radius)
-    eroded = -F.max_pool2d(-fg, k, stride=1, padding=radius)
+    dilated = square_max_pool(not_bg, k, padding=radius)
+    eroded = -square_max_pool(-fg, k, padding=radius)
     return (dilated - eroded).clamp_(0, 1)
 
 
