@@ -37,15 +37,13 @@ def config_stacks() -> dict[str, list[Path]]:
     for path in sorted((REPO / "configs").rglob("*.yaml")):
         if path != DEFAULT and NETS not in path.parents:
             stacks[_shown(path)] = [DEFAULT, path]
+    real = REPO / "experiments" / "real_foregrounds"  # composes its own stacks (its run.py's ARMS)
     for base in sorted((REPO / "experiments").glob("*/base.yaml")):
-        study = base.parent
-        if (study / "run.py").is_file() and study.name == "real_foregrounds":
-            continue  # composes its own stacks, below
-        for arm in sorted((study / "arms").glob("*.yaml")):
-            stacks[_shown(arm)] = [DEFAULT, base, arm]
-    real = REPO / "experiments" / "real_foregrounds" / "run.py"
-    if real.is_file():
-        spec = importlib.util.spec_from_file_location("real_foregrounds_run", real)
+        if base.parent != real:
+            for arm in sorted((base.parent / "arms").glob("*.yaml")):
+                stacks[_shown(arm)] = [DEFAULT, base, arm]
+    if (real / "run.py").is_file():
+        spec = importlib.util.spec_from_file_location("real_foregrounds_run", real / "run.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         for arm in module.ARMS:
