@@ -40,19 +40,27 @@ def test_modnet_sized_spec_builds_the_network_the_studies_measured():
 
 @pytest.mark.parametrize("spec", NETS, ids=lambda p: p.name)
 def test_every_network_spec_is_a_whole_mattingnet(spec):
-    """A spec names its class and every head, so it does not take keys from configs/default.yaml."""
-    data = yaml.safe_load(spec.read_text())
-    assert data["class_path"] == "matting.models.MattingNet"
-    assert {"encoder", "semantic_head", "detail_head", "fusion"} <= set(data["init_args"])
-    assert resolved_net(DEFAULT, f"--model.net={spec}")["init_args"]["encoder"]["init_args"]["name"] == \
-        data["init_args"]["encoder"]["init_args"]["name"]
+    """A spec spells out the class, the encoder and every key that shapes a head (widths, block,
+    the detail branch's stride), so none is taken from whatever configs/default.yaml says."""
+    data = yaml.safe_load(spec.read_text())["init_args"]
+    assert set(data) >= {"encoder", "semantic_head", "detail_head", "fusion"}
+    assert "name" in data["encoder"]["init_args"]
+    assert {"hidden_s16", "hidden_s8", "block"} <= set(data["semantic_head"]["init_args"])
+    assert {"hidden", "block", "stride"} <= set(data["detail_head"]["init_args"])
+    assert {"hidden", "block"} <= set(data["fusion"]["init_args"])
 
 
 @pytest.mark.parametrize("study", PINNED_STUDIES)
 def test_study_base_pins_the_modnet_sized_network(study):
     base = REPO / "experiments" / study / "base.yaml"
-    assert resolved_net(DEFAULT, base) == resolved_net(DEFAULT, f"--model.net={MODNET_SIZED}")
-    assert resolved_net(DEFAULT, base) != resolved_net(DEFAULT)
+    net = resolved_net(DEFAULT, base)
+    assert net == resolved_net(DEFAULT, f"--model.net={MODNET_SIZED}")
+    # The values that differ from today's default: MODNet's sizes, dense blocks, detail branch to 1/2.
+    parts = {k: v["init_args"] for k, v in net["init_args"].items() if isinstance(v, dict)}
+    assert parts["encoder"]["name"] == "mobilenetv3_large_100"
+    assert (parts["semantic_head"]["hidden_s16"], parts["detail_head"]["hidden"], parts["fusion"]["hidden"]) == (96, 32, 16)
+    assert {parts[h]["block"] for h in ("semantic_head", "detail_head", "fusion")} == {"conv"}
+    assert parts["detail_head"]["stride"] == 2
 
 
 def test_config_stacks_cover_every_arm_and_config():

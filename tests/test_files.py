@@ -222,4 +222,6 @@ def test_write_keeping_tail_keeps_what_follows_the_marker(tmp_path):
     page.write_text(page.read_text() + "analysis by hand\n")
     write_keeping_tail(page, "table 2\n\n", marker, new_tail=marker + "\n")
     assert page.read_text() == f"table 2\n\n{marker}\nanalysis by hand\n"
+    write_keeping_tail(page, "table 3\n", marker, gap="\n")
+    assert page.read_text() == f"table 3\n\n{marker}\nanalysis by hand\n"
     assert [p.name for p in tmp_path.iterdir()] == ["results.md"]  # no temporary file left

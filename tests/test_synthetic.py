@@ -302,6 +302,10 @@ def test_hair_probability_keeps_other_draws_and_adds_strands():
     # 0.8 is the threshold the generators always had: the first generator's bytes stay.
     for (split, i), digest in FIRST_GENERATOR.items():
         assert _bytes_digest(SyntheticMattingDataset(split, 20, 128, 0, texture_cue=True, hair=0.8).arrays(i)) == digest
+    more = SyntheticMattingDataset("train", 3, 96, 0, hair=1.0)
+    fewer = SyntheticMattingDataset("train", 3, 96, 0, hair=0.0)
+    for i in range(3):  # the background is drawn before the hair decision: the same in both
+        assert np.array_equal(more.arrays(i)["bg"], fewer.arrays(i)["bg"])
     n = 24
     thin = {p: sum(_thin_soft_pixels(SyntheticMattingDataset("train", n, 96, 0, hair=p).arrays(i)["alpha"]) for i in range(n))
             for p in (0.0, 1.0)}

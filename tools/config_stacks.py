@@ -22,13 +22,13 @@ import io
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+try:  # imported as tools.config_stacks (tests) or run as a script, with tools/ first on the path
+    from tools.run_study import REPO, _shown, study_arms
+except ModuleNotFoundError:
+    from run_study import REPO, _shown, study_arms
+
 DEFAULT = REPO / "configs" / "default.yaml"
 NETS = REPO / "configs" / "nets"  # network specs, values of model.net, not -c files
-
-
-def _shown(path: Path) -> str:
-    return str(path.resolve().relative_to(REPO))
 
 
 def config_stacks() -> dict[str, list[Path]]:
@@ -40,8 +40,9 @@ def config_stacks() -> dict[str, list[Path]]:
     real = REPO / "experiments" / "real_foregrounds"  # composes its own stacks (its run.py's ARMS)
     for base in sorted((REPO / "experiments").glob("*/base.yaml")):
         if base.parent != real:
-            for arm in sorted((base.parent / "arms").glob("*.yaml")):
-                stacks[_shown(arm)] = [DEFAULT, base, arm]
+            for arm in study_arms(base.parent).values():
+                if arm is not None:  # the colour-threshold arm has no config of its own
+                    stacks[_shown(arm)] = [DEFAULT, base, arm]
     if (real / "run.py").is_file():
         spec = importlib.util.spec_from_file_location("real_foregrounds_run", real / "run.py")
         module = importlib.util.module_from_spec(spec)

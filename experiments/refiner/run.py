@@ -56,6 +56,7 @@ def fit_args(name: str, args: argparse.Namespace) -> list[str]:
     run_dir = args.out / name
     logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(run_dir), "name": "logs"}}
     return ["-c", str(REPO / "configs/default.yaml"), "-c", str(REPO / REFINERS[name]), "-c", str(REPO / "configs/refiner/stage2.yaml"),
+            *([f"--model.net={args.net}"] if args.net else []),
             f"--model.init_weights={args.stage1}", "--model.lr_scales={net: 0.0, net.refiner: 1.0}",
             f"--data.init_args.size={args.train_size}", f"--data.init_args.batch_size={args.batch_size}",
             f"--data.init_args.hair={args.hair}", "--data.init_args.val_length=4", "--data.init_args.num_workers=1",
@@ -86,24 +87,27 @@ def trained(name: str, args: argparse.Namespace) -> Path | None:
     if not record.is_file():
         return None
     data = json.loads(record.read_text())
-    return Path(data["checkpoint"]) if data["args"] == fit_args(name, args) else None
+    checkpoint = Path(data["checkpoint"])
+    return checkpoint if data["args"] == fit_args(name, args) and checkpoint.is_file() else None
 
 
 def train_all(args: argparse.Namespace, argv: list[str]) -> int:
     """Train the refiners not trained yet with these settings, ``--jobs`` processes at a time."""
     todo = [n for n in REFINERS if trained(n, args) is None]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
-    running: list[tuple[str, subprocess.Popen]] = []
+    running: list[tuple[str, subprocess.Popen, object]] = []
     failed = []
     while todo or running:
         while todo and len(running) < args.jobs:
             name = todo.pop(0)
             log = open(args.out / f"{name}.log", "w")
             print(f"[{name}] training -> {args.out / name} (log {log.name})", flush=True)
-            running.append((name, subprocess.Popen([sys.executable, __file__, *argv, "--train-one", name], env=env, stdout=log, stderr=subprocess.STDOUT)))
+            command = [sys.executable, __file__, *argv, "--train-one", name]
+            running.append((name, subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT), log))
         time.sleep(5)
         for item in [r for r in running if r[1].poll() is not None]:
             running.remove(item)
+            item[2].close()
             if item[1].returncode != 0:
                 failed.append(item[0])
     if failed:
@@ -111,18 +115,21 @@ def train_all(args: argparse.Namespace, argv: list[str]) -> int:
     return 1 if failed else 0
 
 
-def band_trimap(alpha: np.ndarray, radius: int) -> np.ndarray:
-    """(H, W) uint8 trimap: 128 within ``radius`` px of the ground truth's transition, else 0 / 255."""
-    from matting.data.trimap import transition_band
+def scored_trimap(alpha: np.ndarray, radius: int) -> np.ndarray:
+    """(H, W) uint8 trimap of the scored region: unknown (128) within ``radius`` px of the ground
+    truth's transition (:func:`~matting.data.trimap.transition_band`), else 0 / 255 by alpha > 0.5."""
+    from matting.data.trimap import transition_band, trimap_from_band
 
-    band = transition_band(torch.from_numpy(alpha)[None, None], radius)[0, 0].numpy() > 0
-    return np.where(band, 128, np.where(alpha > 0.5, 255, 0)).astype(np.uint8)
+    gt = torch.from_numpy(alpha)[None, None]
+    return (trimap_from_band(transition_band(gt, radius), gt)[0, 0].numpy() * 255).round().astype(np.uint8)
 
 
 def error_shares(base_up: torch.Tensor, gt: torch.Tensor, band: torch.Tensor, cells: torch.Tensor) -> tuple[float, float]:
     """Share of the upsampled base's band error |base - gt| inside ``cells`` (B, 1, H/4, W/4) bool,
     and inside as many cells chosen by the true error. base_up, gt, band: (1, 1, H, W)."""
-    err = ((base_up - gt).abs() * band)[..., : cells.shape[-2] * 4, : cells.shape[-1] * 4]
+    err = (base_up - gt).abs() * band
+    # The refiner's cell grid covers the image padded to a multiple of 4: pad the error with zeros.
+    err = torch.nn.functional.pad(err, (0, cells.shape[-1] * 4 - err.shape[-1], 0, cells.shape[-2] * 4 - err.shape[-2]))
     per_cell = torch.nn.functional.avg_pool2d(err, 4).flatten()
     total = float(per_cell.sum())
     if total == 0:
@@ -136,43 +143,55 @@ def error_shares(base_up: torch.Tensor, gt: torch.Tensor, band: torch.Tensor, ce
 def score(nets: dict, size: int, args: argparse.Namespace) -> dict:
     """Mean metrics per method on ``args.test_length`` hair-rich test images of ``size`` px."""
     from matting.data.synthetic.dataset import SyntheticMattingDataset
-    from matting.metrics import compute_metrics
-    from matting.models.blocks import resize_to
 
     data = SyntheticMattingDataset("test", args.test_length, size, seed=0, hair=args.hair)
     patch, guided = nets["patch"], nets["guided"]
     rows: dict[str, list] = {k: [] for k in ["base only", "patch", *PATCH_BUDGETS, "guided"]}
     seconds: dict[str, list] = {k: [] for k in rows}
     shares = []
-    for i in range(len(data)):
-        sample = data[i]
-        image, gt = sample["image"][None], sample["alpha"][None]
-        trimap = band_trimap(gt[0, 0].numpy(), args.band)
-        preds = {}
-        t0 = time.perf_counter()
-        small, _ = patch.downsample(image, None, None)
-        base = patch.base_pass(small, None, every=False)  # the frozen base, the same in every net
-        preds["base only"] = resize_to(base.pred_alpha, (size, size))
-        seconds["base only"].append(time.perf_counter() - t0)
-        for name, fraction in [("patch", patch.refiner.pixel_fraction), *PATCH_BUDGETS.items()]:
-            patch.refiner.mode, patch.refiner.pixel_fraction = ("full", 1 / 16) if fraction is None else ("sampling", fraction)
-            t0 = time.perf_counter()
-            out = patch.refiner(image, small, base.pred_alpha, base.feat_finest)
-            seconds[name].append(seconds["base only"][-1] + time.perf_counter() - t0)
-            preds[name] = out.pred_alpha
-            if name == "patch":
-                band = torch.from_numpy(trimap == 128)[None, None].float()
-                shares.append(error_shares(preds["base only"], gt, band, out.refined_cells))
-        patch.refiner.mode, patch.refiner.pixel_fraction = "sampling", 1 / 16
-        t0 = time.perf_counter()
-        preds["guided"] = guided(image)["pred_alpha"]
-        seconds["guided"].append(time.perf_counter() - t0)
-        for name, pred in preds.items():
-            rows[name].append(compute_metrics(pred[0, 0].float().clamp(0, 1).numpy(), gt[0, 0].numpy(), trimap, protocol="comp1k"))
+    trained_as = (patch.refiner.mode, patch.refiner.pixel_fraction, patch.refiner.sample_pixels)
+    try:
+        for i in range(len(data)):
+            _score_one(data[i], size, args, patch, guided, trained_as, rows, seconds, shares)
+    finally:  # the budget rows change the refiner's selection: leave it as it was trained
+        patch.refiner.mode, patch.refiner.pixel_fraction, patch.refiner.sample_pixels = trained_as
     out = {k: {**{m: float(np.mean([r[m] for r in v])) for m in METRICS}, "seconds": float(np.median(seconds[k]))} for k, v in rows.items()}
     out["patch"]["error_share_refined"] = float(np.mean([s[0] for s in shares]))
     out["patch"]["error_share_oracle"] = float(np.mean([s[1] for s in shares]))
     return out
+
+
+def _score_one(sample: dict, size: int, args: argparse.Namespace, patch, guided, trained_as: tuple,
+               rows: dict, seconds: dict, shares: list) -> None:
+    """Every method on one test sample; appends to ``rows``, ``seconds`` and ``shares``.
+    ``trained_as``: the patch refiner's (mode, pixel_fraction, sample_pixels) as trained."""
+    from matting.metrics import compute_metrics
+    from matting.models.blocks import resize_to
+
+    image, gt = sample["image"][None], sample["alpha"][None]
+    trimap = scored_trimap(gt[0, 0].numpy(), args.band)
+    preds = {}
+    t0 = time.perf_counter()
+    small, _ = patch.downsample(image, None, None)
+    base = patch.base_pass(small, None, every=False)  # the frozen base, the same in every net
+    preds["base only"] = resize_to(base.pred_alpha, (size, size))
+    seconds["base only"].append(time.perf_counter() - t0)
+    budgets = [("patch", trained_as), *((k, ("full", 1 / 16, None) if f is None else ("sampling", f, None))
+                                        for k, f in PATCH_BUDGETS.items())]
+    for name, setting in budgets:
+        patch.refiner.mode, patch.refiner.pixel_fraction, patch.refiner.sample_pixels = setting
+        t0 = time.perf_counter()
+        out = patch.refiner(image, small, base.pred_alpha, base.feat_finest)
+        seconds[name].append(seconds["base only"][-1] + time.perf_counter() - t0)
+        preds[name] = out.pred_alpha
+        if name == "patch":
+            band = torch.from_numpy(trimap == 128)[None, None].float()
+            shares.append(error_shares(preds["base only"], gt, band, out.refined_cells))
+    t0 = time.perf_counter()
+    preds["guided"] = guided(image)["pred_alpha"]
+    seconds["guided"].append(time.perf_counter() - t0)
+    for name, pred in preds.items():
+        rows[name].append(compute_metrics(pred[0, 0].float().clamp(0, 1).numpy(), gt[0, 0].numpy(), trimap, protocol="comp1k"))
 
 
 def write_results(results: dict, args: argparse.Namespace, command: str, train: dict) -> str:
@@ -193,7 +212,8 @@ def write_results(results: dict, args: argparse.Namespace, command: str, train: 
         p = res["patch"]
         lines += ["", f"Share of the upsampled base's band error inside the cells the patch refiner chose: "
                       f"{p['error_share_refined']:.2f}; inside as many cells chosen by the true error: {p['error_share_oracle']:.2f}.", ""]
-    machine = f"{platform.processor() or platform.machine()}, 2-core CPU, no GPU"
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()}-core CPU, {gpu}"
     minutes = ", ".join(f"{k} {v['wall_s'] / 60:.0f} min" for k, v in train.items())
     lines += [f"Command: `{command}`  ", f"Machine: {machine}; training {minutes} (one torch thread each, "
               f"{args.jobs} side by side); scoring with {torch.get_num_threads()} threads.", ""]
@@ -205,6 +225,8 @@ def write_results(results: dict, args: argparse.Namespace, command: str, train: 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python experiments/refiner/run.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--stage1", required=True, type=Path, help="stage-1 checkpoint (matting fit)")
+    p.add_argument("--net", type=Path, help="the stage-1 network's spec when it is not configs/default.yaml's "
+                                            "(e.g. configs/nets/modnet_sized.yaml)")
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--train-size", type=int, default=1024, help="side of the training scenes in px")
     p.add_argument("--batch-size", type=int, default=1)
@@ -221,7 +243,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not args.stage1.is_file():
         p.error(f"--stage1: no checkpoint at {args.stage1}")
+    if args.net is not None and not args.net.is_file():
+        p.error(f"--net: no network spec at {args.net}")
     args.stage1, args.out = args.stage1.resolve(), args.out.resolve()
+    args.net = args.net.resolve() if args.net else None
     return args
 
 

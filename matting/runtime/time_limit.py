@@ -1,6 +1,6 @@
 """Whether a finished ``trainer.fit`` was cut short by its time limit (``trainer.max_time``).
 
-``trainer.max_time`` is meant as a safety net (``configs/demo.yaml``: 400 steps, at most 10
+``trainer.max_time`` is meant as a safety net (``configs/demo.yaml``: 1200 steps, at most 25
 minutes); on a busy machine Lightning's :class:`~lightning.pytorch.callbacks.Timer` stops the run
 first, quietly, and leaves an undertrained model. :func:`time_limit_message` says so in one line,
 for ``matting demo`` (report and console) and ``matting fit`` (console).
