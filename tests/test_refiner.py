@@ -116,3 +116,21 @@ def test_large_input_runs_in_chunks(size):
         out = net(torch.rand(1, 3, *size))
     assert out["pred_alpha"].shape[-2:] == size
     assert out["refined_cells"].sum() == size[0] * size[1] // 16 // 16
+
+
+def test_residual_patch_refiner_starts_as_the_upsampled_base_and_learns_a_correction():
+    net = _net(functools.partial(PatchRefiner, mode="full", residual=True)).eval()
+    image = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        out = net(image)
+        coarse = torch.nn.functional.interpolate(out["pred_alpha_base"], size=(64, 64), mode="bilinear", align_corners=False)
+    assert torch.equal(out["pred_alpha"], coarse.clamp(0, 1))  # every cell refined, none changed yet
+    # The correction is trainable: one step (BatchNorm in eval mode) moves the refined alpha.
+    target = torch.zeros(1, 1, 64, 64)
+    params = [p for n, p in net.named_parameters() if n.startswith("refiner.stage_full")]
+    optimizer = torch.optim.SGD(params, lr=1.0)
+    loss = (net(image)["pred_alpha"] - target).abs().mean()
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        assert not torch.equal(net(image)["pred_alpha"], out["pred_alpha"])

@@ -161,6 +161,12 @@ def test_refiner_experiment_band_and_error_shares():
     # A 14 px image: the refiner's grid covers it padded to 16 px.
     chosen, oracle = refiner_experiment.error_shares(base[..., :14, :14], gt[..., :14, :14], band[..., :14, :14], cells)
     assert chosen == pytest.approx(0.2) and oracle == pytest.approx(0.8)
+    # A refinement that halves the error in the worst cell and doubles it elsewhere.
+    refined = base.clone()
+    refined[..., 0:4, 4:8] = 0.4
+    refined[..., 8:12, 8:12] = 0.4
+    worst, others = refiner_experiment.refinement_gain(base, refined, gt, band, count=1)
+    assert worst == pytest.approx(0.5) and others == pytest.approx(2.0)
 
 
 @pytest.mark.slow
@@ -171,21 +177,22 @@ def test_refiner_experiment_trains_and_scores_each_refiner(tiny_fit, tmp_path, c
             "--band", "4", "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
     assert refiner_experiment.main(args) == 0
     results = json.loads((tmp_path / "results" / "results.json").read_text())["results"]["64"]
-    assert set(results) == {"base only", "patch", "patch (1/4 of pixels)", "patch (every cell)", "guided"}
+    assert set(results) == {"base only", "patch", "patch (1/4 of pixels)", "patch (every cell)", "guided", "patch (residual)"}
     for row in results.values():
         assert all(np.isfinite(row[m]) for m in refiner_experiment.METRICS)
     assert 0 <= results["patch"]["error_share_refined"] <= 1
+    assert results["patch (every cell)"]["error_left_worst_cells"] >= 0
     for name in refiner_experiment.REFINERS:
-        assert json.loads((tmp_path / "runs" / name / "train.json").read_text())["steps"] == 2
+        assert json.loads((tmp_path / "runs" / refiner_experiment.run_folder(name) / "train.json").read_text())["steps"] == 2
     page = (tmp_path / "results" / "results.md").read_text()
     assert "## 64 px" in page and page.endswith(refiner_experiment.ANALYSIS_MARKER + "\n")
     # Running again trains nothing (the runs match these settings) and keeps what was written below the marker.
     (tmp_path / "results" / "results.md").write_text(page + "by hand\n")
-    records = {n: (tmp_path / "runs" / n / "train.json").read_text() for n in refiner_experiment.REFINERS}
+    records = {n: (tmp_path / "runs" / refiner_experiment.run_folder(n) / "train.json").read_text() for n in refiner_experiment.REFINERS}
     capsys.readouterr()
     assert refiner_experiment.main(args) == 0
     assert "training ->" not in capsys.readouterr().out
-    assert records == {n: (tmp_path / "runs" / n / "train.json").read_text() for n in refiner_experiment.REFINERS}
+    assert records == {n: (tmp_path / "runs" / refiner_experiment.run_folder(n) / "train.json").read_text() for n in refiner_experiment.REFINERS}
     assert (tmp_path / "results" / "results.md").read_text().endswith("by hand\n")
     # Scoring varies the patch refiner's budget and leaves it as trained.
     from matting.inference.loading import load_net

@@ -42,7 +42,11 @@ import torch
 
 STUDY = Path(__file__).resolve().parent
 REPO = STUDY.parents[1]
-REFINERS = {"patch": "configs/refiner/patch.yaml", "guided": "configs/refiner/guided.yaml"}
+# Refiner -> its config files after configs/default.yaml, before configs/refiner/stage2.yaml.
+REFINERS = {"patch": ["configs/refiner/patch.yaml"], "guided": ["configs/refiner/guided.yaml"],
+            "patch (residual)": ["configs/refiner/patch.yaml", "configs/refiner/patch_residual.yaml"]}
+# Refiners scored as trained, one row each (the patch refiner also gets the budget rows).
+PLAIN_ROWS = ["guided", "patch (residual)"]
 METRICS = ["sad", "mse", "grad", "conn"]
 # Patch-refiner budgets scored with the trained weights: share of full-resolution pixels refined.
 PATCH_BUDGETS = {"patch (1/4 of pixels)": 0.25, "patch (every cell)": None}
@@ -53,9 +57,10 @@ def fit_args(name: str, args: argparse.Namespace) -> list[str]:
     """The LightningCLI arguments of refiner ``name``'s stage-2 run (``matting fit`` composes the same)."""
     from matting.runtime.precision import cpu_has_native_bf16
 
-    run_dir = args.out / name
+    run_dir = args.out / run_folder(name)
     logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(run_dir), "name": "logs"}}
-    return ["-c", str(REPO / "configs/default.yaml"), "-c", str(REPO / REFINERS[name]), "-c", str(REPO / "configs/refiner/stage2.yaml"),
+    files = ["configs/default.yaml", *REFINERS[name], "configs/refiner/stage2.yaml"]
+    return [*(a for f in files for a in ("-c", str(REPO / f))),
             *([f"--model.net={args.net}"] if args.net else []),
             f"--model.init_weights={args.stage1}", "--model.lr_scales={net: 0.0, net.refiner: 1.0}",
             f"--data.init_args.size={args.train_size}", f"--data.init_args.batch_size={args.batch_size}",
@@ -67,6 +72,11 @@ def fit_args(name: str, args: argparse.Namespace) -> list[str]:
             "--trainer.log_every_n_steps=50", f"--trainer.default_root_dir={run_dir}", f"--trainer.logger={json.dumps(logger)}"]
 
 
+def run_folder(name: str) -> str:
+    """The folder name of refiner ``name``'s stage-2 run ("patch (residual)" -> "patch_residual")."""
+    return name.replace(" (", "_").replace(")", "")
+
+
 def train_one(name: str, args: argparse.Namespace) -> None:
     """Train refiner ``name`` (in this process) and record where its last checkpoint is."""
     from matting.io.files import atomic_write
@@ -76,14 +86,14 @@ def train_one(name: str, args: argparse.Namespace) -> None:
     cli = build_cli(fit_args(name, args), run=False)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     last = Path(cli.trainer.checkpoint_callback.last_model_path)
-    atomic_write(args.out / name / "train.json", json.dumps({
+    atomic_write(args.out / run_folder(name) / "train.json", json.dumps({
         "checkpoint": str(last), "steps": cli.trainer.global_step, "wall_s": round(time.time() - t0, 1),
         "cpu_s": round(time.process_time() - cpu0, 1), "threads": torch.get_num_threads(),
         "machine": f"{platform.machine()} {platform.system()}", "args": fit_args(name, args)}, indent=2) + "\n")
 
 
 def trained(name: str, args: argparse.Namespace) -> Path | None:
-    record = args.out / name / "train.json"
+    record = args.out / run_folder(name) / "train.json"
     if not record.is_file():
         return None
     data = json.loads(record.read_text())
@@ -100,8 +110,8 @@ def train_all(args: argparse.Namespace, argv: list[str]) -> int:
     while todo or running:
         while todo and len(running) < args.jobs:
             name = todo.pop(0)
-            log = open(args.out / f"{name}.log", "w")
-            print(f"[{name}] training -> {args.out / name} (log {log.name})", flush=True)
+            log = open(args.out / f"{run_folder(name)}.log", "w")
+            print(f"[{name}] training -> {args.out / run_folder(name)} (log {log.name})", flush=True)
             command = [sys.executable, __file__, *argv, "--train-one", name]
             running.append((name, subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT), log))
         time.sleep(5)
@@ -139,35 +149,55 @@ def error_shares(base_up: torch.Tensor, gt: torch.Tensor, band: torch.Tensor, ce
     return chosen / total, oracle / total
 
 
+def refinement_gain(base_up: torch.Tensor, refined: torch.Tensor, gt: torch.Tensor, band: torch.Tensor,
+                    count: int) -> tuple[float, float]:
+    """How much of the upsampled base's band error a refinement of every cell leaves: in the
+    ``count`` 4x4 cells with the largest true error of the base, and in the other cells. Tensors
+    (1, 1, H, W); returns (refined / base error in those cells, the same elsewhere)."""
+    def per_cell(alpha):
+        err = (alpha - gt).abs() * band
+        h, w = -err.shape[-2] % 4, -err.shape[-1] % 4
+        return torch.nn.functional.avg_pool2d(torch.nn.functional.pad(err, (0, w, 0, h)), 4).flatten()
+
+    before, after = per_cell(base_up), per_cell(refined)
+    worst = torch.zeros_like(before, dtype=torch.bool)
+    worst[before.topk(count).indices] = True
+    ratio = lambda m: float(after[m].sum() / before[m].sum()) if float(before[m].sum()) > 0 else 1.0
+    return ratio(worst), ratio(~worst)
+
+
 @torch.no_grad()
 def score(nets: dict, size: int, args: argparse.Namespace) -> dict:
     """Mean metrics per method on ``args.test_length`` hair-rich test images of ``size`` px."""
     from matting.data.synthetic.dataset import SyntheticMattingDataset
 
     data = SyntheticMattingDataset("test", args.test_length, size, seed=0, hair=args.hair)
-    patch, guided = nets["patch"], nets["guided"]
-    rows: dict[str, list] = {k: [] for k in ["base only", "patch", *PATCH_BUDGETS, "guided"]}
+    patch = nets["patch"]
+    rows: dict[str, list] = {k: [] for k in ["base only", "patch", *PATCH_BUDGETS, *PLAIN_ROWS]}
     seconds: dict[str, list] = {k: [] for k in rows}
     shares = []
     trained_as = (patch.refiner.mode, patch.refiner.pixel_fraction, patch.refiner.sample_pixels)
     try:
         for i in range(len(data)):
-            _score_one(data[i], size, args, patch, guided, trained_as, rows, seconds, shares)
+            _score_one(data[i], size, args, nets, trained_as, rows, seconds, shares)
     finally:  # the budget rows change the refiner's selection: leave it as it was trained
         patch.refiner.mode, patch.refiner.pixel_fraction, patch.refiner.sample_pixels = trained_as
     out = {k: {**{m: float(np.mean([r[m] for r in v])) for m in METRICS}, "seconds": float(np.median(seconds[k]))} for k, v in rows.items()}
     out["patch"]["error_share_refined"] = float(np.mean([s[0] for s in shares]))
     out["patch"]["error_share_oracle"] = float(np.mean([s[1] for s in shares]))
+    out["patch (every cell)"]["error_left_worst_cells"] = float(np.mean([s[2] for s in shares]))
+    out["patch (every cell)"]["error_left_other_cells"] = float(np.mean([s[3] for s in shares]))
     return out
 
 
-def _score_one(sample: dict, size: int, args: argparse.Namespace, patch, guided, trained_as: tuple,
+def _score_one(sample: dict, size: int, args: argparse.Namespace, nets: dict, trained_as: tuple,
                rows: dict, seconds: dict, shares: list) -> None:
     """Every method on one test sample; appends to ``rows``, ``seconds`` and ``shares``.
     ``trained_as``: the patch refiner's (mode, pixel_fraction, sample_pixels) as trained."""
     from matting.metrics import compute_metrics
     from matting.models.blocks import resize_to
 
+    patch = nets["patch"]
     image, gt = sample["image"][None], sample["alpha"][None]
     trimap = scored_trimap(gt[0, 0].numpy(), args.band)
     preds = {}
@@ -187,9 +217,13 @@ def _score_one(sample: dict, size: int, args: argparse.Namespace, patch, guided,
         if name == "patch":
             band = torch.from_numpy(trimap == 128)[None, None].float()
             shares.append(error_shares(preds["base only"], gt, band, out.refined_cells))
-    t0 = time.perf_counter()
-    preds["guided"] = guided(image)["pred_alpha"]
-    seconds["guided"].append(time.perf_counter() - t0)
+            count = int(out.refined_cells.sum())
+        elif name == "patch (every cell)":
+            shares[-1] += refinement_gain(preds["base only"], out.pred_alpha, gt, band, count)
+    for name in PLAIN_ROWS:
+        t0 = time.perf_counter()
+        preds[name] = nets[name](image)["pred_alpha"]
+        seconds[name].append(time.perf_counter() - t0)
     for name, pred in preds.items():
         rows[name].append(compute_metrics(pred[0, 0].float().clamp(0, 1).numpy(), gt[0, 0].numpy(), trimap, protocol="comp1k"))
 
@@ -199,10 +233,13 @@ def write_results(results: dict, args: argparse.Namespace, command: str, train: 
     from matting.metrics import METRIC_HEADERS, format_metric
 
     args.results.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.results / "results.json", json.dumps({"command": command, "results": results, "train": train}, indent=2) + "\n")
+    # Paths inside the repository are written relative to it: the results hold in any checkout.
+    record = json.dumps({"command": command, "results": results, "train": train}, indent=2).replace(f"{REPO}/", "")
+    atomic_write(args.results / "results.json", record + "\n")
+    stage1 = str(args.stage1).replace(f"{REPO}/", "")
     lines = [f"# Refiner comparison at {args.steps} steps on hair-rich data", "",
              f"Each refiner trained {args.steps} steps of batch {args.batch_size} on {args.train_size} px hair-rich synthetic "
-             f"scenes (hair {args.hair}) from the same frozen stage-1 base (`{args.stage1}`), base pass at {args.base_scale} "
+             f"scenes (hair {args.hair}) from the same frozen stage-1 base (`{stage1}`), base pass at {args.base_scale} "
              f"of the image. Scored on {args.test_length} hair-rich test images per size, base pass at the same scale; comp1k "
              f"protocol over the band within {args.band} px of the ground-truth edge (SAD, Grad and Conn / 1000, MSE x 1e-3).", ""]
     for size, res in results.items():
@@ -210,8 +247,11 @@ def write_results(results: dict, args: argparse.Namespace, command: str, train: 
                   "|---|" + "---:|" * (len(METRICS) + 1)]
         lines += [f"| {name} | " + " | ".join(format_metric(m, r[m]) for m in METRICS) + f" | {r['seconds']:.2f} |" for name, r in res.items()]
         p = res["patch"]
+        every = res["patch (every cell)"]
         lines += ["", f"Share of the upsampled base's band error inside the cells the patch refiner chose: "
-                      f"{p['error_share_refined']:.2f}; inside as many cells chosen by the true error: {p['error_share_oracle']:.2f}.", ""]
+                      f"{p['error_share_refined']:.2f}; inside as many cells chosen by the true error: {p['error_share_oracle']:.2f}. "
+                      f"Refining every cell leaves {every['error_left_worst_cells']:.2f} of the base's band error in those "
+                      f"worst cells and {every['error_left_other_cells']:.2f} of it in the others (below 1: the refinement helps).", ""]
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()}-core CPU, {gpu}"
     minutes = ", ".join(f"{k} {v['wall_s'] / 60:.0f} min" for k, v in train.items())
@@ -275,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     for net in nets.values():
         net.base_scale = args.base_scale
     results = {size: score(nets, size, args) for size in args.test_sizes}
-    train = {n: json.loads((args.out / n / "train.json").read_text()) for n in REFINERS}
+    train = {n: json.loads((args.out / run_folder(n) / "train.json").read_text()) for n in REFINERS}
     command = shlex.join(["python", "experiments/refiner/run.py", *argv])
     print(write_results(results, args, command, train))
     return 0

@@ -63,6 +63,9 @@ class PatchRefiner(nn.Module):
         widths: channels of the four refinement convs (BGMv2: 24, 16, 12).
         chunk: refine at most this many cells at once (bounds memory at 4K; a traced or ONNX
             graph refines all of them at once).
+        residual: the full-resolution stage predicts a correction to the cell's upsampled base
+            alpha instead of its alpha, its last layer started at zero, so that an untrained
+            refiner leaves the base as it is (BGMv2 replaces the alpha and corrects the foreground).
 
     Returns:
         RefinerOutput: pred_alpha (B, 1, H, W) in [0, 1]; pred_error (B, 1, h, w) in [0, 1] at
@@ -70,7 +73,8 @@ class PatchRefiner(nn.Module):
     """
 
     def __init__(self, spec: FeatureSpec, mode: str = "sampling", pixel_fraction: float = 1 / 16, sample_pixels: int | None = None,
-                 threshold: float = 0.1, widths: tuple[int, int, int] = (24, 16, 12), chunk: int = 65536):
+                 threshold: float = 0.1, widths: tuple[int, int, int] = (24, 16, 12), chunk: int = 65536,
+                 residual: bool = False):
         super().__init__()
         if mode not in ("sampling", "thresholding", "full"):
             raise MattingInputError(f"PatchRefiner mode must be sampling, thresholding or full, got mode={mode!r}")
@@ -81,6 +85,10 @@ class PatchRefiner(nn.Module):
         conv = lambda i, o: nn.Sequential(nn.Conv2d(i, o, 3, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True))
         self.stage_half = nn.Sequential(conv(c_hid + 1 + 3, w1), conv(w1, w2))  # 8x8 -> 4x4 at 1/2 res
         self.stage_full = nn.Sequential(conv(w2 + 3, w3), nn.Conv2d(w3, 1, 3))  # 8x8 -> 4x4 at full res
+        self.residual = residual
+        if residual:
+            nn.init.zeros_(self.stage_full[-1].weight)
+            nn.init.zeros_(self.stage_full[-1].bias)
 
     def select(self, error_cells: torch.Tensor) -> torch.Tensor:
         """(B, 1, H/4, W/4) predicted error per cell -> (B, 1, H/4, W/4) bool cells to refine."""
@@ -139,9 +147,11 @@ class PatchRefiner(nn.Module):
             x = F.interpolate(x, size=(8, 8), mode="nearest")
             x = torch.cat([x, _crop_patches(full, bb, 4 * yy, 4 * xx, 8)], 1)  # (N, w2 + 3, 8, 8)
             refined.append(self.stage_full(x))  # (N, 1, 4, 4)
-        refined = torch.cat(refined).clamp(0, 1).to(alpha.dtype)
+        refined = torch.cat(refined)
         grid = alpha.view(-1, 1, H // 4, 4, W // 4, 4).permute(0, 2, 4, 1, 3, 5).clone()  # (B, H/4, W/4, 1, 4, 4)
-        grid[b, cy, cx] = refined
+        if self.residual:
+            refined = refined + grid[b, cy, cx]
+        grid[b, cy, cx] = refined.clamp(0, 1).to(alpha.dtype)
         return grid.permute(0, 3, 1, 4, 2, 5).reshape(-1, 1, H, W)
 
 
