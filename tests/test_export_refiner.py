@@ -29,15 +29,21 @@ onnx = pytest.importorskip("onnx")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-KINDS = ["patch", "guided"]
+KINDS = ["patch", "guided", "patch_residual"]
 BASE = 128  # base size of the tests' graphs: 256 x 320 and 512 x 384 photos are 2x-4x the base, as in use
 SIZES = [(256, 320), (512, 384)]
 
 
 def refiner_config(kind: str) -> dict:
-    """The tests' tiny network (NET_CONFIG, the default family) with configs/refiner/KIND.yaml's refiner."""
+    """The tests' tiny network (NET_CONFIG, the default family) with configs/refiner/KIND.yaml's refiner
+    (patch_residual.yaml is a delta on patch.yaml)."""
+    def net_args(name: str) -> dict:
+        return yaml.safe_load((REPO / "configs" / "refiner" / f"{name}.yaml").read_text())["model"]["net"]["init_args"]
+
     config = copy.deepcopy(NET_CONFIG)
-    config["init_args"].update(yaml.safe_load((REPO / "configs" / "refiner" / f"{kind}.yaml").read_text())["model"]["net"]["init_args"])
+    config["init_args"].update(net_args("patch" if kind == "patch_residual" else kind))
+    if kind == "patch_residual":
+        config["init_args"]["refiner"]["init_args"].update(net_args(kind)["refiner"]["init_args"])
     return config
 
 
@@ -54,6 +60,8 @@ def refiner_net(kind: str, seed: int = 0) -> torch.nn.Module:
         if kind == "patch":
             net.refiner.stage_full[1].weight.mul_(0.1)
             net.refiner.stage_full[1].bias.fill_(0.5)
+        if kind == "patch_residual":  # a trained correction, not the zero it starts from
+            net.refiner.stage_full[1].weight.normal_(0.0, 0.05)
     return net.eval()
 
 
@@ -102,7 +110,7 @@ def test_a_traced_refiner_network_is_the_eager_one_at_other_sizes(kind):
             image = torch.from_numpy(photo(h, w).transpose(2, 0, 1).copy())[None]
             expected = net(image, base_size=base_shape(h, w, 64))
             assert torch.equal(graph(image), expected["pred_alpha"])
-            if kind == "patch":
+            if kind.startswith("patch"):
                 assert expected["refined_cells"].sum() == max(1, (-(-h // 4)) * (-(-w // 4)) // 16)
 
 
@@ -130,7 +138,7 @@ def test_onnx_refiner_graph_matches_the_predict_path_at_two_sizes(kind, onnx_fil
         assert expected.std() > 1e-3
         diff = float(np.abs(alpha[0, 0] - expected).max())
         assert diff <= 1e-4, f"{kind} {h}x{w}: max |onnxruntime - predict| = {diff:.2e}"
-        if kind == "patch":  # the refiner did change cells: the comparison covers the gather / scatter
+        if kind.startswith("patch"):  # the refiner did change cells: the comparison covers the gather / scatter
             with torch.no_grad():
                 out = net(torch.from_numpy(image.transpose(2, 0, 1).copy())[None], base_size=base_shape(h, w, BASE))
             coarse = F.interpolate(out["pred_alpha_base"], size=(h, w), mode="bilinear", align_corners=False)
