@@ -84,6 +84,14 @@ def tiny_ckpt(tiny_fit) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_modnet_ckpt(tiny_fit) -> Path:
+    """As ``tiny_ckpt``, with the MODNet-sized heads (configs/nets/modnet_sized.yaml) on the smoke
+    config's test encoder: dense blocks, detail branch to 1/2."""
+    return tiny_fit(f"--model.net={REPO / 'configs' / 'nets' / 'modnet_sized.yaml'}",
+                    "--model.net.init_args.encoder.init_args.name=test_resnet")
+
+
+@pytest.fixture(scope="session")
 def net_ckpt(tmp_path_factory):
     """``net_ckpt(seed=0, name="tiny") -> Path``: ``NAME.ckpt`` in the layout ``matting fit`` writes, holding
     ``tiny_net(seed)``'s random weights (``tests/tiny_checkpoint.py``), written once per session."""

@@ -71,6 +71,7 @@ def test_config_stacks_cover_every_arm_and_config():
     assert not any(name.startswith("configs/nets/") for name in stacks)  # specs are not -c files
 
 
+@pytest.mark.slow
 def test_config_stacks_writes_one_file_per_stack_and_refuses_an_existing_folder(tmp_path, capsys):
     out = tmp_path / "stacks"
     assert config_stacks.main(["--out", str(out), "--only", "efficiency/arms/reference", "configs/default"]) == 0

@@ -24,7 +24,7 @@ from matting.io.checkpoints import load_net_parts
 from matting.io.errors import MattingInputError
 from matting.soc_loss import SOCLoss, band_window, soc_band
 from matting.soc_module import SOCModule, norm_layers
-from tests.tiny_checkpoint import state_of
+from tests.tiny_checkpoint import REPO, state_of
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.filterwarnings("ignore")]
 
@@ -33,9 +33,11 @@ EPOCHS = 4
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tiny_fit) -> Path:
-    # 25 steps: enough for mattes with a subject outline, so that the detail term has a band.
+    # 25 steps: enough for mattes with a subject outline, so that the detail term has a band. The
+    # MODNet-sized heads (detail branch to 1/2) on the smoke config's test encoder: SOC was built on them.
     return tiny_fit("--trainer.max_steps=25", "--trainer.max_epochs=-1", "--data.init_args.train_length=64",
-                    "--model.optimizer.init_args.lr=3e-3")
+                    "--model.optimizer.init_args.lr=3e-3", f"--model.net={REPO / 'configs' / 'nets' / 'modnet_sized.yaml'}",
+                    "--model.net.init_args.encoder.init_args.name=test_resnet")
 
 
 @pytest.fixture(scope="module")
