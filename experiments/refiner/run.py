@@ -46,7 +46,7 @@ REPO = STUDY.parents[1]
 REFINERS = {"patch": ["configs/refiner/patch.yaml"], "guided": ["configs/refiner/guided.yaml"],
             "patch (residual)": ["configs/refiner/patch.yaml", "configs/refiner/patch_residual.yaml"]}
 # Refiners scored as trained, one row each (the patch refiner also gets the budget rows).
-PLAIN_ROWS = ["guided", "patch (residual)"]
+PLAIN_ROWS = [name for name in REFINERS if name != "patch"]
 METRICS = ["sad", "mse", "grad", "conn"]
 # Patch-refiner budgets scored with the trained weights: share of full-resolution pixels refined.
 PATCH_BUDGETS = {"patch (1/4 of pixels)": 0.25, "patch (every cell)": None}
@@ -134,13 +134,18 @@ def scored_trimap(alpha: np.ndarray, radius: int) -> np.ndarray:
     return (trimap_from_band(transition_band(gt, radius), gt)[0, 0].numpy() * 255).round().astype(np.uint8)
 
 
+def cell_errors(alpha: torch.Tensor, gt: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
+    """(N,) mean |alpha - gt| within ``band`` in each 4x4 cell; tensors (1, 1, H, W). The cells are
+    the patch refiner's grid: the image padded to a multiple of 4 (with zero error)."""
+    err = (alpha - gt).abs() * band
+    err = torch.nn.functional.pad(err, (0, -err.shape[-1] % 4, 0, -err.shape[-2] % 4))
+    return torch.nn.functional.avg_pool2d(err, 4).flatten()
+
+
 def error_shares(base_up: torch.Tensor, gt: torch.Tensor, band: torch.Tensor, cells: torch.Tensor) -> tuple[float, float]:
     """Share of the upsampled base's band error |base - gt| inside ``cells`` (B, 1, H/4, W/4) bool,
     and inside as many cells chosen by the true error. base_up, gt, band: (1, 1, H, W)."""
-    err = (base_up - gt).abs() * band
-    # The refiner's cell grid covers the image padded to a multiple of 4: pad the error with zeros.
-    err = torch.nn.functional.pad(err, (0, cells.shape[-1] * 4 - err.shape[-1], 0, cells.shape[-2] * 4 - err.shape[-2]))
-    per_cell = torch.nn.functional.avg_pool2d(err, 4).flatten()
+    per_cell = cell_errors(base_up, gt, band)
     total = float(per_cell.sum())
     if total == 0:
         return 1.0, 1.0
@@ -154,12 +159,7 @@ def refinement_gain(base_up: torch.Tensor, refined: torch.Tensor, gt: torch.Tens
     """How much of the upsampled base's band error a refinement of every cell leaves: in the
     ``count`` 4x4 cells with the largest true error of the base, and in the other cells. Tensors
     (1, 1, H, W); returns (refined / base error in those cells, the same elsewhere)."""
-    def per_cell(alpha):
-        err = (alpha - gt).abs() * band
-        h, w = -err.shape[-2] % 4, -err.shape[-1] % 4
-        return torch.nn.functional.avg_pool2d(torch.nn.functional.pad(err, (0, w, 0, h)), 4).flatten()
-
-    before, after = per_cell(base_up), per_cell(refined)
+    before, after = cell_errors(base_up, gt, band), cell_errors(refined, gt, band)
     worst = torch.zeros_like(before, dtype=torch.bool)
     worst[before.topk(count).indices] = True
     ratio = lambda m: float(after[m].sum() / before[m].sum()) if float(before[m].sum()) > 0 else 1.0
