@@ -7,14 +7,19 @@ MatteFormer, and the realism steps of RSSN (GFM) and PaddleSeg are switched on b
 step                         what it does
 ==========================  =================================================================
 two-foreground merge         ``p_merge``: a second foreground is layered behind the first
-random resize                ``p_resize``: the foreground is resized to ``resize_side`` square
+random resize                ``p_resize``: the foreground is resized to ``resize_side`` square, or
+                             with ``resize_side: [lo, hi]`` its long side to a log-uniform draw in
+                             that range, aspect kept (close-ups to small subjects)
 random affine                rotation ``degrees``, scale ``scale``, shear ``shear``, flip ``p_flip``
 random interpolation         colour layers use nearest / bilinear / bicubic / Lanczos at random;
                              the alpha always uses bilinear (area when shrinking), never nearest
 trimap                       ``trimap``: ``dim`` / ``gfm`` / ``modnet`` / ``band`` (trimap.py)
 crop                         ``crop_size`` square centred on a random unknown pixel; a random crop
-                             when there are fewer than ``min_unknown`` unknown pixels; images
-                             smaller than the crop are first upscaled (short side = crop)
+                             when there are fewer than ``min_unknown`` unknown pixels, and with
+                             probability ``p_random_crop`` (the frame cuts the subject anywhere);
+                             images smaller than the crop are first upscaled (short side = crop),
+                             or with ``pad_small`` placed at random on an empty canvas of the crop
+                             (the subject stays small)
 HSV jitter                   ``p_hsv``: hue +- ``hue_degrees``, saturation and value shifted
                              towards the middle, on the foreground only
 background blur              ``p_bg_blur``: box blur of the background, kernel from
@@ -206,8 +211,9 @@ class Augment:
 
     Args:
         p_merge: probability of layering a second foreground behind the first (composited training only).
-        p_resize: probability of resizing the foreground to ``resize_side`` x ``resize_side`` first.
-        resize_side: side of that resize.
+        p_resize: probability of resizing the foreground first.
+        resize_side: an int: resize to that square; a pair [lo, hi]: the long side to a log-uniform
+            draw in [lo, hi], aspect kept.
         p_affine: probability of the random affine.
         degrees, scale, shear: affine ranges (degrees, factor range, degrees).
         p_flip: probability of a horizontal flip (applied with the affine or alone).
@@ -216,6 +222,9 @@ class Augment:
         trimap: ``dim``, ``gfm``, ``modnet`` or ``band``; drives the crop and is returned with the sample
             (with ``model.band: pipeline`` its unknown region is the loss's transition band).
         min_unknown: fewer unknown pixels than this (at 1/4 scale) -> random crop instead of a centred one.
+        p_random_crop: probability of a uniform random crop even when the unknown region is large.
+        pad_small: a subject smaller than the crop is placed at a random spot of an empty (alpha 0)
+            canvas of the crop's size instead of being upscaled.
         p_hsv, hue_degrees: HSV jitter of the foreground.
         p_bg_blur, bg_blur_kernels: RSSN background defocus (box kernel in px of a 1000 px photo).
         p_denoise: RSSN denoising of foreground and background.
@@ -228,7 +237,7 @@ class Augment:
         self,
         p_merge: float = 0.5,
         p_resize: float = 0.25,
-        resize_side: int = 640,
+        resize_side: int | tuple[int, int] = 640,
         p_affine: float = 1.0,
         degrees: float = 30.0,
         scale: tuple[float, float] = (0.8, 1.25),
@@ -237,6 +246,8 @@ class Augment:
         random_interpolation: bool = True,
         trimap: str = "dim",
         min_unknown: int = 10,
+        p_random_crop: float = 0.0,
+        pad_small: bool = False,
         p_hsv: float = 1.0,
         hue_degrees: float = 40.0,
         p_bg_blur: float = 0.0,
@@ -251,7 +262,14 @@ class Augment:
     ):
         if trimap not in TRIMAP_KINDS:
             raise MattingInputError(f"unknown trimap kind '{trimap}'; choose one of {', '.join(TRIMAP_KINDS)}")
+        if isinstance(resize_side, (list, tuple)):
+            if len(resize_side) != 2 or not 0 < resize_side[0] <= resize_side[1]:
+                raise MattingInputError(f"resize_side {list(resize_side)}: give one side or a range [lo, hi] with 0 < lo <= hi")
+            resize_side = (int(resize_side[0]), int(resize_side[1]))
+        elif int(resize_side) <= 0:
+            raise MattingInputError(f"resize_side {resize_side}: must be positive")
         self.p_merge, self.p_resize, self.resize_side = p_merge, p_resize, resize_side
+        self.p_random_crop, self.pad_small = p_random_crop, pad_small
         self.p_affine, self.degrees, self.scale, self.shear, self.p_flip = p_affine, degrees, tuple(scale), shear, p_flip
         self.random_interpolation, self.trimap, self.min_unknown = random_interpolation, trimap, min_unknown
         self.p_hsv, self.hue_degrees = p_hsv, hue_degrees
@@ -267,9 +285,9 @@ class Augment:
         """Random resize, affine and flip of an alpha and its colour layers (same geometry for all)."""
         interpolation = int(rng.choice(INTERPOLATIONS)) if self.random_interpolation else cv2.INTER_LINEAR
         if rng.random() < self.p_resize:
-            side = self.resize_side
-            alpha = resize_image(alpha, side, side)
-            colours = {k: resize_image(v, side, side, enlarge=interpolation, clip=True) for k, v in colours.items()}
+            height, width = self.resized_shape(rng, *alpha.shape)
+            alpha = resize_image(alpha, height, width)
+            colours = {k: resize_image(v, height, width, enlarge=interpolation, clip=True) for k, v in colours.items()}
         h, w = alpha.shape
         if rng.random() < self.p_affine:
             matrix, out_h, out_w = affine_matrix(rng, h, w, self.degrees, self.scale, self.shear, self.p_flip)
@@ -280,6 +298,15 @@ class Augment:
             colours = {k: np.ascontiguousarray(v[:, ::-1]) for k, v in colours.items()}
         return alpha, colours
 
+    def resized_shape(self, rng: np.random.Generator, height: int, width: int) -> tuple[int, int]:
+        """(height, width) of the random resize: ``resize_side`` square, or the long side drawn in its range."""
+        if not isinstance(self.resize_side, tuple):
+            return self.resize_side, self.resize_side
+        lo, hi = self.resize_side
+        long_side = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+        factor = long_side / max(height, width)
+        return max(1, round(height * factor)), max(1, round(width * factor))
+
     def crop(self, rng: np.random.Generator, crop: int, alpha: np.ndarray, colours: dict[str, np.ndarray]
              ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Trimap of the whole (transformed) alpha, then a ``crop`` square centred on its unknown region.
@@ -287,13 +314,24 @@ class Augment:
         Returns (alpha, trimap, colours), each ``crop`` x ``crop``.
         """
         h, w = alpha.shape
+        if self.pad_small and min(h, w) < crop:  # the subject stays small: an empty canvas around it
+            ph, pw = max(crop, h), max(crop, w)
+            y, x = int(rng.integers(0, ph - h + 1)), int(rng.integers(0, pw - w + 1))
+            pad = ((y, ph - h - y), (x, pw - w - x))
+            alpha = np.pad(alpha, pad)  # alpha 0: background
+            colours = {k: np.pad(v, (*pad, (0, 0)), mode="edge") for k, v in colours.items()}  # unseen under alpha 0
+            h, w = alpha.shape
         if min(h, w) < crop:  # upscale so that the short side equals the crop
             factor = crop / min(h, w)
             nh, nw = max(crop, math.ceil(h * factor)), max(crop, math.ceil(w * factor))
             alpha = resize_image(alpha, nh, nw)
             colours = {k: resize_image(v, nh, nw, clip=True) for k, v in colours.items()}
         trimap = make_trimap(self.trimap, alpha, rng)
-        y0, x0, _ = crop_box(trimap, crop, rng, self.min_unknown)
+        if self.p_random_crop and rng.random() < self.p_random_crop:
+            h, w = alpha.shape
+            y0, x0 = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
+        else:
+            y0, x0, _ = crop_box(trimap, crop, rng, self.min_unknown)
         window = (slice(y0, y0 + crop), slice(x0, x0 + crop))
         return (np.ascontiguousarray(alpha[window]), np.ascontiguousarray(trimap[window]),
                 {k: np.ascontiguousarray(v[window]) for k, v in colours.items()})

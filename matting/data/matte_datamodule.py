@@ -72,6 +72,7 @@ class MatteDataModule(MattingDataModule):
         val_samples: validate on this many samples, evenly spaced over the split (None: all).
         trimap: which trimap evaluation samples carry (``trimap``; alphamatting also has ``trimap2``).
         on_error: ``raise`` or ``skip`` for bad training samples (evaluation always raises).
+        cache_decoded: keep decoded training records in memory per worker (small sets of large photos).
 
     Fingerprint: the arguments (minus the loader settings and where the data lives), the
     augmentation recipe, and the bytes of the split manifests read (``<manifest dir>/<split>.jsonl``).
@@ -99,6 +100,7 @@ class MatteDataModule(MattingDataModule):
         trimap: str = "trimap",
         on_error: str = "raise",
         worker_start_method: str | None = "spawn",
+        cache_decoded: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["augment"])
@@ -153,7 +155,7 @@ class MatteDataModule(MattingDataModule):
             pool = BackgroundPool([(bg_resolver(r.files["image"].path), (r.files["image"].width, r.files["image"].height))
                                    for r in bg_records])
         return MatteTrainDataset(records, resolver, hp.crop_size, self.augment, mode, pool, hp.foreground,
-                                 hp.samples_per_epoch, hp.on_error)
+                                 hp.samples_per_epoch, hp.on_error, hp.cache_decoded)
 
     def _eval_set(self, spec: str, max_side: int | None, limit: int | None = None) -> MatteEvalDataset:
         _, records, resolver = self._records(spec, "eval")

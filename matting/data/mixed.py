@@ -168,6 +168,7 @@ class MixedDataModule(MatteDataModule):
         trimap: str = "trimap",
         on_error: str = "raise",
         worker_start_method: str | None = "spawn",
+        cache_decoded: bool = False,
         synthetic_fraction: float = 0.0,
         synthetic_seed: int = 0,
     ):
@@ -176,7 +177,7 @@ class MixedDataModule(MatteDataModule):
                          crop_size=crop_size, samples_per_epoch=samples_per_epoch, batch_size=batch_size,
                          num_workers=num_workers, val_max_side=val_max_side, test_max_side=test_max_side,
                          val_samples=val_samples, trimap=trimap, on_error=on_error,
-                         worker_start_method=worker_start_method)
+                         worker_start_method=worker_start_method, cache_decoded=cache_decoded)
         # The base's save_hyperparameters() has saved the two synthetic_* arguments too (Lightning reads
         # the arguments of every __init__ on the call chain).
         fraction = synthetic_fraction

@@ -1,0 +1,330 @@
+"""The real-photo stage of a study: cross-validation over the photos with alpha.
+
+A study folder's ``cv.yaml`` names the folds, the configs under every arm, and the arms::
+
+    folds: ../../datasets/alphamatting/folds.yaml
+    base: [../../configs/default.yaml, ../../configs/study/real_cv.yaml]
+    real_data: ../../configs/data/alphamatting_cv.yaml   # put before the arm's configs when data: folds
+    seeds: [0]
+    budget: "600 steps of the default network: ~8 CPU-minutes per fold on a 2-core CPU"
+    arms:
+      real:      {configs: [], data: folds, steps: 600}
+      synthetic: {configs: [arms/synthetic.yaml], data: none, steps: 600}
+      all_background: {constant: 0.0}
+
+- ``data: folds``: fold k trains on the composites of the photos outside fold k
+  (``alphamatting/fold<k>_train``) and is scored on fold k's photos as photographed;
+- ``data: none``: the arm uses no photo (procedural data only): trained once per seed and scored
+  on every fold, so its per-fold spread is the photos' alone;
+- ``constant``: an alpha of that value everywhere, for scale; nothing trains.
+
+Each training run is ``matting fit`` as its own process (:mod:`matting.study.jobs`), then
+``matting predict`` (base pass at 512 px) and ``matting evaluate`` (whole image, and comp1k with
+the benchmark's Trimap1) score the held-out photos: the path a user takes. IoU, precision and
+recall of alpha > 0.5 are computed from the same mattes. Runs live in ``<runs>/train/<fingerprint>/``:
+a fingerprint is a hash of every input (config file contents, options, seed, steps, training
+photos), so two studies that run the same arm share it, and a finished run is never redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from matting.io.errors import MattingInputError
+from matting.io.files import atomic_write
+from matting.study.cv_data import heldout_folder
+from matting.study.folds import Folds, read_folds
+from matting.study.jobs import Finished, Job, run_jobs
+
+__all__ = ["CvArm", "CvSpec", "RunPlan", "plan_runs", "read_cv_spec", "score_run", "train_runs"]
+
+DATA_KINDS = ("folds", "none")
+# One torch thread per training process: ``jobs`` of them share the machine.
+TRAIN_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled",
+             "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
+
+
+@dataclass
+class CvArm:
+    name: str
+    configs: list[Path] = field(default_factory=list)
+    options: list[str] = field(default_factory=list)
+    data: str = "folds"
+    steps: int | None = None
+    constant: float | None = None
+
+
+@dataclass
+class CvSpec:
+    study: Path
+    folds: Folds
+    folds_file: Path
+    base: list[Path]
+    real_data: Path
+    seeds: list[int]
+    budget: str
+    arms: dict[str, CvArm]
+
+
+def _path(study: Path, value, where: str) -> Path:
+    if not isinstance(value, str):
+        raise MattingInputError(f"{where}: expected a path, got {value!r}")
+    path = (study / value).resolve()
+    if not path.is_file():
+        raise MattingInputError(f"{where}: {path} not found")
+    return path
+
+
+def read_cv_spec(study: Path) -> CvSpec:
+    """Read and check ``<study>/cv.yaml``; every error names the file and the key."""
+    study = Path(study)
+    path = study / "cv.yaml"
+    if not path.is_file():
+        raise MattingInputError(f"{study} has no cv.yaml: it has no real-photo stage")
+    spec = yaml.safe_load(path.read_text()) or {}
+    where = str(path)
+    folds_file = _path(study, spec.get("folds"), f"{where}: folds")
+    base = [_path(study, p, f"{where}: base") for p in spec.get("base") or []]
+    real_data = _path(study, spec.get("real_data"), f"{where}: real_data")
+    seeds = spec.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise MattingInputError(f"{where}: seeds must be a list of integers")
+    arms = {}
+    for name, entry in (spec.get("arms") or {}).items():
+        at = f"{where}: arms.{name}"
+        if not isinstance(entry, dict):
+            raise MattingInputError(f"{at}: expected a mapping")
+        unknown = set(entry) - {"configs", "options", "data", "steps", "constant"}
+        if unknown:
+            raise MattingInputError(f"{at}: unknown keys {sorted(unknown)}")
+        if "constant" in entry:
+            arms[name] = CvArm(name, constant=float(entry["constant"]), data="none")
+            continue
+        data = entry.get("data", "folds")
+        if data not in DATA_KINDS:
+            raise MattingInputError(f"{at}.data: {data!r}; choose one of {', '.join(DATA_KINDS)}")
+        steps = entry.get("steps")
+        if not isinstance(steps, int) or steps < 1:
+            raise MattingInputError(f"{at}.steps: a positive integer is required (the arm's training budget)")
+        options = entry.get("options") or []
+        if not all(isinstance(o, str) and o.startswith("--") for o in options):
+            raise MattingInputError(f"{at}.options: LightningCLI options look like --trainer.max_steps=10")
+        arms[name] = CvArm(name, [_path(study, c, f"{at}.configs") for c in entry.get("configs") or []],
+                           list(options), data, steps)
+    if not arms:
+        raise MattingInputError(f"{where}: no arms")
+    return CvSpec(study, read_folds(folds_file), folds_file, base, real_data, list(seeds), str(spec.get("budget", "")), arms)
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+@dataclass
+class RunPlan:
+    """One training run: an arm, a seed, and the fold it holds out (None: trained on no photo)."""
+
+    arm: CvArm
+    seed: int
+    fold: int | None
+    files: list[Path]
+    options: list[str]
+    fingerprint: str
+    folder: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.arm.name} seed {self.seed}" + ("" if self.fold is None else f" fold {self.fold}")
+
+    @property
+    def trained(self) -> bool:
+        return (self.folder / "train.json").is_file()
+
+    def checkpoint(self) -> Path:
+        return self.folder / "last.ckpt"
+
+
+def _fingerprint(files: list[Path], options: list[str], seed: int, photos: list[str]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.read_bytes())
+    h.update(json.dumps({"options": options, "seed": seed, "photos": photos}, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def plan_runs(spec: CvSpec, runs: Path, data_root: Path, arms: list[str] | None = None,
+              seeds: list[int] | None = None, extra_options: list[str] = ()) -> list[RunPlan]:
+    """The training runs the chosen arms need (constant arms need none)."""
+    plans = []
+    for name in arms or list(spec.arms):
+        if name not in spec.arms:
+            raise MattingInputError(f"unknown arm {name!r}; {spec.study / 'cv.yaml'} has {', '.join(spec.arms)}")
+        arm = spec.arms[name]
+        if arm.constant is not None:
+            continue
+        files = spec.base + ([spec.real_data] if arm.data == "folds" else []) + arm.configs
+        for seed in seeds or spec.seeds:
+            for fold in (range(len(spec.folds)) if arm.data == "folds" else [None]):
+                options = [f"--trainer.max_steps={arm.steps}", f"--model.scheduler.init_args.total_steps={arm.steps}"]
+                photos = []
+                if fold is not None:
+                    photos = spec.folds.train(fold)
+                    options += [f"--data.init_args.root={data_root.resolve()}",
+                                f"--data.init_args.train=alphamatting/fold{fold}_train"]
+                options += arm.options + list(extra_options)
+                fp = _fingerprint(files, options, seed, photos)
+                plans.append(RunPlan(arm, seed, fold, files, options, fp, runs / "train" / fp))
+    return plans
+
+
+def fit_command(plan: RunPlan) -> list[str]:
+    logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(plan.folder), "name": "logs"}}
+    return [sys.executable, "-m", "matting", "fit", *(a for f in plan.files for a in ("-c", str(f))),
+            f"--seed_everything={plan.seed}", *plan.options, f"--trainer.default_root_dir={plan.folder}",
+            f"--trainer.logger={json.dumps(logger)}"]
+
+
+def _record_training(plan: RunPlan, finished: Finished) -> None:
+    from matting.io.checkpoints import read_checkpoint
+
+    found = sorted(plan.folder.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if finished.exit_code != 0 or not found:
+        return
+    steps = int(read_checkpoint(found[-1])["global_step"])
+    found[-1].replace(plan.checkpoint())
+    record = {"arm": plan.arm.name, "seed": plan.seed, "fold": plan.fold, "fingerprint": plan.fingerprint,
+              "command": shlex.join(finished.job.command), "env": finished.job.env, "steps": steps,
+              "max_steps": plan.arm.steps, "cut_short": steps < plan.arm.steps,
+              "wall_seconds": finished.wall_seconds, "cpu_seconds": finished.cpu_seconds,
+              "machine": f"{platform.machine()} {platform.system()}, {_cpu_name()}"}
+    atomic_write(plan.folder / "train.json", json.dumps(record, indent=2) + "\n")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def train_runs(plans: list[RunPlan], parallel: int, log=print) -> list[str]:
+    """Train every plan without a ``train.json``; returns the labels of the runs that failed."""
+    from matting.runtime.precision import cpu_has_native_bf16
+
+    # bf16 autocast is 10x slower where the CPU emulates it: those machines train in float32.
+    precision = [] if cpu_has_native_bf16() else ["--trainer.precision=32-true"]
+    todo = [p for p in plans if not p.trained]
+    by_name = {}
+    jobs = []
+    for plan in todo:
+        plan.folder.mkdir(parents=True, exist_ok=True)
+        name = f"{plan.label} [{plan.fingerprint}]"
+        by_name[name] = plan
+        jobs.append(Job(name, fit_command(plan) + precision, plan.folder / "fit.log", TRAIN_ENV))
+    failed = []
+
+    def done(finished: Finished) -> None:
+        plan = by_name[finished.job.name]
+        _record_training(plan, finished)
+        if not plan.trained:
+            failed.append(plan.label)
+
+    run_jobs(jobs, parallel, done, log)
+    return failed
+
+
+# ---------------------------------------------------------------------------- scoring
+
+
+def _matting(args: list[str]) -> None:
+    import subprocess
+
+    env = {**TRAIN_ENV, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    import os
+
+    subprocess.run([sys.executable, "-m", "matting", *args], env={**os.environ, **env}, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def score_run(checkpoint: Path | None, constant: float | None, heldout: Path, out: Path) -> dict:
+    """Predict the held-out photos (or write the constant matte) into ``out/alpha`` and score them.
+
+    Returns ``{"whole": per-photo rows, "comp1k": per-photo rows, "mask": per-photo IoU / precision /
+    recall counts}``; cached in ``out/scores.json``.
+    """
+    cached = out / "scores.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    pred = out / "alpha"
+    if constant is not None:
+        import numpy as np
+
+        from matting.io.images import read_alpha, write_png
+
+        pred.mkdir(parents=True, exist_ok=True)
+        for gt in sorted((heldout / "alpha").glob("*.png")):
+            write_png(pred / gt.name, np.full_like(read_alpha(gt), constant), overwrite=True)
+    else:
+        _matting(["predict", "--ckpt", str(checkpoint), "--out", str(out), "--no-cutout", "--no-progress",
+                  "--overwrite", "--threads", "2", str(heldout / "image")])
+    scores = {}
+    for protocol, extra in (("whole", []), ("comp1k", ["--trimap", str(heldout / "trimap")])):
+        folder = out / f"eval_{protocol}"
+        _matting(["evaluate", "--pred", str(pred), "--gt", str(heldout / "alpha"), "--protocol", protocol,
+                  "--out", str(folder), "--overwrite", "--no-progress", *extra])
+        scores[protocol] = json.loads((folder / "summary.json").read_text())["per_image"]
+    scores["mask"] = mask_counts(pred, heldout / "alpha")
+    atomic_write(cached, json.dumps(scores, indent=2) + "\n")
+    return scores
+
+
+def mask_counts(pred: Path, gt: Path) -> list[dict]:
+    """Per photo: true-positive, false-positive and false-negative pixel counts of alpha > 0.5.
+
+    Counts, not ratios, so that IoU, precision and recall can be pooled over any set of photos.
+    """
+    import numpy as np
+
+    from matting.io.images import read_alpha
+
+    rows = []
+    for path in sorted(gt.glob("*.png")):
+        p, t = read_alpha(pred / path.name) > 0.5, read_alpha(path) > 0.5
+        rows.append({"name": path.stem, "tp": int(np.sum(p & t)), "fp": int(np.sum(p & ~t)), "fn": int(np.sum(~p & t))})
+    return rows
+
+
+def score_plans(spec: CvSpec, plans: list[RunPlan], runs: Path, data_root: Path, arms: list[str], log=print) -> dict:
+    """Scores of every arm: ``{arm: {seed: {fold: scores}}}`` (missing runs are left out)."""
+    results: dict[str, dict[int, dict[int, dict]]] = {}
+    for name in arms:
+        arm = spec.arms[name]
+        if arm.constant is not None:
+            results[name] = {0: {k: score_run(None, arm.constant, heldout_folder(data_root, k),
+                                              runs / "constant" / f"{arm.constant:g}" / f"fold{k}")
+                                 for k in range(len(spec.folds))}}
+            continue
+        for plan in (p for p in plans if p.arm.name == name):
+            if not plan.trained:
+                log(f"[{plan.label}] not trained: left out")
+                continue
+            folds = range(len(spec.folds)) if plan.fold is None else [plan.fold]
+            for k in folds:
+                log(f"[{plan.label}] scoring fold {k}")
+                scores = score_run(plan.checkpoint(), None, heldout_folder(data_root, k), plan.folder / f"score_fold{k}")
+                results.setdefault(name, {}).setdefault(plan.seed, {})[k] = scores
+    return results
+
+
+def train_record(plan: RunPlan) -> dict:
+    return json.loads((plan.folder / "train.json").read_text())

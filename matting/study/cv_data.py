@@ -1,0 +1,98 @@
+"""The data root of the real-photo cross-validation (read by :class:`matting.data.mixed.MixedDataModule`).
+
+From the photos with alpha (``<shared>/alphamatting``: ``image/ alpha/ trimap/``) and the
+background photos (``<shared>/backgrounds``), :func:`build_cv_root` writes::
+
+    <root>/alphamatting -> the photos (a link: they stay where they are)
+    <root>/manifests/alphamatting/   splits all, fold<k>_train, fold<k>_test; the foreground and
+                                     background colours of every photo estimated from photo and alpha
+                                     (multi-level estimation, Germer et al.), cached in foreground/all/
+    <root>/backgrounds/train/        the real backgrounds (links) and procedural ones, manifests/bg20k/
+    <root>/heldout/fold<k>/{image,alpha,trimap}/   links to fold k's held-out photos, for
+                                     ``matting predict`` and ``matting evaluate``
+
+A photo's estimated foreground depends on that photo alone, so estimating all of them once leaks
+nothing between folds. Fold k trains on ``alphamatting/fold<k>_train`` and never reads its
+held-out photos; ``all`` trains on every photo, for use on other photographs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+
+from matting.data.manifest import ManifestInfo, Record, describe_file, read_split, write_manifest
+from matting.data.prepare.build import estimate_split_foregrounds, prepare
+from matting.data.synthetic.dataset import SyntheticMattingDataset
+from matting.io.errors import MattingInputError
+from matting.io.files import check_output, staged_folder
+from matting.io.images import to_uint8
+from matting.study.folds import Folds
+
+__all__ = ["BACKGROUND_SIZE", "build_cv_root", "heldout_folder"]
+
+BACKGROUND_SIZE = 512
+PROCEDURAL_BACKGROUND_SEED = 1  # not the seed of the procedural subjects' own backgrounds
+
+
+def heldout_folder(root: Path, fold: int) -> Path:
+    """``<root>/heldout/fold<k>``: ``image/ alpha/ trimap/`` of fold k's held-out photos."""
+    return Path(root) / "heldout" / f"fold{fold}"
+
+
+def _procedural_backgrounds(folder: Path, count: int) -> None:
+    data = SyntheticMattingDataset("train", count, BACKGROUND_SIZE, seed=PROCEDURAL_BACKGROUND_SEED)
+    for i in range(count):
+        path = folder / f"procedural_{i:03d}.png"
+        if not cv2.imwrite(str(path), to_uint8(data.arrays(i)["bg"])[..., ::-1]):
+            raise MattingInputError(f"could not write {path}")
+
+
+def build_cv_root(shared: Path, out: Path, folds: Folds, procedural: int = 36, overwrite: bool = False,
+                  log=print) -> Path:
+    """Write the data root ``out`` (staged, then renamed into place); returns it."""
+    photos, backgrounds = (Path(shared) / "alphamatting").resolve(), (Path(shared) / "backgrounds").resolve()
+    for folder in (photos, backgrounds):
+        if not folder.is_dir():
+            raise MattingInputError(f"{folder}: not found (the real-photo stage needs ../shared/data or --shared DIR)")
+    check_output(out, overwrite=overwrite, empty_ok=True)
+    with staged_folder(out) as root:
+        (root / "alphamatting").symlink_to(photos, target_is_directory=True)
+        manifests = root / "manifests" / "alphamatting"
+        prepare("alphamatting", photos, out=manifests, log=log)
+        records = {r.name: r for r in read_split(manifests, "lowres")}
+        missing = [n for n in folds.names if n not in records]
+        if missing:
+            raise MattingInputError(f"{photos}: the folds name {', '.join(missing)}, which are not there")
+        every = [records[n] for n in folds.names]
+        count = estimate_split_foregrounds(every, photos, manifests, "all")
+        log(f"alphamatting: foreground colours estimated for {count} photos")
+        (manifests / "lowres.jsonl").unlink()
+        splits: dict[str, list[Record]] = {"all": every}
+        for k in range(len(folds)):
+            splits[f"fold{k}_train"] = [records[n] for n in folds.train(k)]
+            splits[f"fold{k}_test"] = [records[n] for n in folds.held_out[k]]
+        write_manifest(manifests, ManifestInfo("alphamatting", {}, notes=[
+            f"{len(folds)} cross-validation folds: fold<k>_test is held out, fold<k>_train trains; all = every photo"]),
+            splits)
+
+        bg_folder = root / "backgrounds" / "train"
+        bg_folder.mkdir(parents=True)
+        real = sorted(p for p in backgrounds.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        for path in real:
+            (bg_folder / path.name).symlink_to(path)
+        _procedural_backgrounds(bg_folder, procedural)
+        bg_records = [Record(p.stem, {"image": describe_file(p, f"train/{p.name}")}) for p in sorted(bg_folder.iterdir())]
+        write_manifest(root / "manifests" / "bg20k", ManifestInfo("bg20k", {}, notes=[
+            f"{len(real)} real backgrounds and {procedural} procedural ones (data seed "
+            f"{PROCEDURAL_BACKGROUND_SEED}, {BACKGROUND_SIZE} px)"]), {"train": bg_records})
+        log(f"backgrounds/train: {len(real)} real, {procedural} procedural")
+
+        for k, names in enumerate(folds.held_out):
+            for kind in ("image", "alpha", "trimap"):
+                folder = heldout_folder(root, k) / kind
+                folder.mkdir(parents=True)
+                for name in names:
+                    (folder / f"{name}.png").symlink_to(photos / kind / f"{name}.png")
+    return out

@@ -1,0 +1,119 @@
+"""Tables and grid of the real-photo cross-validation (``results_real.md``, ``.json``, ``grid_real.png``).
+
+Per arm and fold: the mean over the fold's photos of whole-image SAD, MSE and Grad and of comp1k
+SAD and Grad (Trimap1), and IoU, precision and recall of alpha > 0.5 pooled over the fold's pixels.
+Per arm: mean +- std of those fold figures over folds (and seeds), std with ddof 1 (the spread a
+fifth fold would show); then a per-photo table and a grid of every held-out matte.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from matting.io.files import atomic_path, atomic_write, write_keeping_tail
+
+__all__ = ["ANALYSIS_MARKER", "arm_summary", "fold_figures", "write_cv_results"]
+
+ANALYSIS_MARKER = "<!-- analysis: kept when the study tool rewrites the tables above -->"
+# (key, protocol, metric, header, decimals): the display units of `matting evaluate`.
+COLUMNS = (("sad", "whole", "sad", "SAD", 2), ("mse", "whole", "mse", "MSE x1e3", 2), ("grad", "whole", "grad", "Grad", 2),
+           ("comp1k_sad", "comp1k", "sad", "comp1k SAD", 2), ("comp1k_grad", "comp1k", "grad", "comp1k Grad", 2))
+MASK = (("iou", "IoU"), ("precision", "precision"), ("recall", "recall"))
+DISPLAY = {"mse": 1e3}
+
+
+def _pooled(counts: list[dict]) -> dict[str, float]:
+    tp, fp, fn = (sum(c[k] for c in counts) for k in ("tp", "fp", "fn"))
+    return {"iou": tp / max(1, tp + fp + fn), "precision": tp / max(1, tp + fp), "recall": tp / max(1, tp + fn)}
+
+
+def fold_figures(scores: dict) -> dict[str, float]:
+    """One fold's figures from :func:`matting.study.cv.score_run`'s scores (display units)."""
+    out = {}
+    for key, protocol, metric, _, _ in COLUMNS:
+        values = [row[metric] for row in scores[protocol]]
+        out[key] = float(np.mean(values)) * DISPLAY.get(metric, 1.0)
+    return {**out, **_pooled(scores["mask"])}
+
+
+def arm_summary(by_seed: dict) -> dict:
+    """``{seed: {fold: scores}}`` -> per-figure mean and std over the (seed, fold) pairs, plus per photo."""
+    figures = [fold_figures(s) for folds in by_seed.values() for s in folds.values()]
+    keys = [c[0] for c in COLUMNS] + [m[0] for m in MASK]
+    summary = {k: {"mean": float(np.mean([f[k] for f in figures])),
+                   "std": float(np.std([f[k] for f in figures], ddof=1)) if len(figures) > 1 else 0.0} for k in keys}
+    photos: dict[str, dict[str, list[float]]] = {}
+    for folds in by_seed.values():
+        for scores in folds.values():
+            for row in scores["whole"]:
+                photos.setdefault(row["name"], {}).setdefault("sad", []).append(row["sad"])
+            for c in scores["mask"]:
+                photos.setdefault(c["name"], {}).setdefault("iou", []).append(_pooled([c])["iou"])
+    per_photo = {name: {k: float(np.mean(v)) for k, v in d.items()} for name, d in photos.items()}
+    return {"figures": summary, "runs": len(figures), "per_photo": per_photo}
+
+
+def _cell(entry: dict, decimals: int) -> str:
+    return f"{entry['mean']:.{decimals}f} +- {entry['std']:.{decimals}f}"
+
+
+def _grid(results: dict, mattes: dict[str, dict[str, Path]], path: Path, tile: int = 120) -> None:
+    import cv2
+
+    from matting.io.images import read_alpha
+    from matting.report.grid import render_grid, rgb8
+
+    arms = list(results)
+    names = sorted({n for m in mattes.values() for n in m})
+
+    def fit(file: Path | None) -> np.ndarray:
+        if file is None:
+            return np.zeros((tile, tile, 3), np.uint8)
+        array = rgb8(read_alpha(file))
+        h, w = array.shape[:2]
+        return cv2.resize(array, (tile, max(1, round(h * tile / w))), interpolation=cv2.INTER_AREA)
+
+    rows = [[fit(mattes[arm].get(n)) for arm in arms] for n in names]
+    with atomic_path(path, temp=path.with_name(f".{path.stem}.partial.png")) as tmp:
+        if not cv2.imwrite(str(tmp), render_grid(rows, arms, names)[..., ::-1]):
+            raise OSError(f"could not write {path}")
+
+
+def write_cv_results(folder: Path, title: str, results: dict, mattes: dict[str, dict[str, Path]], costs: dict,
+                     header: list[str]) -> Path:
+    """Write ``results_real.{md,json}`` and ``grid_real.png`` into ``folder``; returns the page.
+
+    ``results``: ``{arm: {seed: {fold: scores}}}``; ``mattes``: ``{arm: {photo: matte file}}`` (first
+    seed); ``costs``: ``{arm: {"steps", "cpu_minutes", "wall_minutes"}}`` per training run (means);
+    ``header``: paragraphs under the title (command, budget, machine).
+    """
+    summaries = {arm: arm_summary(by_seed) for arm, by_seed in results.items()}
+    atomic_write(folder / "results_real.json", json.dumps({"summaries": summaries, "costs": costs, "results": results},
+                                                         indent=2) + "\n")
+    _grid(results, mattes, folder / "grid_real.png")
+    heads = [c[3] for c in COLUMNS] + [m[1] for m in MASK]
+    lines = [f"# {title}", "", *header, "",
+             "| arm | runs | steps | CPU-min per run | " + " | ".join(heads) + " |",
+             "|---|---:|---:|---:|" + "---:|" * len(heads)]
+    for arm, s in summaries.items():
+        cost = costs.get(arm)
+        spent = "- | -" if not cost else f"{cost['steps']} | {cost['cpu_minutes']:.1f}"
+        cells = [_cell(s["figures"][c[0]], c[4]) for c in COLUMNS] + [_cell(s["figures"][m[0]], 3) for m in MASK]
+        lines.append(f"| {arm} | {s['runs']} | {spent} | " + " | ".join(cells) + " |")
+    names = sorted({n for s in summaries.values() for n in s["per_photo"]})
+    lines += ["", "Per photo, whole-image SAD / IoU (each photo scored by the run that held it out):", "",
+              "| photo | " + " | ".join(summaries) + " |", "|---|" + "---:|" * len(summaries)]
+    for n in names:
+        cells = []
+        for s in summaries.values():
+            p = s["per_photo"].get(n)
+            cells.append("-" if p is None else f"{p['sad']:.1f} / {p['iou']:.3f}")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines += ["", "`grid_real.png`: every held-out matte, one row per photo, one column per arm (the photos and "
+              "their ground truth are not redistributable).", ""]
+    page = folder / "results_real.md"
+    write_keeping_tail(page, "\n".join(lines) + "\n", ANALYSIS_MARKER, new_tail=ANALYSIS_MARKER + "\n")
+    return page
