@@ -35,6 +35,7 @@ from matting.data.trimap import (
     make_trimap,
     modnet_trimap,
 )
+from matting.io.errors import MattingInputError
 
 
 def _soft_alpha(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:
@@ -194,6 +195,32 @@ def test_crop_is_centred_on_the_unknown_region_with_fallbacks():
     out, trimap, colours = augment.crop(np.random.default_rng(0), 64, small, {"fg": np.ones((30, 40, 3), np.float32)})
     assert out.shape == trimap.shape == (64, 64) and colours["fg"].shape == (64, 64, 3)
     assert _fractional(out) > 0
+
+
+def test_scale_range_keeps_aspect_and_small_subjects_stay_small():
+    augment = Augment(p_resize=1.0, resize_side=(20, 200), p_affine=0.0, p_flip=0.0, pad_small=True)
+    sides = []
+    for seed in range(40):
+        h, w = augment.resized_shape(np.random.default_rng(seed), 300, 400)
+        assert 20 <= max(h, w) <= 200 and abs(h / w - 0.75) < 0.06
+        sides.append(max(h, w))
+    assert min(sides) < 45 and max(sides) > 130  # log-uniform: both ends are drawn
+    small = _soft_alpha(30, 40)
+    out, trimap, colours = augment.crop(np.random.default_rng(1), 64, small, {"fg": np.ones((30, 40, 3), np.float32)})
+    assert out.shape == (64, 64) and colours["fg"].shape == (64, 64, 3)
+    assert out.sum() == pytest.approx(small.sum(), rel=1e-6)  # placed whole, not upscaled
+    with pytest.raises(MattingInputError, match="resize_side"):
+        Augment(resize_side=(50, 10))
+
+
+def test_random_crops_cut_the_subject_anywhere():
+    alpha = np.zeros((400, 400), np.float32)
+    alpha[300:360, 300:360] = 0.5  # the soft region a centred crop always holds
+    colours = {"fg": np.ones((400, 400, 3), np.float32)}
+    held = [(Augment(p_random_crop=1.0).crop(np.random.default_rng(s), 64, alpha, colours)[0] > 0).any() for s in range(20)]
+    assert not all(held)
+    centred = [(Augment().crop(np.random.default_rng(s), 64, alpha, colours)[0] > 0).any() for s in range(20)]
+    assert all(centred)
 
 
 # ---------------------------------------------------------------------------- colour and degradations

@@ -1,4 +1,4 @@
-"""tools/frontier.py: the latency-against-SAD frontier of a study, joined from its runs and latency file."""
+"""matting.study.frontier (tools/study.py frontier): the latency-against-SAD frontier of a study, joined from its runs and latency file."""
 
 import json
 
@@ -7,7 +7,8 @@ import pytest
 
 from matting.metrics import format_metric
 
-from tools import frontier, run_study
+from matting.study import frontier
+from matting.study import synthetic as run_study
 
 from .test_study import CONFIGS, _tiny_study
 

@@ -1,4 +1,4 @@
-"""The study runners as modules: tools/run_study.py, collect_results.py, retime_study.py, and the
+"""The synthetic stage of tools/study.py as modules: matting.study.synthetic (run), results (collect), retime, and the
 experiments' run.py, called on tiny studies; and the real arms of experiments/decoder_heads with a
 1-step budget."""
 
@@ -10,7 +10,9 @@ import yaml
 
 from experiments.metrics_alphamatting import run as metrics_alphamatting
 from experiments.refiner import run as refiner_experiment
-from tools import collect_results, retime_study, run_study
+from matting.study import results as collect_results
+from matting.study import retime as retime_study
+from matting.study import synthetic as run_study
 
 from .conftest import REPO
 
@@ -258,7 +260,7 @@ def test_runner_and_collector_end_to_end(tmp_path, capsys):
     assert "FC-DenseNet" not in text and "patch classifier (dense form, 16x16 tiles)" in text
     assert "colour threshold (+-" in text and "two-decoder" in text and "seed baseline" in text
     assert "**Does the two-decoder model (`modnet_fusion`" in text
-    assert "python tools/run_study.py" in text and "python tools/collect_results.py" in text
+    assert "python tools/study.py run" in text and "python tools/study.py collect" in text
     assert "measured right after each training" in text
 
     # Re-timing on a quiet machine replaces ms in every seed's result and says so in results.md.
@@ -310,3 +312,19 @@ def test_threshold_sweep_reports_precision_and_recall():
     assert best["sad"] == min(r["sad"] for r in rows)
     table = sweep_markdown(rows, best["threshold"])
     assert "| precision | recall |" in table and f"| {best['threshold']:g} (chosen) |" in table
+
+
+@pytest.mark.slow
+def test_the_study_tool_trains_pairs_side_by_side_as_processes(tmp_path):
+    from tools import study as study_tool
+
+    study, runs = _tiny_study(tmp_path), tmp_path / "runs"
+    args = ["run", str(study), "--seeds", "0", "1", "--out", str(runs), "--max-steps", "1", "--jobs", "2",
+            "--arms", "small_fusion", "--base", str(CONFIGS / "default.yaml"), "--base", str(CONFIGS / "smoke.yaml"),
+            "--timing-size", "32", "--timing-runs", "1"]
+    assert study_tool.main(args) == 0
+    for seed in (0, 1):
+        result = json.loads((runs / "small_fusion" / f"seed{seed}" / "result.json").read_text())
+        assert result["seed"] == seed and result["steps"] == 1
+        assert (runs / "logs" / f"small_fusion_seed{seed}.log").is_file()
+    assert study_tool._without(["a", "--arms", "x", "y", "--jobs", "2"], "--arms") == ["a", "--jobs", "2"]

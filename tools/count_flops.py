@@ -28,8 +28,7 @@ import argparse
 import json
 import sys
 
-COUNTED_OPS = ("convolution", "mm", "addmm", "bmm")
-TRAIN_STEP_FACTOR = 3  # forward + gradient of the inputs + gradient of the weights
+from matting.study.flops import TRAIN_STEP_FACTOR, build_net, count
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,39 +40,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args, rest = p.parse_known_args(argv)
     args.cli_args = [a for c in args.config for a in ("-c", c)] + rest
     return args
-
-
-def build_net(cli_args: list[str]):
-    """``model.net`` as ``matting fit`` composes it from ``cli_args`` (``-c`` files, ``--key=value``), in eval mode."""
-    from matting.runtime.lightning_cli import configured_net
-
-    return configured_net(cli_args)
-
-
-def count(net, size: int = 512, train: bool = False) -> dict:
-    """``{"params": int, "flops": int, "by_part": {child name: flops}}`` of ``net``'s forward on one
-    (1, 3, size, size) image in eval mode (``train``: in training mode, then back to eval), counting
-    the ops of ``COUNTED_OPS`` only (see the module docstring)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counted = {getattr(torch.ops.aten, name) for name in COUNTED_OPS}
-    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))
-    net.train(train)
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            net(image)
-    finally:
-        net.eval()
-    per_module = counter.get_flop_counts()
-    root = type(net).__name__
-
-    def flops(module_name: str) -> int:
-        return sum(v for op, v in per_module.get(module_name, {}).items() if op in counted)
-
-    by_part = {name: flops(f"{root}.{name}") for name, _ in net.named_children()}
-    return {"params": sum(p.numel() for p in net.parameters()), "flops": flops("Global"),
-            "by_part": {k: v for k, v in by_part.items() if v}}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,23 @@
-"""The study tool: train a study's arms under one budget and score them.
+"""The study tool: train a study's arms under one budget, score them, and write the results pages.
 
+    python tools/study.py run experiments/<study> [--seeds 0 1 2] [--arms A ...] [--jobs 2] [...]
+    python tools/study.py collect runs/<study> [--out experiments/<study>]
+    python tools/study.py frontier runs/efficiency --latency experiments/efficiency/latency.json
+    python tools/study.py retime runs/<study> [--size 512]
+    python tools/study.py configs --out DIR
     python tools/study.py cv-data [--shared ../shared/data] [--out runs/cv/data]
     python tools/study.py cv experiments/<study> [--arms A B ...] [--seeds 0 1] [--jobs 2]
                                                  [--runs runs/cv] [--data runs/cv/data] [--score-only]
                                                  [-- LightningCLI options for every run]
 
-``cv-data`` writes the cross-validation data root once (estimated foregrounds of the 20 photos
+The synthetic stage: ``run`` trains every arm x seed of a study folder (``base.yaml`` and
+``arms/*.yaml``) on the embedded generator and scores the test split (``matting/study/synthetic.py``;
+``--jobs N`` runs N arm x seed pairs side by side as separate processes); ``collect`` writes
+``results.md`` and ``results.png``; ``frontier`` joins them with measured latency; ``retime``
+re-measures inference time on a quiet machine; ``configs`` writes every config stack resolved,
+to ``diff -r`` two checkouts.
+
+The real-photo stage: ``cv-data`` writes the cross-validation data root once (estimated foregrounds of the 20 photos
 with alpha, backgrounds, the held-out photos of each fold). ``cv`` trains every arm of the study's
 ``cv.yaml`` on each fold (``--jobs`` runs side by side, one torch thread each), scores the held-out
 photos through ``matting predict`` and ``matting evaluate``, and writes ``results_real.md``,
@@ -21,6 +33,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# Subcommands whose argument parsing lives with their module in matting/study/.
+MODULE_COMMANDS = {"run": "matting.study.synthetic", "collect": "matting.study.results", "frontier": "matting.study.frontier",
+                   "retime": "matting.study.retime", "configs": "matting.study.config_stacks"}
 
 
 def _shown(path: Path) -> str:
@@ -88,6 +103,35 @@ def cmd_cv(args, argv: list[str]) -> int:
     return 0
 
 
+def cmd_run(argv: list[str]) -> int:
+    """The synthetic stage; with ``--jobs N`` > 1 each arm x seed pair is a child process of this tool."""
+    from matting.study import synthetic
+    from matting.study.jobs import Job, run_jobs
+
+    args = synthetic.parse_args(argv)
+    if args.jobs <= 1:
+        return synthetic.main(argv)
+    arms = args.arms or list(synthetic.study_arms(args.study))
+    rest = _without(_without(_without(argv, "--arms"), "--seeds"), "--jobs")
+    out = args.out or Path("runs") / args.study.resolve().name
+    children = [Job(f"{arm} seed {seed}", [sys.executable, str(Path(__file__).resolve()), "run", *rest, "--arms", arm,
+                                           "--seeds", str(seed), "--jobs", "1"],
+                    out / "logs" / f"{arm}_seed{seed}.log", {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+                for arm in arms for seed in args.seeds]
+    return 1 if any(f.exit_code != 0 for f in run_jobs(children, args.jobs)) else 0
+
+
+def _without(argv: list[str], flag: str) -> list[str]:
+    """``argv`` without ``flag`` and the values after it (up to the next option)."""
+    if flag not in argv:
+        return argv
+    at = argv.index(flag)
+    end = at + 1
+    while end < len(argv) and not argv[end].startswith("-"):
+        end += 1
+    return argv[:at] + argv[end:]
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python tools/study.py", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -119,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet_defaults()
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in MODULE_COMMANDS:
+        if argv[0] == "run":
+            return cmd_run(argv[1:])
+        import importlib
+
+        return importlib.import_module(MODULE_COMMANDS[argv[0]]).main(argv[1:])
     args = parse_args(argv)
     try:
         return cmd_cv_data(args) if args.command == "cv-data" else cmd_cv(args, argv)

@@ -32,7 +32,6 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -103,23 +102,12 @@ def trained(name: str, args: argparse.Namespace) -> Path | None:
 
 def train_all(args: argparse.Namespace, argv: list[str]) -> int:
     """Train the refiners not trained yet with these settings, ``--jobs`` processes at a time."""
-    todo = [n for n in REFINERS if trained(n, args) is None]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
-    running: list[tuple[str, subprocess.Popen, object]] = []
-    failed = []
-    while todo or running:
-        while todo and len(running) < args.jobs:
-            name = todo.pop(0)
-            log = open(args.out / f"{run_folder(name)}.log", "w")
-            print(f"[{name}] training -> {args.out / run_folder(name)} (log {log.name})", flush=True)
-            command = [sys.executable, __file__, *argv, "--train-one", name]
-            running.append((name, subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT), log))
-        time.sleep(5)
-        for item in [r for r in running if r[1].poll() is not None]:
-            running.remove(item)
-            item[2].close()
-            if item[1].returncode != 0:
-                failed.append(item[0])
+    from matting.study.jobs import Job, run_jobs
+
+    env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    jobs = [Job(name, [sys.executable, __file__, *argv, "--train-one", name], args.out / f"{run_folder(name)}.log", env)
+            for name in REFINERS if trained(name, args) is None]
+    failed = [f.job.name for f in run_jobs(jobs, args.jobs) if f.exit_code != 0]
     if failed:
         print(f"run.py: error: training failed for {failed}; see their logs in {args.out}", file=sys.stderr)
     return 1 if failed else 0

@@ -1,6 +1,6 @@
 """CPU inference time of a network's forward pass, as the study tools report it.
 
-``tools/run_study.py`` times each arm right after training it and ``tools/retime_study.py``
+``tools/study.py run`` times each arm right after training it and ``tools/study.py retime``
 times it again later on a quiet machine; both measure through :func:`inference_ms`, so the two
 figures are taken the same way (batch 1, float32, channels as the module holds them, median
 after warm-up).

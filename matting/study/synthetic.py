@@ -1,6 +1,6 @@
 """Train and evaluate every arm of a study with several seeds under one fixed budget.
 
-    python tools/run_study.py experiments/decoder_heads --seeds 0 1 2 [--arms A B ...]
+    python tools/study.py run experiments/decoder_heads --seeds 0 1 2 [--arms A B ...]
                               [--out runs/decoder_heads] [--max-steps N] [--overwrite]
                               [--keep-checkpoints] [-c EXTRA.yaml ...] [any LightningCLI option, e.g.
                               --trainer.precision=32-true]
@@ -25,7 +25,7 @@ command), ``config.yaml`` (the resolved config), ``logs/`` (metrics.csv of train
 are deleted once scored unless ``--keep-checkpoints``. Work happens in ``seed<k>.partial`` and is
 renamed when complete, so a pair with a ``result.json`` is done: it is skipped when the inputs
 (config files, options, seed) are unchanged, and the run stops with an error when they differ or
-when a folder without a result is in the way, unless ``--overwrite``. ``tools/collect_results.py``
+when a folder without a result is in the way, unless ``--overwrite``. ``tools/study.py collect``
 turns the folders into ``results.md``.
 """
 
@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BASE = REPO / "configs" / "default.yaml"
 COLOR_THRESHOLD = "color_threshold"
 METRICS = ("sad", "mse", "mad", "grad", "conn", "iou", "precision", "recall")
@@ -242,12 +242,13 @@ def run_color_threshold(files: list[Path], seed: int, options: list[str], partia
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python tools/run_study.py", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python tools/study.py run", description=__doc__.split("\n\n")[0],
                                 epilog="Options after the known ones (or after --) go to LightningCLI for every arm.")
     p.add_argument("study", type=Path, help="study folder with base.yaml and arms/*.yaml")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
     p.add_argument("--arms", nargs="+", help=f"arms to run (YAML names in arms/, or {COLOR_THRESHOLD}; default all)")
     p.add_argument("--out", type=Path, help="output folder (default runs/<study folder name>)")
+    p.add_argument("--jobs", type=int, default=1, help="arm x seed pairs trained side by side as processes (tools/study.py; default 1)")
     p.add_argument("--max-steps", type=int, help="override the budget's step count and OneCycle length (smoke tests, or a longer budget such as equal training time)")
     p.add_argument("--base", type=Path, action="append", help=f"config(s) under the study's base.yaml (default {DEFAULT_BASE.relative_to(REPO)})")
     p.add_argument("-c", "--config", type=Path, action="append", default=[],
@@ -287,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_study: error: {exc}", file=sys.stderr)
         return 2
     out = args.out or Path("runs") / args.study.resolve().name
-    command = shlex.join(["python", "tools/run_study.py", *argv])
+    command = shlex.join(["python", "tools/study.py", "run", *argv])
     failures, done, skipped = [], 0, 0
     for arm in chosen:
         for seed in args.seeds:
@@ -313,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 failures.append(f"{arm} seed {seed}")
                 continue
-            result = {"arm": arm, "seed": seed, "study": _shown(args.study), "fingerprint": fp,
-                      "config_files": [_shown(f) for f in files], "options": options, "command": command,
+            result = {"arm": arm, "seed": seed, "study": shown(args.study), "fingerprint": fp,
+                      "config_files": [shown(f) for f in files], "options": options, "command": command,
                       "machine": f"{platform.machine()} {platform.system()}, torch threads {_threads()}",
                       "timing": {"size": args.timing_size, "runs": args.timing_runs, "threads": 2},
                       "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **result}
@@ -327,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failures else 0
 
 
-def _shown(path: Path) -> str:
+def shown(path: Path) -> str:
     """``path`` relative to the repository when inside it (results stay valid in another checkout)."""
     try:
         return str(path.resolve().relative_to(REPO))
@@ -340,6 +341,3 @@ def _threads() -> int:
 
     return torch.get_num_threads()
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,10 +1,10 @@
 """The speed-quality frontier of a study: latency against test SAD per arm, as a table and a plot.
 
-    python tools/frontier.py runs/efficiency --latency experiments/efficiency/latency.json
+    python tools/study.py frontier runs/efficiency --latency experiments/efficiency/latency.json
                              [--size 512] [--out experiments/efficiency]
 
-Joins the finished runs of ``tools/run_study.py`` (test metrics, mean +- sample std over seeds, read
-by ``tools/collect_results.py``'s loader) with the latency ratios of ``tools/bench_frontier.py``
+Joins the finished runs of ``tools/study.py run`` (test metrics, mean +- sample std over seeds, read
+by ``tools/study.py collect``'s loader) with the latency ratios of ``tools/bench_frontier.py``
 (each arm against the reference arm, interleaved, in ``matting predict``'s path) and the GFLOP of
 each arm's inference pass at 512 px (``tools/count_flops.py`` on the run's saved config). An arm
 is on the frontier when no other arm is both faster (lower latency ratio at ``--size``) and better
@@ -26,12 +26,8 @@ import numpy as np
 
 from matting.metrics import METRIC_HEADERS
 
-try:  # imported as tools.frontier (tests) or run as a script, with tools/ first on the path
-    from tools.collect_results import REPO, CollectError, _cell, _nice_ceiling, load_runs, summarise
-    from tools.count_flops import build_net, count
-except ModuleNotFoundError:
-    from collect_results import REPO, CollectError, _cell, _nice_ceiling, load_runs, summarise
-    from count_flops import build_net, count
+from matting.study.flops import build_net, count
+from matting.study.results import REPO, CollectError, cell, load_runs, nice_ceiling, summarise
 
 QUALITY = ("sad", "mse", "grad")  # the test metrics of the table, each in the scale of METRIC_HEADERS
 
@@ -81,7 +77,7 @@ def markdown(rows: list[dict], latency: dict, size: int, command: str) -> str:
             + "".join(f" | test {METRIC_HEADERS[m]}" for m in QUALITY) + " | seeds |")
     lines = [
         "# Speed-quality frontier", "",
-        f"Made by `{command}` from the runs of `tools/run_study.py` and the latency file "
+        f"Made by `{command}` from the runs of `tools/study.py run` and the latency file "
         f"`{latency.get('command', '?')}` ({latency.get('machine', '?')}, load average "
         f"{latency.get('load_average_before', float('nan')):.2f} before, {latency.get('rounds', '?')} rounds, "
         f"processes: {latency.get('processes', 'one')}).", "",
@@ -95,13 +91,13 @@ def markdown(rows: list[dict], latency: dict, size: int, command: str) -> str:
             continue
         cells = " | ".join(f"{r['latency'][s]['ratio']:.3f} | {r['latency'][s]['ms']:.1f}" for s in sizes)
         ratio = r["heads_gflop"] / r["encoder_gflop"] if r["encoder_gflop"] else float("nan")
-        quality = " | ".join(_cell(m, r[m]) for m in QUALITY)
+        quality = " | ".join(cell(m, r[m]) for m in QUALITY)
         lines.append(f"| {'**' + r['arm'] + '**' if r['front'] else r['arm']} | {'yes' if r['front'] else ''} | "
                      f"{r['gflop']:.2f} | {ratio:.2f} | {cells} | {quality} | {len(r['seeds'])} |")
     untimed = [r for r in rows if r["latency"] is None]
     if untimed:
         lines += ["", "Not timed (no network, or not in the latency file): "
-                  + "; ".join(f"{r['arm']} (test {METRIC_HEADERS['sad']} {_cell('sad', r['sad'])})" for r in untimed) + "."]
+                  + "; ".join(f"{r['arm']} (test {METRIC_HEADERS['sad']} {cell('sad', r['sad'])})" for r in untimed) + "."]
     lines += ["", "![latency against test SAD](frontier.png)", ""]
     return "\n".join(lines)
 
@@ -113,8 +109,8 @@ def plot(rows: list[dict], size: int, path: Path) -> None:
     timed = [r for r in rows if r["latency"] is not None]
     font, width, height, left, top, right, bottom = cv2.FONT_HERSHEY_SIMPLEX, 900, 620, 80, 50, 40, 70
     img = np.full((height, width, 3), 255, np.uint8)
-    xmax = _nice_ceiling(max(r["latency"][str(size)]["ratio"] for r in timed) * 1.05) if timed else 1.0
-    ymax = _nice_ceiling(max(r["sad"][0] + np.nan_to_num(r["sad"][1]) for r in timed) * 1.05) if timed else 1.0
+    xmax = nice_ceiling(max(r["latency"][str(size)]["ratio"] for r in timed) * 1.05) if timed else 1.0
+    ymax = nice_ceiling(max(r["sad"][0] + np.nan_to_num(r["sad"][1]) for r in timed) * 1.05) if timed else 1.0
     pw, ph = width - left - right, height - top - bottom
 
     def xy(ratio: float, sad: float) -> tuple[int, int]:
@@ -154,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     from matting.io.files import atomic_write
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="python tools/frontier.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", type=Path, help="output folder of tools/run_study.py")
+    p = argparse.ArgumentParser(prog="python tools/study.py frontier", description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", type=Path, help="output folder of tools/study.py run")
     p.add_argument("--latency", type=Path, required=True, help="JSON written by tools/bench_frontier.py --out")
     p.add_argument("--size", type=int, default=512, help="the latency size the frontier is drawn at (default 512)")
     p.add_argument("--out", type=Path, help="where frontier.md and frontier.png go (default: the study folder)")
@@ -176,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             study = Path(next(iter(studies)))
             args.out = study if study.is_absolute() else REPO / study
         args.out.mkdir(parents=True, exist_ok=True)
-        command = shlex.join(["python", "tools/frontier.py", *argv])
+        command = shlex.join(["python", "tools/study.py", "frontier", *argv])
         atomic_write(args.out / "frontier.md", markdown(rows, latency, args.size, command))
         plot(rows, args.size, args.out / "frontier.png")
     except CollectError as exc:
@@ -185,6 +181,3 @@ def main(argv: list[str] | None = None) -> int:
     print(args.out / "frontier.md")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,8 @@
 """Summarise a study's runs: results.md (mean +- std over seeds per arm) and results.png.
 
-    python tools/collect_results.py runs/decoder_heads [--out experiments/decoder_heads] [--reference ARM]
+    python tools/study.py collect runs/decoder_heads [--out experiments/decoder_heads] [--reference ARM]
 
-Reads every ``<runs>/<arm>/seed<k>/result.json`` written by ``tools/run_study.py``. What each
+Reads every ``<runs>/<arm>/seed<k>/result.json`` written by ``tools/study.py run``. What each
 arm is (its label and kind: two-decoder, single-decoder, seed baseline, upper bound) is read
 from the run's saved ``config.yaml``, not from folder names. Writes into ``--out`` (default: the
 study folder recorded in the results):
@@ -30,7 +30,7 @@ import yaml
 
 from matting.metrics import METRIC_HEADERS, format_metric
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 TABLE_METRICS = ("sad", "mse", "grad", "conn", "iou", "precision", "recall")
 KIND_ORDER = ("two-decoder", "single-decoder", "seed baseline", "upper bound", "other")
@@ -135,7 +135,7 @@ def summarise(arms: dict[str, list[dict]]) -> list[dict]:
     return rows
 
 
-def _cell(key: str, mean_std: tuple[float, float]) -> str:
+def cell(key: str, mean_std: tuple[float, float]) -> str:
     mean, std = mean_std
     if np.isnan(mean):
         return "-"
@@ -164,13 +164,13 @@ def verdict(rows: list[dict], ref: dict) -> str:
     mean, std = ref["sad"]
     losses = [r for r in rivals if r["sad"][0] <= mean]
     clear = [r for r in rivals if r["sad"][0] > mean and r["sad"][0] - r["sad"][1] > mean + std]
-    head = f"**Does the two-decoder model (`{ref['arm']}`, SAD {_cell('sad', ref['sad'])}) beat every single-decoder arm and every seed baseline on test SAD under the same budget?** "
+    head = f"**Does the two-decoder model (`{ref['arm']}`, SAD {cell('sad', ref['sad'])}) beat every single-decoder arm and every seed baseline on test SAD under the same budget?** "
     if not losses:
         return (head + f"Yes: its mean SAD is lower than all {len(rivals)} of them; "
                 f"for {len(clear)} of {len(rivals)} the mean +- std ranges do not overlap"
                 + ("" if len(clear) == len(rivals) else
                    f" (they overlap for {', '.join('`' + r['arm'] + '`' for r in rivals if r not in clear)})") + ".")
-    names = ", ".join(f"`{r['arm']}` ({_cell('sad', r['sad'])})" for r in losses)
+    names = ", ".join(f"`{r['arm']}` ({cell('sad', r['sad'])})" for r in losses)
     return head + f"No: {names} {'has' if len(losses) == 1 else 'have'} a mean SAD at or below it."
 
 
@@ -209,7 +209,7 @@ def held_fixed(rows: list[dict]) -> list[str]:
                      f"batch 1, float32, {again['threads']} threads, on {everything[0].get('machine', '?')}")
     else:
         if len(retimed) > 1:
-            lines.append("- **warning: only some runs were re-timed by tools/retime_study.py**")
+            lines.append("- **warning: only some runs were re-timed by tools/study.py retime**")
         lines.append(f"- inference: median of {timing.get('runs')} runs at {timing.get('size')} x {timing.get('size')} px, "
                      f"batch 1, float32, {timing.get('threads')} threads, on {everything[0].get('machine', '?')}, "
                      "measured right after each training (other work on the machine adds noise)")
@@ -238,7 +238,7 @@ def markdown(rows: list[dict], ref: dict | None, verdict_line: str, collector_co
     lines = [head, "|---|---|---|---:|" + "---:|" * (len(TABLE_METRICS) + 3)]
     for r in rows:
         name = f"**{r['arm']}**" if ref is not None and r is ref else r["arm"]
-        cells = [_cell(m, r[m]) for m in TABLE_METRICS]
+        cells = [cell(m, r[m]) for m in TABLE_METRICS]
         lines.append(f"| {name} | {r['label']} | {r['kind']} | {len(r['seeds'])} | " + " | ".join(cells)
                      + f" | {r['params'] / 1e6:.2f} | {r['ms']:.0f} | {r['train_seconds']:.0f} |")
     text = [
@@ -273,7 +273,7 @@ def markdown(rows: list[dict], ref: dict | None, verdict_line: str, collector_co
 # ---------------------------------------------------------------------------- plot
 
 
-def _nice_ceiling(value: float) -> float:
+def nice_ceiling(value: float) -> float:
     """The smallest of 1, 2, 2.5, 5 x 10^k (times 5 ticks) at or above ``value``: round axis ticks."""
     if not value > 0:
         return 1.0
@@ -297,7 +297,7 @@ def plot(rows: list[dict], path: Path) -> None:
         x0 = label_w + p * (panel_w + gap)
         values = [r[key] for r in rows]
         vmax = max((m + (0 if np.isnan(s) else s)) for m, s in values if not np.isnan(m)) if values else 1.0
-        vmax = 1.0 if key == "iou" else _nice_ceiling(vmax * 1.05)
+        vmax = 1.0 if key == "iou" else nice_ceiling(vmax * 1.05)
         cv2.putText(img, title, (x0, 52), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
         cv2.line(img, (x0, top - 6), (x0, top + row_h * len(rows)), (0, 0, 0), 1)
         for t in np.linspace(0, vmax, 6 if key != "iou" else 5):
@@ -338,8 +338,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(prog="python tools/collect_results.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", type=Path, help="output folder of tools/run_study.py")
+    p = argparse.ArgumentParser(prog="python tools/study.py collect", description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", type=Path, help="output folder of tools/study.py run")
     p.add_argument("--out", type=Path, help="where results.md and results.png go (default: the study folder)")
     p.add_argument("--reference", help="arm that is 'the two-decoder model' (default: the one with SemanticHead + DetailHead + ModnetFusion)")
     args = p.parse_args(argv)
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.reference:
                 raise
             ref, line = None, f"No verdict: {exc}."
-        command = shlex.join(["python", "tools/collect_results.py", *argv])
+        command = shlex.join(["python", "tools/study.py", "collect", *argv])
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "results.md").write_text(markdown(rows, ref, line, command))
         plot(rows, args.out / "results.png")
@@ -369,6 +369,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.out / 'results.md'}\n{line}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,12 +1,12 @@
 """Write the resolved config of every config stack the repository defines, one YAML file per stack.
 
-    python tools/config_stacks.py --out DIR [--only SUBSTRING ...]
+    python tools/study.py configs --out DIR [--only SUBSTRING ...]
 
 A stack is the ``-c`` files one command composes: each YAML under ``configs/`` on top of
 ``configs/default.yaml`` (as ``matting fit -c configs/default.yaml -c FILE`` composes it), every
 arm of every study folder under ``experiments/`` (``configs/default.yaml``, the study's
-``base.yaml``, ``arms/<arm>.yaml``, as ``tools/run_study.py`` composes it) and every arm of the
-real-foreground study (its ``run.py``'s own stacks). Each file holds what ``matting fit ...
+``base.yaml``, ``arms/<arm>.yaml``, as ``tools/study.py run`` composes it) and every arm of every
+study's real-photo stage (its ``cv.yaml``, as ``tools/study.py cv`` composes it). Each file holds what ``matting fit ...
 --print_config`` prints for the stack; nothing is instantiated, trained or downloaded.
 
 Run it on two checkouts and ``diff -r`` the folders to see which configs a change of
@@ -17,15 +17,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import io
 import sys
 from pathlib import Path
 
-try:  # imported as tools.config_stacks (tests) or run as a script, with tools/ first on the path
-    from tools.run_study import REPO, _shown, study_arms
-except ModuleNotFoundError:
-    from run_study import REPO, _shown, study_arms
+from matting.study.synthetic import REPO, shown, study_arms
 
 DEFAULT = REPO / "configs" / "default.yaml"
 NETS = REPO / "configs" / "nets"  # network specs, values of model.net, not -c files
@@ -36,19 +32,19 @@ def config_stacks() -> dict[str, list[Path]]:
     stacks = {"configs/default.yaml": [DEFAULT]}
     for path in sorted((REPO / "configs").rglob("*.yaml")):
         if path != DEFAULT and NETS not in path.parents:
-            stacks[_shown(path)] = [DEFAULT, path]
-    real = REPO / "experiments" / "real_foregrounds"  # composes its own stacks (its run.py's ARMS)
+            stacks[shown(path)] = [DEFAULT, path]
     for base in sorted((REPO / "experiments").glob("*/base.yaml")):
-        if base.parent != real:
-            for arm in study_arms(base.parent).values():
-                if arm is not None:  # the colour-threshold arm has no config of its own
-                    stacks[_shown(arm)] = [DEFAULT, base, arm]
-    if (real / "run.py").is_file():
-        spec = importlib.util.spec_from_file_location("real_foregrounds_run", real / "run.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        for arm in module.ARMS:
-            stacks[f"experiments/real_foregrounds:{arm}"] = module.config_files(arm)
+        for arm in study_arms(base.parent).values():
+            if arm is not None:  # the colour-threshold arm has no config of its own
+                stacks[shown(arm)] = [DEFAULT, base, arm]
+    for study in sorted(p.parent for p in (REPO / "experiments").glob("*/cv.yaml")):
+        from matting.study.cv import read_cv_spec
+
+        spec = read_cv_spec(study)
+        for arm in spec.arms.values():
+            if arm.constant is None:  # real-photo stage: base, the real recipe for fold arms, the arm's files
+                stacks[f"{shown(study)}/cv.yaml:{arm.name}"] = (
+                    spec.base + ([spec.real_data] if arm.data == "folds" else []) + arm.configs)
     return stacks
 
 
@@ -67,7 +63,7 @@ def resolved_config(files: list[Path], options: list[str] = ()) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python tools/study.py configs", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="new folder for one <stack>.yaml per stack (written whole or not at all)")
     p.add_argument("--only", nargs="+", default=[], help="keep the stacks whose name contains one of these")
     args = p.parse_args(argv)
@@ -83,12 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     stacks = {k: v for k, v in config_stacks().items() if not args.only or any(s in k for s in args.only)}
     with staged_folder(args.out) as folder:
         for name, files in stacks.items():
-            text = f"# {' + '.join(_shown(f) for f in files)}\n" + resolved_config(files)
+            text = f"# {' + '.join(shown(f) for f in files)}\n" + resolved_config(files)
             (folder / (name.removesuffix(".yaml").replace("/", "__").replace(":", "__") + ".yaml")).write_text(text)
             print(f"{name}: {len(files)} files", flush=True)
     print(f"config_stacks: {len(stacks)} stacks written to {args.out}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

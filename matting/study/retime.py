@@ -1,14 +1,14 @@
 """Re-measure the CPU inference time of every arm of a finished study, on a quiet machine.
 
-    python tools/retime_study.py runs/decoder_heads [--size 512] [--runs 20] [--threads 2]
+    python tools/study.py retime runs/decoder_heads [--size 512] [--runs 20] [--threads 2]
 
-``tools/run_study.py`` times each network right after training it, while whatever else runs on
+``tools/study.py run`` times each network right after training it, while whatever else runs on
 the machine competes for the cores. This command rebuilds each arm's network from the resolved
 ``config.yaml`` of its first seed (speed does not depend on the weights; the trained checkpoints
 are usually deleted), times it the same way (batch 1, float32 channels-last, median after warm-up),
 and writes the figure into every seed's ``result.json`` as ``ms`` (the figure measured during
 the study is kept as ``ms_during_study``) with ``timing.retimed`` describing the measurement.
-``tools/collect_results.py`` then reports it. Run nothing else meanwhile.
+``tools/study.py collect`` then reports it. Run nothing else meanwhile.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
 
     tune_malloc()
     quiet_defaults()
-    p = argparse.ArgumentParser(prog="python tools/retime_study.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", type=Path, help="output folder of tools/run_study.py")
+    p = argparse.ArgumentParser(prog="python tools/study.py retime", description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", type=Path, help="output folder of tools/study.py run")
     p.add_argument("--size", type=int, default=512, help="side of the timed square image (default 512)")
     p.add_argument("--runs", dest="timed_runs", type=int, default=20, help="timed runs after warm-up (default 20)")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
@@ -72,11 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             result.setdefault("timing", {})
             result["timing"]["retimed"] = {"size": args.size, "runs": args.timed_runs, "threads": args.threads,
                                            "when": when, "machine": platform.processor() or platform.machine(),
-                                           "command": "python tools/retime_study.py " + " ".join(argv or sys.argv[1:])}
+                                           "command": "python tools/study.py retime " + " ".join(argv or sys.argv[1:])}
             path.write_text(json.dumps(result, indent=2) + "\n")
         print(f"{arm.name}: {ms:.1f} ms (min {ms_min:.1f}) at {args.size} px")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,229 @@
+"""The real-photo stage of tools/study.py: folds, the data root, every cv.yaml arm, scoring and the report.
+
+The shared photos are not needed: a stand-in ``shared`` folder of 20 small photos with alpha and
+3 backgrounds is made here, laid out like ``../shared/data``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from matting.io.errors import MattingInputError
+from matting.runtime.lightning_cli import build_cli
+from matting.study import cv
+from matting.study.cv_data import build_cv_root, heldout_folder
+from matting.study.cv_report import ANALYSIS_MARKER, arm_summary, fold_figures, write_cv_results
+from matting.study.folds import read_folds
+
+from .conftest import REPO
+
+FOLDS = REPO / "datasets" / "alphamatting" / "folds.yaml"
+STUDIES = sorted(p.parent for p in (REPO / "experiments").glob("*/cv.yaml"))
+TINY = ["--model.net.init_args.encoder.init_args.name=test_resnet", "--trainer.precision=32-true",
+        "--data.init_args.batch_size=2", "--data.init_args.num_workers=0"]
+
+
+def _stand_in_shared(root, size=(48, 64)) -> None:
+    """``root/alphamatting/{image,alpha,trimap,trimap2}/GT01..GT20.png`` and ``root/backgrounds/`` (3 files)."""
+    rng = np.random.default_rng(0)
+    h, w = size
+    yy, xx = np.mgrid[:h, :w]
+    for kind in ("image", "alpha", "trimap", "trimap2"):
+        (root / "alphamatting" / kind).mkdir(parents=True)
+    for i in range(1, 21):
+        name = f"GT{i:02d}.png"
+        r = np.hypot(yy - h / 2 - rng.uniform(-5, 5), xx - w / 2 - rng.uniform(-5, 5))
+        alpha = np.clip((14 + i % 5 - r) / 4, 0, 1)
+        image = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+        a8 = np.rint(alpha * 255).astype(np.uint8)
+        trimap = np.where(a8 == 255, 255, np.where(a8 == 0, 0, 128)).astype(np.uint8)
+        for kind, array in (("image", image), ("alpha", a8), ("trimap", trimap), ("trimap2", trimap)):
+            cv2.imwrite(str(root / "alphamatting" / kind / name), array)
+    (root / "backgrounds").mkdir()
+    for j in range(3):
+        cv2.imwrite(str(root / "backgrounds" / f"bg{j}.png"), (rng.random((80, 90, 3)) * 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cv")
+    _stand_in_shared(base / "shared")
+    return build_cv_root(base / "shared", base / "data", read_folds(FOLDS), procedural=2, log=lambda *_: None)
+
+
+def test_committed_folds_hold_each_photo_once():
+    folds = read_folds(FOLDS)
+    assert len(folds) == 4 and all(len(f) == 5 for f in folds.held_out)
+    assert folds.names == [f"GT{i:02d}" for i in range(1, 21)]
+    for k in range(4):
+        assert set(folds.train(k)).isdisjoint(folds.held_out[k]) and len(folds.train(k)) == 15
+
+
+def test_folds_file_errors_name_the_file_and_the_photo(tmp_path):
+    bad = tmp_path / "folds.yaml"
+    bad.write_text("folds: [[GT01, GT02], [GT02]]\n")
+    with pytest.raises(MattingInputError, match=r"folds.yaml: GT02 is in fold 0 and fold 1"):
+        read_folds(bad)
+    bad.write_text("folds: [[GT01]]\n")
+    with pytest.raises(MattingInputError, match="at least two"):
+        read_folds(bad)
+
+
+def test_data_root_splits_by_fold_and_links_the_held_out_photos(data_root):
+    from matting.data.manifest import read_split
+
+    manifests = data_root / "manifests" / "alphamatting"
+    folds = read_folds(FOLDS)
+    for k in range(4):
+        assert [r.name for r in read_split(manifests, f"fold{k}_train")] == folds.train(k)
+        assert [r.name for r in read_split(manifests, f"fold{k}_test")] == list(folds.held_out[k])
+        assert sorted(p.stem for p in (heldout_folder(data_root, k) / "image").iterdir()) == list(folds.held_out[k])
+    every = read_split(manifests, "all")
+    assert len(every) == 20 and all("fg_est" in r.files for r in every)  # each photo's own estimate
+
+
+def test_data_root_is_not_replaced_and_missing_photos_are_named(data_root, tmp_path):
+    with pytest.raises(MattingInputError, match="exists"):
+        build_cv_root(data_root.parent / "shared", data_root, read_folds(FOLDS), procedural=0, log=lambda *_: None)
+    (tmp_path / "alphamatting").mkdir()
+    (tmp_path / "backgrounds").mkdir()
+    other = tmp_path / "folds.yaml"
+    other.write_text("folds: [[GT01], [GT99]]\n")
+    for kind in ("image", "alpha"):
+        (tmp_path / "alphamatting" / kind).mkdir()
+    with pytest.raises(MattingInputError):
+        build_cv_root(tmp_path, tmp_path / "out", read_folds(other), procedural=0, log=lambda *_: None)
+
+
+def test_cv_spec_errors_name_the_file_and_the_key(tmp_path):
+    study = tmp_path / "study"
+    study.mkdir()
+    with pytest.raises(MattingInputError, match="has no cv.yaml"):
+        cv.read_cv_spec(study)
+    spec = {"folds": str(FOLDS), "base": [str(REPO / "configs" / "default.yaml")],
+            "real_data": str(REPO / "configs" / "data" / "alphamatting_cv.yaml"), "arms": {"a": {"data": "folds"}}}
+    (study / "cv.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(MattingInputError, match=r"cv.yaml: arms.a.steps: a positive integer"):
+        cv.read_cv_spec(study)
+    spec["arms"] = {"a": {"data": "photos", "steps": 1}}
+    (study / "cv.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(MattingInputError, match=r"arms.a.data: 'photos'"):
+        cv.read_cv_spec(study)
+    spec["arms"] = {"a": {"steps": 1, "configs": ["missing.yaml"]}}
+    (study / "cv.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(MattingInputError, match=r"arms.a.configs: .*missing.yaml not found"):
+        cv.read_cv_spec(study)
+
+
+def test_runs_are_keyed_by_their_inputs(tmp_path, data_root):
+    spec = cv.read_cv_spec(REPO / "experiments" / "real_foregrounds")
+    plans = cv.plan_runs(spec, tmp_path, data_root)
+    by_arm = {}
+    for plan in plans:
+        by_arm.setdefault(plan.arm.name, []).append(plan)
+    assert [p.fold for p in by_arm["real"]] == [0, 1, 2, 3] and [p.fold for p in by_arm["synthetic"]] == [None]
+    assert "all_background" not in by_arm  # constants train nothing
+    assert len({p.fingerprint for p in plans}) == len(plans)
+    again = cv.plan_runs(spec, tmp_path, data_root, ["real"])
+    assert [p.fingerprint for p in again] == [p.fingerprint for p in by_arm["real"]]
+    # The efficiency study's default arm is the same run as the data study's real arm: trained once.
+    efficiency = cv.plan_runs(cv.read_cv_spec(REPO / "experiments" / "efficiency"), tmp_path, data_root, ["default"])
+    assert [p.fingerprint for p in efficiency] == [p.fingerprint for p in by_arm["real"]]
+
+
+@pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.name)
+def test_every_cv_arm_builds_and_trains_one_step(study, data_root, tmp_path):
+    spec = cv.read_cv_spec(study)
+    for plan in cv.plan_runs(spec, tmp_path, data_root):
+        if plan.fold not in (None, 0):
+            continue
+        size = "--data.init_args.size=64" if plan.fold is None else "--data.init_args.crop_size=64"
+        args = [a for f in plan.files for a in ("-c", str(f))] + plan.options + TINY + [
+            "--trainer.max_steps=1", size, "--trainer.logger=false", "--trainer.enable_checkpointing=false",
+            "--trainer.callbacks=[]", f"--trainer.default_root_dir={tmp_path / plan.fingerprint}"]
+        built = build_cli(args, run=False)
+        built.trainer.fit(built.model, datamodule=built.datamodule)
+        assert built.trainer.global_step == 1, plan.label
+        if plan.fold is not None:
+            assert built.datamodule.hparams.train == "alphamatting/fold0_train"
+
+
+def test_mask_counts_pool_pixels_over_photos(tmp_path):
+    from matting.io.images import write_png
+
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    truth = np.zeros((10, 10), np.float32)
+    truth[:, :5] = 1.0  # 50 foreground pixels
+    guess = np.zeros((10, 10), np.float32)
+    guess[:, 3:8] = 0.8  # 20 of them found, 30 false
+    write_png(gt / "a.png", truth)
+    write_png(pred / "a.png", guess)
+    write_png(gt / "b.png", truth)
+    write_png(pred / "b.png", truth)  # perfect
+    counts = cv.mask_counts(pred, gt)
+    assert counts == [{"name": "a", "tp": 20, "fp": 30, "fn": 30}, {"name": "b", "tp": 50, "fp": 0, "fn": 0}]
+    rows = [{"name": n, "sad": 1.0, "mse": 0.002, "grad": 3.0} for n in "ab"]
+    figures = fold_figures({"whole": rows, "comp1k": rows, "mask": counts})
+    assert figures["iou"] == pytest.approx(70 / 130) and figures["precision"] == pytest.approx(0.7)
+    assert figures["mse"] == pytest.approx(2.0)  # display units: x 1e3
+    summary = arm_summary({0: {0: {"whole": rows, "comp1k": rows, "mask": counts}}})
+    assert summary["per_photo"]["a"]["iou"] == pytest.approx(20 / 80) and summary["figures"]["sad"]["std"] == 0.0
+
+
+@pytest.mark.slow
+def test_trains_scores_and_reports_keeping_the_analysis(data_root, tmp_path):
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "cv.yaml").write_text(yaml.safe_dump({
+        "folds": str(FOLDS), "base": [str(REPO / "configs" / "default.yaml"), str(REPO / "configs" / "study" / "real_cv.yaml")],
+        "real_data": str(REPO / "configs" / "data" / "alphamatting_cv.yaml"), "budget": "Two steps.",
+        "arms": {"real": {"data": "folds", "steps": 2, "options": TINY + ["--data.init_args.crop_size=64"]},
+                 "zero": {"constant": 0.0}}}))
+    spec = cv.read_cv_spec(study)
+    runs = tmp_path / "runs"
+    plans = cv.plan_runs(spec, runs, data_root)
+    assert cv.train_runs(plans, 2, log=lambda *_: None) == []
+    record = cv.train_record(plans[0])
+    assert record["steps"] == 2 and not record["cut_short"] and record["cpu_seconds"] > 0 and record["fold"] == 0
+    results = cv.score_plans(spec, plans, runs, data_root, ["real", "zero"], log=lambda *_: None)
+    assert sorted(results["real"][0]) == [0, 1, 2, 3]
+    assert all(c["tp"] == 0 and c["fp"] == 0 for f in results["zero"][0].values() for c in f["mask"])
+    mattes = {arm: {p.stem: p for p in runs.rglob("alpha/*.png")} for arm in results}
+    page = write_cv_results(study, "tiny", results, mattes, {"real": {"steps": 2, "cpu_minutes": 0.1}}, ["Made here."])
+    text = page.read_text()
+    assert "| real | 4 | 2 | 0.1 |" in text and "| zero | 4 | - | - |" in text and "| GT20 |" in text
+    assert cv2.imread(str(study / "grid_real.png")) is not None
+    assert json.loads((study / "results_real.json").read_text())["summaries"]["real"]["runs"] == 4
+    page.write_text(text + "What the grid shows.\n")
+    write_cv_results(study, "tiny", results, mattes, {}, ["Again."])
+    assert page.read_text().endswith(ANALYSIS_MARKER + "\nWhat the grid shows.\n") and "Again." in page.read_text()
+    # A rerun trains nothing: every run is there with the same inputs.
+    assert all(p.trained for p in cv.plan_runs(spec, runs, data_root))
+
+
+def test_decoded_cache_gives_the_same_samples_and_stays_untouched(data_root):
+    def dataset(cache: bool):
+        built = build_cli(["-c", str(REPO / "configs" / "default.yaml"), "-c", str(REPO / "configs" / "data" / "alphamatting_cv.yaml"),
+                           f"--data.init_args.root={data_root}", "--data.init_args.crop_size=32", "--data.init_args.num_workers=0",
+                           f"--data.init_args.cache_decoded={str(cache).lower()}", "--trainer.logger=false"], run=False)
+        built.datamodule.setup("fit")
+        return built.datamodule.train_dataloader().dataset.real
+
+    import torch
+
+    cached, plain = dataset(True), dataset(False)
+    for i in range(6):
+        torch.manual_seed(i)  # a sample's randomness comes from the process's torch generator and the index
+        a = cached[i]
+        torch.manual_seed(i)
+        b = plain[i]
+        assert a["name"] == b["name"] and all(np.array_equal(a[k], b[k]) for k in ("image", "alpha", "trimap"))
+    assert cached._decoded and plain._decoded is None
+    for (name, _), (alpha, colours) in cached._decoded.items():
+        fresh_alpha, fresh = cached._decode(next(r for r in cached.records if r.name == name), False)
+        assert np.array_equal(alpha, fresh_alpha) and np.array_equal(colours["fg"], fresh["fg"])
