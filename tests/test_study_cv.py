@@ -136,6 +136,7 @@ def test_runs_are_keyed_by_their_inputs(tmp_path, data_root):
     assert [p.fingerprint for p in efficiency] == [p.fingerprint for p in by_arm["real"]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.name)
 def test_every_cv_arm_builds_and_trains_one_step(study, data_root, tmp_path):
     spec = cv.read_cv_spec(study)
@@ -183,17 +184,21 @@ def test_trains_scores_and_reports_keeping_the_analysis(data_root, tmp_path):
         "folds": str(FOLDS), "base": [str(REPO / "configs" / "default.yaml"), str(REPO / "configs" / "study" / "real_cv.yaml")],
         "real_data": str(REPO / "configs" / "data" / "alphamatting_cv.yaml"), "budget": "Two steps.",
         "arms": {"real": {"data": "folds", "steps": 2, "options": TINY + ["--data.init_args.crop_size=64"]},
-                 "zero": {"constant": 0.0}}}))
+                 "zero": {"constant": 0.0}, "soc": {"adapt": "real", "epochs": 1}}}))
     spec = cv.read_cv_spec(study)
     runs = tmp_path / "runs"
     plans = cv.plan_runs(spec, runs, data_root)
-    assert cv.train_runs(plans, 2, log=lambda *_: None) == []
+    assert [p.source.fingerprint for p in plans if p.arm.name == "soc"] == [p.fingerprint for p in plans if p.arm.name == "real"]
+    assert cv.train_runs(plans, 2, data_root, log=lambda *_: None) == []
     record = cv.train_record(plans[0])
     assert record["steps"] == 2 and not record["cut_short"] and record["cpu_seconds"] > 0 and record["fold"] == 0
-    results = cv.score_plans(spec, plans, runs, data_root, ["real", "zero"], log=lambda *_: None)
-    assert sorted(results["real"][0]) == [0, 1, 2, 3]
+    adapted = cv.train_record(next(p for p in plans if p.arm.name == "soc" and p.fold == 2))
+    assert adapted["epochs"] == 1 and adapted["steps"] == 15 and "matting adapt" in adapted["command"].replace(" -m ", " ")
+    results = cv.score_plans(spec, plans, runs, data_root, ["real", "zero", "soc"], log=lambda *_: None)
+    assert sorted(results["real"][0]) == [0, 1, 2, 3] and sorted(results["soc"][0]) == [0, 1, 2, 3]
     assert all(c["tp"] == 0 and c["fp"] == 0 for f in results["zero"][0].values() for c in f["mask"])
     mattes = {arm: {p.stem: p for p in runs.rglob("alpha/*.png")} for arm in results}
+    results.pop("soc")
     page = write_cv_results(study, "tiny", results, mattes, {"real": {"steps": 2, "cpu_minutes": 0.1}}, ["Made here."])
     text = page.read_text()
     assert "| real | 4 | 2 | 0.1 |" in text and "| zero | 4 | - | - |" in text and "| GT20 |" in text

@@ -66,13 +66,14 @@ def cmd_cv(args, argv: list[str]) -> int:
         raise MattingInputError(f"{args.data}: no cross-validation data root; run `python tools/study.py cv-data` first")
     arms = args.arms or list(spec.arms)
     plans = plan_runs(spec, args.runs, args.data, arms, args.seeds, args.options)
-    failed = [] if args.score_only else train_runs(plans, args.jobs)
+    failed = [] if args.score_only else train_runs(plans, args.jobs, args.data)
     results = score_plans(spec, plans, args.runs, args.data, arms)
     costs, mattes = {}, {}
     for arm in results:
         records = [train_record(p) for p in plans if p.arm.name == arm and p.trained]
         if records:
-            costs[arm] = {"steps": records[0]["max_steps"], "cpu_minutes": float(np.mean([r["cpu_seconds"] for r in records])) / 60,
+            steps = records[0]["max_steps"] or f"+{records[0]['epochs']} epochs"
+            costs[arm] = {"steps": steps, "cpu_minutes": float(np.mean([r["cpu_seconds"] for r in records])) / 60,
                           "wall_minutes": float(np.mean([r["wall_seconds"] for r in records])) / 60,
                           "cut_short": sum(r["cut_short"] for r in records), "machine": records[0]["machine"]}
         first_seed = min(results[arm])

@@ -11,12 +11,16 @@ A study folder's ``cv.yaml`` names the folds, the configs under every arm, and t
       real:      {configs: [], data: folds, steps: 600}
       synthetic: {configs: [arms/synthetic.yaml], data: none, steps: 600}
       all_background: {constant: 0.0}
+      soc: {adapt: real, epochs: 10}
 
 - ``data: folds``: fold k trains on the composites of the photos outside fold k
   (``alphamatting/fold<k>_train``) and is scored on fold k's photos as photographed;
 - ``data: none``: the arm uses no photo (procedural data only): trained once per seed and scored
   on every fold, so its per-fold spread is the photos' alone;
 - ``constant``: an alpha of that value everywhere, for scale; nothing trains.
+- ``adapt: ARM``: ARM's model of each fold, adapted by ``matting adapt`` (MODNet's SOC) for
+  ``epochs`` passes over that fold's unlabeled pool (its training photos without alpha and the
+  photos without ground truth; never its held-out photos), then scored like ARM.
 
 Each training run is ``matting fit`` as its own process (:mod:`matting.study.jobs`), then
 ``matting predict`` (base pass at 512 px) and ``matting evaluate`` (whole image, and comp1k with
@@ -60,6 +64,8 @@ class CvArm:
     data: str = "folds"
     steps: int | None = None
     constant: float | None = None
+    adapt: str | None = None
+    epochs: int | None = None
 
 
 @dataclass
@@ -102,11 +108,19 @@ def read_cv_spec(study: Path) -> CvSpec:
         at = f"{where}: arms.{name}"
         if not isinstance(entry, dict):
             raise MattingInputError(f"{at}: expected a mapping")
-        unknown = set(entry) - {"configs", "options", "data", "steps", "constant"}
+        unknown = set(entry) - {"configs", "options", "data", "steps", "constant", "adapt", "epochs"}
         if unknown:
             raise MattingInputError(f"{at}: unknown keys {sorted(unknown)}")
         if "constant" in entry:
             arms[name] = CvArm(name, constant=float(entry["constant"]), data="none")
+            continue
+        if "adapt" in entry:
+            source, epochs = entry["adapt"], entry.get("epochs")
+            if source not in arms or arms[source].data != "folds" or arms[source].adapt is not None:
+                raise MattingInputError(f"{at}.adapt: {source!r} is not a trained fold arm listed before it")
+            if not isinstance(epochs, int) or epochs < 1:
+                raise MattingInputError(f"{at}.epochs: a positive integer is required (passes over the unlabeled pool)")
+            arms[name] = CvArm(name, data="folds", adapt=source, epochs=epochs)
             continue
         data = entry.get("data", "folds")
         if data not in DATA_KINDS:
@@ -138,6 +152,7 @@ class RunPlan:
     options: list[str]
     fingerprint: str
     folder: Path
+    source: RunPlan | None = None  # the run an adapt arm starts from
 
     @property
     def label(self) -> str:
@@ -169,6 +184,13 @@ def plan_runs(spec: CvSpec, runs: Path, data_root: Path, arms: list[str] | None 
         arm = spec.arms[name]
         if arm.constant is not None:
             continue
+        if arm.adapt is not None:
+            sources = plan_runs(spec, runs, data_root, [arm.adapt], seeds, extra_options)
+            for src in sources:
+                photos = spec.folds.train(src.fold)
+                fp = _fingerprint([], ["adapt", src.fingerprint, f"--epochs={arm.epochs}"], src.seed, photos)
+                plans.append(RunPlan(arm, src.seed, src.fold, [], [f"--epochs={arm.epochs}"], fp, runs / "train" / fp, src))
+            continue
         files = spec.base + ([spec.real_data] if arm.data == "folds" else []) + arm.configs
         for seed in seeds or spec.seeds:
             for fold in (range(len(spec.folds)) if arm.data == "folds" else [None]):
@@ -184,7 +206,14 @@ def plan_runs(spec: CvSpec, runs: Path, data_root: Path, arms: list[str] | None 
     return plans
 
 
-def fit_command(plan: RunPlan) -> list[str]:
+def fit_command(plan: RunPlan, data_root: Path | None = None) -> list[str]:
+    """``matting fit`` of the plan (``matting adapt`` of its source's checkpoint for an adapt arm)."""
+    if plan.source is not None:
+        from matting.study.cv_data import unlabeled_folder
+
+        return [sys.executable, "-m", "matting", "adapt", str(plan.source.checkpoint()), "--images",
+                str(unlabeled_folder(data_root, plan.fold)), *plan.options, "--num-workers", "1", "--seed", str(plan.seed),
+                "--out", str(plan.folder / "adapt"), "--overwrite"]
     logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(plan.folder), "name": "logs"}}
     return [sys.executable, "-m", "matting", "fit", *(a for f in plan.files for a in ("-c", str(f))),
             f"--seed_everything={plan.seed}", *plan.options, f"--trainer.default_root_dir={plan.folder}",
@@ -194,14 +223,15 @@ def fit_command(plan: RunPlan) -> list[str]:
 def _record_training(plan: RunPlan, finished: Finished) -> None:
     from matting.io.checkpoints import read_checkpoint
 
-    found = sorted(plan.folder.rglob("last.ckpt"), key=lambda p: p.stat().st_mtime)
+    found = sorted((p for p in plan.folder.rglob("last.ckpt") if p != plan.checkpoint()), key=lambda p: p.stat().st_mtime)
     if finished.exit_code != 0 or not found:
         return
     steps = int(read_checkpoint(found[-1])["global_step"])
     found[-1].replace(plan.checkpoint())
     record = {"arm": plan.arm.name, "seed": plan.seed, "fold": plan.fold, "fingerprint": plan.fingerprint,
               "command": shlex.join(finished.job.command), "env": finished.job.env, "steps": steps,
-              "max_steps": plan.arm.steps, "cut_short": steps < plan.arm.steps,
+              "max_steps": plan.arm.steps, "cut_short": plan.arm.steps is not None and steps < plan.arm.steps,
+              "epochs": plan.arm.epochs, "source": None if plan.source is None else plan.source.fingerprint,
               "wall_seconds": finished.wall_seconds, "cpu_seconds": finished.cpu_seconds,
               "machine": f"{platform.machine()} {platform.system()}, {_cpu_name()}"}
     atomic_write(plan.folder / "train.json", json.dumps(record, indent=2) + "\n")
@@ -217,20 +247,32 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def train_runs(plans: list[RunPlan], parallel: int, log=print) -> list[str]:
-    """Train every plan without a ``train.json``; returns the labels of the runs that failed."""
+def train_runs(plans: list[RunPlan], parallel: int, data_root: Path | None = None, log=print) -> list[str]:
+    """Train every plan without a ``train.json`` (adapt arms once their source is trained); returns
+    the labels of the runs that failed."""
+    failed = _train(plans, [p for p in plans if p.source is None], parallel, data_root, log)
+    sources = {p.source.fingerprint: p.source for p in plans if p.source is not None}
+    failed += _train(plans, list(sources.values()), parallel, data_root, log)  # an adapt arm's own source
+    ready = [p for p in plans if p.source is not None and p.source.trained]
+    failed += [p.label for p in plans if p.source is not None and not p.source.trained]
+    return failed + _train(plans, ready, parallel, data_root, log)
+
+
+def _train(plans: list[RunPlan], chosen: list[RunPlan], parallel: int, data_root: Path | None, log) -> list[str]:
     from matting.runtime.precision import cpu_has_native_bf16
 
     # bf16 autocast is 10x slower where the CPU emulates it: those machines train in float32.
     precision = [] if cpu_has_native_bf16() else ["--trainer.precision=32-true"]
-    todo = [p for p in plans if not p.trained]
-    by_name = {}
-    jobs = []
-    for plan in todo:
+    by_name, jobs, seen = {}, [], set()
+    for plan in chosen:
+        if plan.trained or plan.fingerprint in seen:
+            continue
+        seen.add(plan.fingerprint)
         plan.folder.mkdir(parents=True, exist_ok=True)
         name = f"{plan.label} [{plan.fingerprint}]"
         by_name[name] = plan
-        jobs.append(Job(name, fit_command(plan) + precision, plan.folder / "fit.log", TRAIN_ENV))
+        command = fit_command(plan, data_root) + (precision if plan.source is None else [])
+        jobs.append(Job(name, command, plan.folder / "fit.log", TRAIN_ENV))
     failed = []
 
     def done(finished: Finished) -> None:

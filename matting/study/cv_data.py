@@ -10,6 +10,9 @@ background photos (``<shared>/backgrounds``), :func:`build_cv_root` writes::
     <root>/backgrounds/train/        the real backgrounds (links) and procedural ones, manifests/bg20k/
     <root>/heldout/fold<k>/{image,alpha,trimap}/   links to fold k's held-out photos, for
                                      ``matting predict`` and ``matting evaluate``
+    <root>/unlabeled/fold<k>/        links to the photos fold k may adapt to without labels (MODNet's
+                                     SOC): its training photos (without their alpha) and the photos
+                                     without ground truth (``<shared>/alphamatting-test-nogt/image``)
 
 A photo's estimated foreground depends on that photo alone, so estimating all of them once leaks
 nothing between folds. Fold k trains on ``alphamatting/fold<k>_train`` and never reads its
@@ -18,6 +21,7 @@ held-out photos; ``all`` trains on every photo, for use on other photographs.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import cv2
@@ -30,7 +34,7 @@ from matting.io.files import check_output, staged_folder
 from matting.io.images import to_uint8
 from matting.study.folds import Folds
 
-__all__ = ["BACKGROUND_SIZE", "build_cv_root", "heldout_folder"]
+__all__ = ["BACKGROUND_SIZE", "add_unlabeled_pools", "build_cv_root", "heldout_folder", "unlabeled_folder"]
 
 BACKGROUND_SIZE = 512
 PROCEDURAL_BACKGROUND_SEED = 1  # not the seed of the procedural subjects' own backgrounds
@@ -39,6 +43,31 @@ PROCEDURAL_BACKGROUND_SEED = 1  # not the seed of the procedural subjects' own b
 def heldout_folder(root: Path, fold: int) -> Path:
     """``<root>/heldout/fold<k>``: ``image/ alpha/ trimap/`` of fold k's held-out photos."""
     return Path(root) / "heldout" / f"fold{fold}"
+
+
+def unlabeled_folder(root: Path, fold: int) -> Path:
+    """``<root>/unlabeled/fold<k>``: photos fold k may adapt to without labels (never its held-out ones)."""
+    return Path(root) / "unlabeled" / f"fold{fold}"
+
+
+def add_unlabeled_pools(root: Path, shared: Path, folds: Folds) -> None:
+    """Write ``<root>/unlabeled/fold<k>/`` (links) for every fold; a root that has them is left as it is."""
+    if (Path(root) / "unlabeled").is_dir():
+        return
+    photos = (Path(shared) / "alphamatting" / "image").resolve()
+    nogt = (Path(shared) / "alphamatting-test-nogt" / "image").resolve()
+    extra = sorted(p for p in nogt.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")) if nogt.is_dir() else []
+    staging = Path(root) / ".unlabeled.partial"
+    if staging.exists():  # left by an interrupted call: links only
+        shutil.rmtree(staging)
+    for k in range(len(folds)):
+        folder = staging / f"fold{k}"
+        folder.mkdir(parents=True)
+        for name in folds.train(k):
+            (folder / f"{name}.png").symlink_to(photos / f"{name}.png")
+        for path in extra:
+            (folder / path.name).symlink_to(path)
+    staging.rename(Path(root) / "unlabeled")
 
 
 def _procedural_backgrounds(folder: Path, count: int) -> None:
@@ -95,4 +124,5 @@ def build_cv_root(shared: Path, out: Path, folds: Folds, procedural: int = 36, o
                 folder.mkdir(parents=True)
                 for name in names:
                     (folder / f"{name}.png").symlink_to(photos / kind / f"{name}.png")
+        add_unlabeled_pools(root, shared, folds)
     return out
