@@ -83,3 +83,28 @@ def test_demo_end_to_end_and_refuses_to_overwrite(tmp_path):
     res = _run_cli(*args)
     assert res.returncode == 2 and "already exists" in res.stderr
     assert sorted(p.name for p in run_dir.rglob("*")) == before
+
+
+@pytest.mark.slow
+def test_fit_console_has_no_advertising_and_each_hardware_line_once(tmp_path):
+    logger = {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path), "name": "logs"}}
+    done = _run_cli("fit", *CFG, f"--trainer.default_root_dir={tmp_path}", f"--trainer.logger={json.dumps(logger)}")
+    assert done.returncode == 0, done.stderr
+    console = done.stdout + done.stderr
+    assert "litlogger" not in console and "Tip" not in console
+    assert console.count("GPU available:") == 1
+
+
+def test_console_filter_drops_the_tip_and_repeats():
+    import logging
+
+    from matting.runtime.process import ConsoleFilter
+
+    keep = ConsoleFilter()
+
+    def passes(message: str) -> bool:
+        return keep.filter(logging.LogRecord("lightning", logging.INFO, __file__, 1, message, None, None))
+
+    assert not passes("💡 Tip: try installing [litlogger](https://pypi.org/project/litlogger/)")
+    assert passes("GPU available: False, used: False") and not passes("GPU available: False, used: False")
+    assert passes("`Trainer.fit` stopped: `max_steps=2` reached.") and passes("`Trainer.fit` stopped: `max_steps=2` reached.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import sys
 import warnings
@@ -28,8 +29,38 @@ def tune_malloc() -> None:
         pass
 
 
+class ConsoleFilter(logging.Filter):
+    """Lightning's console, cleaned: no advertising tip, and each hardware line once per process
+    (a fit followed by a test, or several trainers in one run, would print them again)."""
+
+    PROMOTIONAL = ("litlogger", "Lightning Experiments platform")
+    ONCE = ("GPU available:", "TPU available:", "HPU available:", "Using bfloat16 Automatic Mixed Precision",
+            "Using 16bit Automatic Mixed Precision")
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(word in message for word in self.PROMOTIONAL):
+            return False
+        if message.startswith(self.ONCE):
+            if message in self.seen:
+                return False
+            self.seen.add(message)
+        return True
+
+
+def quiet_console() -> None:
+    """Install :class:`ConsoleFilter` on Lightning's rank-zero logger (once per process)."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, ConsoleFilter) for f in logger.filters):
+        logger.addFilter(ConsoleFilter())
+
+
 def quiet_defaults() -> None:
-    """Silence known-harmless warnings.
+    """Silence known-harmless warnings, and Lightning's advertising and repeated hardware lines.
 
     The model hub is left alone: nothing contacts it unless a config asks for published weights
     (``encoder.init_args.pretrained: true``), which fails in one line within seconds when offline.
@@ -37,6 +68,7 @@ def quiet_defaults() -> None:
     """
     # Lightning 2.6 still calls jsonargparse APIs deprecated in 4.49; nothing for users to act on.
     os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+    quiet_console()
     for pattern in (
         ".*does not have many workers.*",
         ".*GPU available but not used.*",
