@@ -26,6 +26,7 @@ from matting.data.trimap import (
 from matting.io.errors import MattingInputError
 from matting.losses import MattingLoss
 from matting.metrics import MattingMetrics
+from matting.models.contract import require_contract
 
 BAND_SOURCES = ("random", "pipeline")  # where the training band comes from (MattingModule(band=...))
 
@@ -80,7 +81,7 @@ class MattingModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.channels_last = channels_last
-        self._trimap_input_net = getattr(net, "trimap_input", False)
+        self._trimap_input_net = require_contract(net, "model.net").trimap_input
         self.metrics = nn.ModuleDict({stage: MattingMetrics(protocol="whole") for stage in ("val", "test")})
         self.seg_metrics = nn.ModuleDict({stage: MetricCollection({"iou": BinaryJaccardIndex(), "precision": BinaryPrecision(),
                                                                    "recall": BinaryRecall()}) for stage in ("val", "test")})
@@ -139,7 +140,7 @@ class MattingModule(L.LightningModule):
         trimap_batch = batch if self.band == "pipeline" else {**batch, "trimap": None}
         trimap = self._trimap_input(trimap_batch, band) if self._trimap_input_net else None
         outputs = self(batch["image"], trimap)
-        terms = self.loss(outputs, batch, band, mode=getattr(self.net, "collaborative_mode", "TT"))
+        terms = self.loss(outputs, batch, band, mode=self.net.fusion_mode)
         for name, value in terms.items():
             if not torch.isfinite(value):
                 raise FloatingPointError(f"non-finite loss term {name!r}={value.item()} at global step {self.global_step}")

@@ -26,6 +26,7 @@ from torch import nn
 
 from matting.io.errors import MattingInputError
 from matting.models import MattingNet
+from matting.models.contract import require_contract
 from matting.module import load_init_weights, lr_scale, scaled_optimizers
 from matting.soc_loss import SOCLoss
 
@@ -49,10 +50,11 @@ def every_output(net: nn.Module, image: torch.Tensor) -> dict[str, torch.Tensor]
 @torch.no_grad()
 def check_soc_outputs(net: nn.Module, where: str = "the network") -> None:
     """Raise MattingInputError unless ``net`` maps an image to ``pred_alpha``, ``pred_semantic`` and ``pred_detail``."""
-    if getattr(net, "trimap_input", False):
+    net = require_contract(net, where)
+    if net.trimap_input:
         raise MattingInputError(f"{where}: SOC adapts trimap-free networks; this one takes a trimap as input")
     was_training = net.training
-    stride = int(getattr(net, "stride", 32))
+    stride = net.pad_multiple
     try:
         outputs = every_output(net.eval(), torch.zeros(1, 3, 2 * stride, 2 * stride, device=next(net.parameters()).device))
     finally:

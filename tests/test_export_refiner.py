@@ -105,7 +105,7 @@ def test_a_traced_refiner_network_is_the_eager_one_at_other_sizes(kind):
     wrapper = BaseSizedAlpha(net, base_size=64).eval()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python values; the comparison checks them
-        graph = torch.jit.trace(wrapper, torch.rand(1, 3, *refined_trace_shape(64, "long", net.stride)), check_trace=False)
+        graph = torch.jit.trace(wrapper, torch.rand(1, 3, *refined_trace_shape(64, "long", net.pad_multiple)), check_trace=False)
         for h, w in [(96, 128), (139, 77), (200, 260)]:
             image = torch.from_numpy(photo(h, w).transpose(2, 0, 1).copy())[None]
             expected = net(image, base_size=base_shape(h, w, 64))

@@ -194,7 +194,7 @@ def test_collaborative_mode_and_glance_classes_must_agree(mode, classes):
 @pytest.mark.parametrize("mode,classes", [("TT", 3), ("FT", 2), ("BT", 2)])
 def test_collaborative_mode_and_glance_classes_that_agree_build(mode, classes):
     net = _glance_net(classes, functools.partial(CollaborativeFusion, mode=mode))
-    assert net.collaborative_mode == mode and net.semantic_head.classes == classes
+    assert net.fusion_mode == mode and net.semantic_head.classes == classes
 
 
 @pytest.mark.parametrize("fusion,detail", [(ModnetFusion, FocusHead), (LearnedFusion, FocusHead), (None, FocusHead),
@@ -247,6 +247,19 @@ def test_gfm_config_forms_follow_its_comment(mode, tmp_path):
     configs += ["--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}"]
     mode_arg = f"--model.net.init_args.fusion.init_args.mode={mode}"
     cli = build_cli(configs + [mode_arg, "--model.net.init_args.semantic_head.init_args.classes=2"], run=False)
-    assert cli.model.net.collaborative_mode == mode
+    assert cli.model.net.fusion_mode == mode
     with pytest.raises(MattingInputError, match=rf"mode='{mode}'.*classes=3"):
         build_cli(configs + [mode_arg], run=False)
+
+
+def test_every_network_declares_the_contract_and_strangers_are_refused():
+    from matting.models import FCDenseNet, PatchClassifier
+    from matting.models.contract import MattingNetwork, require_contract
+
+    net = MattingNet(TimmEncoder("test_resnet"), SemanticHead, DetailHead, ModnetFusion)
+    assert (net.pad_multiple, net.refiner, net.trimap_input, net.fusion_mode) == (32, None, False, "TT")
+    fc = FCDenseNet(growth=4, down_layers=[1, 1], bottleneck=1, first_channels=8)
+    assert isinstance(fc, MattingNetwork) and fc.pad_multiple == 4 and fc.refiner is None
+    assert isinstance(PatchClassifier(patch=8, width=4), MattingNetwork)
+    with pytest.raises(MattingInputError, match="is not a matting network of this package"):
+        require_contract(torch.nn.Conv2d(3, 1, 1), "x.ckpt")

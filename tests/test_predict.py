@@ -84,9 +84,11 @@ def test_predict_alpha_full_resolution_and_range():
 
 
 def test_refiner_hook_gets_the_full_resolution_image():
+    from matting.models.contract import MattingNetwork
+
     seen = {}
 
-    class Refined(torch.nn.Module):
+    class Refined(MattingNetwork):
         def __init__(self):
             super().__init__()
             self.refiner = torch.nn.Identity()
@@ -121,7 +123,9 @@ def test_fold_batchnorm_is_exact_and_refuses_shared_convolutions():
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()) < sum(
         isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
 
-    class Shared(torch.nn.Module):  # the convolution's raw output is used after its BatchNorm too
+    from matting.models.contract import MattingNetwork
+
+    class Shared(MattingNetwork):  # the convolution's raw output is used after its BatchNorm too
         def __init__(self):
             super().__init__()
             self.conv = torch.nn.Conv2d(3, 1, 3, padding=1)

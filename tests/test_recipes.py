@@ -111,7 +111,7 @@ def test_gfm_family_recipe_trains_its_own_network_one_step_at_64_px(recipe, tmp_
     cli = train_steps(tmp_path, recipe, "--model.net.init_args.encoder.init_args.name=resnet34")
     net = cli.model.net
     assert net.encoder.spec.channels == {2: 64, 4: 64, 8: 128, 16: 256, 32: 512}
-    assert net.collaborative_mode == "TT" and net.semantic_head.decoder == net.detail_head.decoder == "unet"
+    assert net.fusion_mode == "TT" and net.semantic_head.decoder == net.detail_head.decoder == "unet"
 
 
 # --- the GFM options of the heads --------------------------------------------------------------

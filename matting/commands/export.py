@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         raise MattingInputError(f"--base-size must be at least {BASE_MULTIPLE}, got {args.base_size}")
     config, state = load_net_parts(args.ckpt)
     net = net_from_parts(config, state, args.ckpt)
-    refined = getattr(net, "refiner", None) is not None
+    refined = net.refiner is not None
     if not refined and (args.base_size is not None or args.base_side is not None):
         raise MattingInputError(f"{args.ckpt}: --base-size and --base-side apply to networks with a refiner only; "
                                 "this network's graph takes the image already resized to the base size")
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             })
         export_onnx(net, args.onnx, args.opset, metadata, base_size=base_size, base_side=base_side)
         if not args.no_verify:
-            shapes = refined_verify_shapes(base_size) if refined else verify_shapes(int(getattr(net, "stride", 32)))
+            shapes = refined_verify_shapes(base_size) if refined else verify_shapes(net.pad_multiple)
             results = verify_onnx(net, args.onnx, shapes, base_size=base_size, base_side=base_side)
             for (h, w), diff in results:
                 print(f"check {h}x{w}: max |onnxruntime - pytorch| = {diff:.2e}")

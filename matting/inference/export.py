@@ -48,7 +48,7 @@ class BaseSizedAlpha(nn.Module):
 
 def alpha_module(net: nn.Module, base_size: int = DEFAULT_BASE_SIZE, base_side: str = DEFAULT_BASE_SIDE) -> nn.Module:
     """What the ONNX graph of ``net`` computes, image (N, 3, H, W) -> alpha (N, 1, H, W), in eval mode."""
-    if getattr(net, "refiner", None) is None:
+    if net.refiner is None:
         return AlphaOnly(net).eval()
     return BaseSizedAlpha(net, base_size, base_side).eval()
 
@@ -93,7 +93,7 @@ def export_onnx(net: nn.Module, target: Path, opset: int = DEFAULT_OPSET, metada
     if opset < 17:
         raise MattingInputError(f"--opset must be at least 17, got {opset}")
     wrapper = alpha_module(net, base_size, base_side)
-    stride = int(getattr(net, "stride", 32))
+    stride = net.pad_multiple
     shape = trace_shape(stride) if isinstance(wrapper, AlphaOnly) else refined_trace_shape(base_size, base_side, stride)
     sample = torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(0))
     # A full disk, no permission: one line naming the file, and no partial file left.

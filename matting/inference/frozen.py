@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from matting.inference.predict import BASE_MULTIPLE
+from matting.models.contract import MattingNetwork
 
 
 def _fold_pairs(net: nn.Module) -> int:
@@ -55,7 +55,7 @@ def fold_batchnorm(net: nn.Module, tolerance: float = 1e-4) -> nn.Module:
     if _fold_pairs(fused) == 0:
         return net
     device = next(net.parameters()).device
-    stride = int(getattr(net, "stride", BASE_MULTIPLE))
+    stride = net.pad_multiple
     probe = torch.rand(1, 3, 2 * stride + 5, 3 * stride - 7, generator=torch.Generator().manual_seed(0)).to(device)
     expected, got = net(probe), fused(probe)
     for key, value in expected.items():
@@ -75,7 +75,7 @@ class AlphaOnly(nn.Module):
         return self.net(image)["pred_alpha"]
 
 
-class FrozenAlphaNet(nn.Module):
+class FrozenAlphaNet(MattingNetwork):
     """``pred_alpha`` of a network through a TorchScript graph traced and frozen once, reused across shapes.
 
     Freezing folds BatchNorm into the convolutions, prunes what ``pred_alpha`` does not need (the
@@ -101,6 +101,8 @@ class FrozenAlphaNet(nn.Module):
     def __init__(self, net: nn.Module, cache_size: int = 4, tolerance: float = 1e-4, min_repeats: int = 1):
         super().__init__()
         self.net = net.eval()
+        # The wrapped network's contract (frozen graphs are made for networks without a refiner).
+        self.pad_multiple, self.trimap_input = net.pad_multiple, net.trimap_input
         self.cache_size = cache_size
         self.tolerance = tolerance
         self.min_repeats = max(1, int(min_repeats))
@@ -179,6 +181,6 @@ def prepare_for_inference(net: nn.Module, jit: bool = True, channels_last: bool 
     net = fold_batchnorm(net.eval())
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    if jit and getattr(net, "refiner", None) is None:
+    if jit and net.refiner is None:
         net = FrozenAlphaNet(net, min_repeats=min_repeats)
     return net

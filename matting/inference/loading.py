@@ -19,6 +19,7 @@ from matting.io.checkpoints import (
     without_weight_files,
 )
 from matting.io.errors import MattingInputError, one_line
+from matting.models.contract import MattingNetwork, require_contract
 
 __all__ = ["build_net", "load_net", "net_from_parts"]
 
@@ -59,7 +60,7 @@ def build_net(config: dict, path: str | os.PathLike = "<config>") -> nn.Module:
     return net.eval()
 
 
-def load_net(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+def load_net(path: str | os.PathLike, device: str | torch.device = "cpu") -> MattingNetwork:
     """Rebuild a trained network from a checkpoint (see the module docstring for the formats).
 
     Returns:
@@ -70,10 +71,10 @@ def load_net(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.
     return net_from_parts(config, state, path).to(device)
 
 
-def net_from_parts(config: dict, state: dict[str, torch.Tensor], path: str | os.PathLike = "<config>") -> nn.Module:
+def net_from_parts(config: dict, state: dict[str, torch.Tensor], path: str | os.PathLike = "<config>") -> MattingNetwork:
     """Build the network from ``config`` and load ``state`` (strict); eval mode, on the CPU."""
     path = Path(path)
-    net = build_net(config, path)
+    net = require_contract(build_net(config, path), str(path))
     check_state_fits(net.state_dict(), state, str(path), problem="weights do not fit the network config")
     net.load_state_dict(state)
     return net.eval()

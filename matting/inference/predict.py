@@ -86,7 +86,7 @@ def predict_alpha(
     device = next(net.parameters()).device
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     with autocast:
-        if getattr(net, "refiner", None) is not None:
+        if net.refiner is not None:
             out = net(_to_tensor(image, device, channels_last), base_size=(bh, bw))
         else:
             out = net(_to_tensor(resize_image(image, bh, bw), device, channels_last))

@@ -89,6 +89,8 @@ class CollaborativeFusion(nn.Module):
         alpha (B, 1, H, W) in [0, 1].
     """
 
+    reads_predictions = True  # the alpha reads both heads' predictions: inference cannot skip them
+
     def __init__(self, spec: FeatureSpec | None = None, mode: str = "TT"):
         super().__init__()
         if mode not in ("TT", "FT", "BT"):
@@ -122,6 +124,8 @@ class LearnedFusion(nn.Module):
     Returns:
         alpha (B, 1, H, W) in [0, 1].
     """
+
+    reads_predictions = True  # the alpha reads both heads' predictions: inference cannot skip them
 
     def __init__(self, spec: FeatureSpec | None = None, hidden: int = 16):
         super().__init__()

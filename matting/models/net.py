@@ -11,6 +11,7 @@ from torch import nn
 
 from matting.io.errors import MattingInputError
 from matting.models.blocks import pad_to_multiple, resize_to
+from matting.models.contract import MattingNetwork
 from matting.models.encoder import FeatureSpec, TimmEncoder
 from matting.models.fusion import CollaborativeFusion
 from matting.models.outputs import BasePassOutput, CoarseOutput, DetailOutput
@@ -18,7 +19,7 @@ from matting.models.resample import resize_antialiased
 from matting.models.semantic import GlanceHead
 
 
-class MattingNet(nn.Module):
+class MattingNet(MattingNetwork):
     """Trimap-free two-decoder matting network.
 
     Any non-empty subset of heads builds. Parts run in order encoder -> semantic -> detail ->
@@ -92,16 +93,16 @@ class MattingNet(nn.Module):
         self.refiner = refiner(spec) if refiner else None
         check_glance_classes(self.semantic_head, self.fusion, fusion_given=fusion is not None)
         self.base_scale = base_scale
-        self.stride = max(32, spec.deepest)
+        self.pad_multiple = max(32, spec.deepest)
 
     @property
-    def collaborative_mode(self) -> str:
+    def fusion_mode(self) -> str:
         """GFM fusion form (TT, FT or BT) that the loss's glance and detail targets must follow."""
-        return getattr(self.fusion, "mode", "TT")
+        return self.fusion.mode if isinstance(self.fusion, CollaborativeFusion) else "TT"
 
     def base_shape(self, height: int, width: int) -> tuple[int, int]:
         """Base-pass size for a full-size input: scaled by base_scale, rounded to the stride (at least one)."""
-        s = self.stride
+        s = self.pad_multiple
         return (max(s, round(height * self.base_scale / s) * s), max(s, round(width * self.base_scale / s) * s))
 
     def forward(self, image: torch.Tensor, base_size: tuple[int, int] | None = None, trimap: torch.Tensor | None = None,
@@ -122,8 +123,8 @@ class MattingNet(nn.Module):
         """Encoder, heads and fusion on ``image`` (B, 3, h, w), padded to the stride inside and cropped back.
         Without ``every``, the heads skip the predictions that the alpha does not need."""
         h, w = image.shape[-2:]
-        x = pad_to_multiple(image, self.stride)
-        feats = self.encoder(torch.cat([x, pad_to_multiple(trimap, self.stride)], 1) if self.trimap_input else x)
+        x = pad_to_multiple(image, self.pad_multiple)
+        feats = self.encoder(torch.cat([x, pad_to_multiple(trimap, self.pad_multiple)], 1) if self.trimap_input else x)
         semantic_pred, detail_pred = (True, True) if every else self.predictions_for_alpha()
         semantic = self.semantic_head(feats, x, predict=semantic_pred) if self.semantic_head is not None else None
         detail = self.detail_head(feats, x, semantic, predict=detail_pred) if self.detail_head is not None else None
@@ -137,7 +138,7 @@ class MattingNet(nn.Module):
         that reads hidden features only (``reads_predictions`` False, MODNet's) needs neither;
         without a fusion the alpha is the detail prediction, else the coarse one."""
         if self.fusion is not None:
-            reads = getattr(self.fusion, "reads_predictions", True)
+            reads = self.fusion.reads_predictions
             return reads, reads
         return self.detail_head is None, self.detail_head is not None
 

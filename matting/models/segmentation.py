@@ -19,6 +19,7 @@ from torch import nn
 
 from matting.io.errors import MattingInputError
 from matting.models.blocks import pad_to_multiple
+from matting.models.contract import MattingNetwork
 
 
 def _centre(image: torch.Tensor) -> torch.Tensor:
@@ -30,7 +31,7 @@ def _bn_relu_conv(c_in: int, c_out: int, kernel: int, padding: int) -> list[nn.M
     return [nn.BatchNorm2d(c_in), nn.ReLU(inplace=True), nn.Conv2d(c_in, c_out, kernel, padding=padding, bias=False)]
 
 
-class PatchClassifier(nn.Module):
+class PatchClassifier(MattingNetwork):
     """Classifies pixels from the k x k patch around them (centre form) or per patch (dense form).
 
     Centre form (``dense=False``): a stack of ``(k - 1) / 2`` unpadded 3x3 convolutions, so the
@@ -139,7 +140,7 @@ class _TransitionDown(nn.Sequential):
         super().__init__(*_bn_relu_conv(channels, channels, 1, padding=0), nn.Dropout2d(dropout), nn.MaxPool2d(2))
 
 
-class FCDenseNet(nn.Module):
+class FCDenseNet(MattingNetwork):
     """FC-DenseNet ("Tiramisu", Jegou et al. 2017) for binary segmentation; defaults give FC-DenseNet-103.
 
     A 3x3 convolution to ``first_channels``, then a down path of dense blocks (each followed by a
@@ -168,7 +169,7 @@ class FCDenseNet(nn.Module):
                  first_channels: int = 48, dropout: float = 0.2):
         super().__init__()
         down_layers = tuple(down_layers)
-        self.stride = 2 ** len(down_layers)
+        self.pad_multiple = 2 ** len(down_layers)
         self.first = nn.Conv2d(3, first_channels, 3, padding=1)
         channels, skips = first_channels, []
         self.down_blocks, self.transitions_down = nn.ModuleList(), nn.ModuleList()
@@ -191,7 +192,7 @@ class FCDenseNet(nn.Module):
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         h, w = image.shape[-2:]
-        x = self.first(pad_to_multiple(_centre(image), self.stride))  # (B, first_channels, H', W')  # (B, first_channels, H', W')
+        x = self.first(pad_to_multiple(_centre(image), self.pad_multiple))  # (B, first_channels, H', W')  # (B, first_channels, H', W')
         skips = []
         for block, down in zip(self.down_blocks, self.transitions_down):
             x = block(x)

@@ -46,7 +46,7 @@ def network_forward(module) -> Callable[[torch.Tensor], torch.Tensor]:
     module = module.cpu().float().eval()
 
     def forward(image: torch.Tensor) -> torch.Tensor:
-        trimap = torch.full_like(image[:, :1], 0.5) if module._trimap_input_net else None
+        trimap = torch.full_like(image[:, :1], 0.5) if module.net.trimap_input else None
         return module(image, trimap)["pred_alpha"]
 
     return forward

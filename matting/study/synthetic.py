@@ -219,7 +219,9 @@ def run_color_threshold(files: list[Path], seed: int, options: list[str], partia
                                                      "criterion": "lowest SAD"}, **evaluation}
     (partial / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
-    class RemoverNet(nn.Module):
+    from matting.models.contract import MattingNetwork
+
+    class RemoverNet(MattingNetwork):
         """The remover as a network for MattingModule: (B, 3, H, W) -> pred_alpha (B, 1, H, W)."""
 
         def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
