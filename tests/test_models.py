@@ -260,6 +260,6 @@ def test_every_network_declares_the_contract_and_strangers_are_refused():
     assert (net.pad_multiple, net.refiner, net.trimap_input, net.fusion_mode) == (32, None, False, "TT")
     fc = FCDenseNet(growth=4, down_layers=[1, 1], bottleneck=1, first_channels=8)
     assert isinstance(fc, MattingNetwork) and fc.pad_multiple == 4 and fc.refiner is None
-    assert isinstance(PatchClassifier(patch=8, width=4), MattingNetwork)
+    assert isinstance(PatchClassifier(patch=7, width=4), MattingNetwork)
     with pytest.raises(MattingInputError, match="is not a matting network of this package"):
         require_contract(torch.nn.Conv2d(3, 1, 1), "x.ckpt")
