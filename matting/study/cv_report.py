@@ -60,7 +60,8 @@ def _cell(entry: dict, decimals: int) -> str:
     return f"{entry['mean']:.{decimals}f} +- {entry['std']:.{decimals}f}"
 
 
-def _grid(results: dict, mattes: dict[str, dict[str, Path]], path: Path, tile: int = 120) -> None:
+def _grid(results: dict, mattes: dict[str, dict[str, Path]], path: Path, tile: int = 96) -> None:
+    """One row per arm, one column per photo: every held-out matte at ``tile`` px wide."""
     import cv2
 
     from matting.io.images import read_alpha
@@ -76,9 +77,9 @@ def _grid(results: dict, mattes: dict[str, dict[str, Path]], path: Path, tile: i
         h, w = array.shape[:2]
         return cv2.resize(array, (tile, max(1, round(h * tile / w))), interpolation=cv2.INTER_AREA)
 
-    rows = [[fit(mattes[arm].get(n)) for arm in arms] for n in names]
+    rows = [[fit(mattes[arm].get(n)) for n in names] for arm in arms]
     with atomic_path(path, temp=path.with_name(f".{path.stem}.partial.png")) as tmp:
-        if not cv2.imwrite(str(tmp), render_grid(rows, arms, names)[..., ::-1]):
+        if not cv2.imwrite(str(tmp), render_grid(rows, names, arms)[..., ::-1]):
             raise OSError(f"could not write {path}")
 
 
@@ -112,7 +113,7 @@ def write_cv_results(folder: Path, title: str, results: dict, mattes: dict[str, 
             p = s["per_photo"].get(n)
             cells.append("-" if p is None else f"{p['sad']:.1f} / {p['iou']:.3f}")
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
-    lines += ["", "`grid_real.png`: every held-out matte, one row per photo, one column per arm (the photos and "
+    lines += ["", "`grid_real.png`: every held-out matte, one row per arm, one column per photo (the photos and "
               "their ground truth are not redistributable).", ""]
     page = folder / "results_real.md"
     write_keeping_tail(page, "\n".join(lines) + "\n", ANALYSIS_MARKER, new_tail=ANALYSIS_MARKER + "\n")
