@@ -1,4 +1,4 @@
-"""tools/bench_frontier.py: arms timed interleaved against the reference, in predict's path."""
+"""tools/benchmark.py frontier: arms timed interleaved against the reference, in predict's path."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tools import bench_frontier
+from matting.bench import frontier as bench_frontier
 
 TINY_ENCODER = "model:\n  net:\n    init_args:\n      encoder:\n        class_path: matting.models.TimmEncoder\n" \
                "        init_args: {name: test_resnet, pretrained: false}\n"

@@ -1,10 +1,10 @@
-"""tools/bench_speed.py times the network `matting fit` would build from the same configs and options."""
+"""tools/benchmark.py infer times the network `matting fit` would build from the same configs and options."""
 
 import pytest
 import torch
 import yaml
 
-from tools import bench_speed
+from matting.bench import infer as bench_speed
 
 from .conftest import REPO
 

@@ -1,4 +1,4 @@
-"""tools/bench_train.py: training steps of arms timed in matting fit's loop, interleaved with the reference."""
+"""tools/benchmark.py train: training steps of arms timed in matting fit's loop, interleaved with the reference."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tools import bench_train
+from matting.bench import train as bench_train
 
 BASE = ("model:\n  net:\n    init_args:\n      encoder:\n        class_path: matting.models.TimmEncoder\n"
         "        init_args: {name: test_resnet, pretrained: false}\n"
@@ -38,7 +38,7 @@ def test_times_training_steps_of_every_arm_against_the_reference(study, tmp_path
         assert r["batch_size"] == 2
         assert r["steps_timed"] == 2 * 3  # rounds x steps: the warm-up step is not timed
         assert r["step_s"] > 0 and r["images_per_s"] == pytest.approx(2 / r["step_s"])
-    assert written["command"].startswith("python tools/bench_train.py")
+    assert written["command"].startswith("python tools/benchmark.py train")
 
 
 @pytest.mark.slow

@@ -28,7 +28,7 @@ from matting.models.blocks import (
     InvertedResidual,
     conv_block,
 )
-from tools.count_flops import count
+from matting.bench.flops import count
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

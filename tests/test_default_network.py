@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from matting.study import config_stacks
-from tools import count_flops
+from matting.bench import flops as count_flops
 
 from .conftest import REPO
 

@@ -31,7 +31,7 @@ def test_frontier_of_a_tiny_study(tmp_path, capsys):
                            "--thresholds", "10", "30"]) == 0
     latency = tmp_path / "latency.json"
     row = {"ms": 10.0, "ms_min": 9.0}
-    latency.write_text(json.dumps({"command": "python tools/bench_frontier.py tiny", "machine": "test", "rounds": 1,
+    latency.write_text(json.dumps({"command": "python tools/benchmark.py frontier tiny", "machine": "test", "rounds": 1,
                                    "results": {"512": {"reference": {**row, "ratio": 1.0},
                                                        "small_fusion": {**row, "ms": 5.0, "ratio": 0.5}}}}))
     assert frontier.main([str(runs), "--latency", str(latency), "--out", str(out)]) == 0

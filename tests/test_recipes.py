@@ -1,5 +1,5 @@
 """Published recipes (configs/recipes/) build the published networks: parameters and inference
-FLOPs at 512x512 against the official code, measured with tools/count_flops.py's counter, and
+FLOPs at 512x512 against the official code, measured with tools/benchmark.py flops's counter, and
 one training step at 64 px. Reference values and their commands: docs/reproduce.md."""
 
 import pytest
@@ -8,7 +8,7 @@ import torch
 from matting.io.errors import MattingInputError
 from matting.models import FocusHead, GlanceHead, TimmEncoder
 from matting.runtime.lightning_cli import build_cli
-from tools import count_flops
+from matting.bench import flops as count_flops
 
 from .conftest import REPO
 
@@ -18,7 +18,7 @@ RECIPES = REPO / "configs" / "recipes"
 
 
 def recipe_cost(recipe: str) -> dict:
-    """tools/count_flops.py's count of the network ``default.yaml + recipe`` builds (eval pass, 512x512)."""
+    """tools/benchmark.py flops's count of the network ``default.yaml + recipe`` builds (eval pass, 512x512)."""
     return count_flops.count(count_flops.build_net(["-c", str(BASE), "-c", str(RECIPES / recipe)]), 512)
 
 
@@ -76,7 +76,7 @@ def test_gfm_r34_tt_recipe_matches_the_official_network():
 # --- P3M-Net ResNet-34, as the nearest member of the family ------------------------------------
 # Official JizhiziLi/P3M core/network/P3mNet.py measured the same way: 39,478,060 parameters
 # (38,965,060 used), 117.31 GFLOP. Our recipe lacks TFI / sBFI / dBFI, so it is tested against its
-# own measured size (tools/count_flops.py -c configs/default.yaml -c configs/recipes/p3m_r34.yaml).
+# own measured size (tools/benchmark.py flops -c configs/default.yaml -c configs/recipes/p3m_r34.yaml).
 P3M_R34_OURS_PARAMS = 54_839_876
 P3M_R34_OURS_FLOPS = 108_592_103_424
 

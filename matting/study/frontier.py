@@ -4,9 +4,9 @@
                              [--size 512] [--out experiments/efficiency]
 
 Joins the finished runs of ``tools/study.py run`` (test metrics, mean +- sample std over seeds, read
-by ``tools/study.py collect``'s loader) with the latency ratios of ``tools/bench_frontier.py``
+by ``tools/study.py collect``'s loader) with the latency ratios of ``tools/benchmark.py frontier``
 (each arm against the reference arm, interleaved, in ``matting predict``'s path) and the GFLOP of
-each arm's inference pass at 512 px (``tools/count_flops.py`` on the run's saved config). An arm
+each arm's inference pass at 512 px (``tools/benchmark.py flops`` on the run's saved config). An arm
 is on the frontier when no other arm is both faster (lower latency ratio at ``--size``) and better
 (lower mean test SAD). Writes ``frontier.md`` and ``frontier.png`` into ``--out`` (default: the
 study folder recorded in the runs). Arms without a latency (the colour threshold) are listed, not
@@ -26,7 +26,7 @@ import numpy as np
 
 from matting.metrics import METRIC_HEADERS
 
-from matting.study.flops import build_net, count
+from matting.bench.flops import build_net, count
 from matting.study.results import REPO, CollectError, cell, load_runs, nice_ceiling, summarise
 
 QUALITY = ("sad", "mse", "grad")  # the test metrics of the table, each in the scale of METRIC_HEADERS
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(prog="python tools/study.py frontier", description=__doc__.split("\n\n")[0])
     p.add_argument("runs", type=Path, help="output folder of tools/study.py run")
-    p.add_argument("--latency", type=Path, required=True, help="JSON written by tools/bench_frontier.py --out")
+    p.add_argument("--latency", type=Path, required=True, help="JSON written by tools/benchmark.py frontier --out")
     p.add_argument("--size", type=int, default=512, help="the latency size the frontier is drawn at (default 512)")
     p.add_argument("--out", type=Path, help="where frontier.md and frontier.png go (default: the study folder)")
     args = p.parse_args(argv)
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             latency = json.loads(args.latency.read_text())
             latency["results"]
         except (ValueError, KeyError, TypeError) as exc:
-            raise CollectError(f"--latency {args.latency}: not a tools/bench_frontier.py result ({exc})") from None
+            raise CollectError(f"--latency {args.latency}: not a tools/benchmark.py frontier result ({exc})") from None
         rows = frontier_rows(summarise(load_runs(args.runs)), latency, args.size)
         if args.out is None:
             studies = {r["study"] for row in rows for r in row["results"]}

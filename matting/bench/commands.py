@@ -1,6 +1,6 @@
 """End-to-end time of ``matting predict`` and ``matting evaluate`` as processes, start-up included.
 
-    python tools/bench_commands.py --ckpt CKPT [--images 20] [--repeats 5] [--keep DIR]
+    python tools/benchmark.py commands --ckpt CKPT [--images 20] [--repeats 5] [--keep DIR]
 
 Writes a folder of photos of mixed sizes (``--images`` samples of the synthetic test split, each
 resized to one of six sizes of different aspect ratios, so six different base shapes) with their
@@ -34,7 +34,7 @@ from pathlib import Path
 
 # (height, width): 4:3, 3:4, 1:1, 16:9, 9:16 and 2:3, i.e. six different base shapes at --base-size 512.
 SIZES = [(480, 640), (640, 480), (600, 600), (405, 720), (720, 405), (750, 500)]
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def make_folder(root: Path, count: int) -> tuple[Path, Path]:
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     median = {name: statistics.median(t) for name, t in times.items()}
     pairs = [("predict (default)", "predict --eager"), ("evaluate (default workers)", "evaluate --workers 1")]
-    command = f"python tools/bench_commands.py --ckpt {args.ckpt} --images {args.images} --repeats {args.repeats}"
+    command = f"python tools/benchmark.py commands --ckpt {args.ckpt} --images {args.images} --repeats {args.repeats}"
     lines = [
         f"$ {command}",
         f"{args.images} photos of {len(SIZES)} sizes ({', '.join(f'{w}x{h}' for h, w in SIZES)}); {os.cpu_count()} CPUs, "
@@ -115,6 +115,3 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

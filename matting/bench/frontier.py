@@ -1,6 +1,6 @@
 """Latency of every arm of a study against its reference arm, interleaved in one process.
 
-    python tools/bench_frontier.py experiments/efficiency [--arms A B ...] [--reference reference]
+    python tools/benchmark.py frontier experiments/efficiency [--arms A B ...] [--reference reference]
                                    [--sizes 512 1024] [--rounds 15] [--threads 2] [--together]
                                    [--out FILE.json]
 
@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def build_predictor(study: Path, arm: str):
@@ -87,7 +87,7 @@ def measure_pairs(study: Path, arms: list[str], reference: str, sizes: list[int]
             if arm == reference:
                 continue
             out = Path(tmp) / f"{arm}.json"
-            subprocess.run([sys.executable, __file__, str(study), "--together", "--arms", reference, arm,
+            subprocess.run([sys.executable, "-m", "matting.bench", "frontier", str(study), "--together", "--arms", reference, arm,
                             "--reference", reference, "--sizes", *map(str, sizes), "--rounds", str(rounds),
                             "--threads", str(threads), "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
             pairs[arm] = json.loads(out.read_text())["results"]
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tune_malloc()
     quiet_defaults()
-    p = argparse.ArgumentParser(prog="python tools/bench_frontier.py", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python tools/benchmark.py frontier", description=__doc__.split("\n\n")[0])
     p.add_argument("study", type=Path, help="study folder with base.yaml and arms/*.yaml")
     p.add_argument("--arms", nargs="+", help="arms to time (default: all)")
     p.add_argument("--reference", default="reference", help="the arm every ratio is taken to (default reference)")
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [a for a in [*arms, args.reference] if a not in available]
     if unknown or args.rounds < 1 or args.threads < 1:
         what = f"unknown arms {unknown}; {args.study}/arms has {available}" if unknown else "--rounds and --threads must be >= 1"
-        print(f"bench_frontier: error: {what}", file=sys.stderr)
+        print(f"benchmark frontier: error: {what}", file=sys.stderr)
         return 2
     arms = [args.reference] + [a for a in arms if a != args.reference]
     load = os.getloadavg()[0]
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         from matting.io.files import atomic_write
 
-        command = " ".join(["python", "tools/bench_frontier.py", *(argv if argv is not None else sys.argv[1:])])
+        command = " ".join(["python", "tools/benchmark.py", "frontier", *(argv if argv is not None else sys.argv[1:])])
         atomic_write(args.out, json.dumps({"command": command, "machine": f"{platform.machine()} {platform.system()}, "
                                            f"{os.cpu_count()} cores, torch threads {args.threads}",
                                            "load_average_before": load, "rounds": args.rounds,
@@ -144,6 +144,3 @@ def main(argv: list[str] | None = None) -> int:
                                            "results": {str(s): r for s, r in results.items()}}, indent=2) + "\n")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """Training throughput of a study's arms against its reference arm, in ``matting fit``'s own loop.
 
-    python tools/bench_train.py experiments/efficiency [--arms A B ...] [--reference reference]
+    python tools/benchmark.py train experiments/efficiency [--arms A B ...] [--reference reference]
                                 [--steps 20] [--warmup 5] [--rounds 3] [--threads 1] [--out FILE.json]
 
 Each arm is configured as ``matting fit`` composes it (``configs/default.yaml``, the study's
@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def fit_step_times(study: Path, arm: str, steps: int, warmup: int, root: Path) -> dict:
@@ -66,7 +66,7 @@ def measure(study: Path, arms: list[str], reference: str, steps: int, warmup: in
             row = {}
             for arm in arms:
                 out = Path(tmp) / f"{arm}-{r}.json"
-                subprocess.run([sys.executable, __file__, str(study), "--child", arm, "--steps", str(steps),
+                subprocess.run([sys.executable, "-m", "matting.bench", "train", str(study), "--child", arm, "--steps", str(steps),
                                 "--warmup", str(warmup), "--threads", str(threads), "--out", str(out)],
                                check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 row[arm] = json.loads(out.read_text())
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tune_malloc()
     quiet_defaults()
-    p = argparse.ArgumentParser(prog="python tools/bench_train.py", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python tools/benchmark.py train", description=__doc__.split("\n\n")[0])
     p.add_argument("study", type=Path, help="study folder with base.yaml and arms/*.yaml")
     p.add_argument("--arms", nargs="+", help="arms to time (default: all)")
     p.add_argument("--reference", default="reference", help="the arm every ratio is taken to (default reference)")
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or args.rounds < 1 or args.threads < 1 or args.steps < 2 or args.warmup < 1:
         what = (f"unknown arms {unknown}; {args.study}/arms has {available}" if unknown
                 else "--rounds and --threads must be >= 1, --steps >= 2, --warmup >= 1")
-        print(f"bench_train: error: {what}", file=sys.stderr)
+        print(f"benchmark train: error: {what}", file=sys.stderr)
         return 2
     from matting.io.files import atomic_write
 
@@ -126,13 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         r = results[arm]
         print(f"| {arm} | {r['step_s']:.3f} | {r['images_per_s']:.2f} | {r['x_reference_step']:.3f} |")
     if args.out is not None:
-        command = " ".join(["python", "tools/bench_train.py", *(argv if argv is not None else sys.argv[1:])])
+        command = " ".join(["python", "tools/benchmark.py", "train", *(argv if argv is not None else sys.argv[1:])])
         atomic_write(args.out, json.dumps({"command": command, "machine": f"{platform.machine()} {platform.system()}, "
                                            f"{os.cpu_count()} cores, torch threads {args.threads}",
                                            "load_average_before": load, "rounds": args.rounds, "steps": args.steps,
                                            "warmup": args.warmup, "results": results}, indent=2) + "\n")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

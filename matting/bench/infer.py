@@ -1,6 +1,6 @@
 """Inference speed and memory of a model config on this CPU, per execution mode.
 
-    python tools/bench_speed.py -c configs/default.yaml [-c MORE.yaml ...] [--model.net.KEY=VALUE ...]
+    python tools/benchmark.py infer -c configs/default.yaml [-c MORE.yaml ...] [--model.net.KEY=VALUE ...]
                                 [--sizes 512 1024] [--repeats 10] [--ckpt CKPT]
                                 [--modes fp32 channels_last ...] [--out docs/speed.md]
 
@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PHOTO = REPO.parent / "shared" / "data" / "alphamatting-test-nogt" / "image" / "doll.png"
 MODES = ("fp32", "channels_last", "torchscript", "bf16", "bf16_channels_last", "onnxruntime")
 ACCURACY_LIMIT = 0.01
@@ -189,7 +189,7 @@ def machine() -> str:
 
 
 def measure(args, mode: str, size: int, tmp: str) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker-mode", mode, "--worker-size", str(size),
+    cmd = [sys.executable, "-m", "matting.bench", "infer", "--worker-mode", mode, "--worker-size", str(size),
            "--tmp", tmp, "--threads", str(args.threads), "--repeats", str(args.repeats), "--warmup", str(args.warmup),
            *args.cli_args]
     if args.ckpt:
@@ -229,7 +229,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The tool's own options; every other argument (``-c FILE``, ``--key=value``) is kept, in
     order, in ``cli_args`` for LightningCLI, and the config files given are listed in ``config``."""
     p = argparse.ArgumentParser(
-        prog="python tools/bench_speed.py",
+        prog="python tools/benchmark.py infer",
         usage="%(prog)s -c CONFIG [-c CONFIG ...] [--KEY=VALUE ...] [options]",
         description=__doc__.splitlines()[0],
         epilog="-c/--config FILE (repeatable) and --KEY=VALUE options (e.g. --model.net.init_args.detail_head=null) "
@@ -256,7 +256,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-KEEP_MARKER = "<!-- kept by tools/bench_speed.py --out: sections below are not rewritten -->"
+KEEP_MARKER = "<!-- kept by tools/benchmark.py infer --out: sections below are not rewritten -->"
 
 
 def write_page(path: Path, lines: list[str]) -> None:
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     params = sum(t.numel() for t in build_network(args).parameters())
     ok = [r for r in results if r["size"] == args.sizes[0] and r["max_diff"] <= ACCURACY_LIMIT]
     best = min(ok, key=lambda r: r["ms"]) if ok else None
-    command = "python tools/bench_speed.py " + shlex.join(args.cli_args)
+    command = "python tools/benchmark.py infer " + shlex.join(args.cli_args)
     command += (f" --ckpt {args.ckpt}" if args.ckpt else "") + " --sizes " + " ".join(map(str, args.sizes))
     command += f" --repeats {args.repeats}"
     _, source = test_image(8)
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = [
             "# Inference speed on CPU",
             "",
-            "Written by `tools/bench_speed.py` (see its docstring for what is measured); rerun it to refresh this page:",
+            "Written by `tools/benchmark.py infer` (see its docstring for what is measured); rerun it to refresh this page:",
             "",
             f"```\n$ {command} --out {args.out}\n```",
             "",
@@ -351,6 +351,3 @@ def main(argv: list[str] | None = None) -> int:
         write_page(args.out, doc)
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -4,7 +4,7 @@ Runs single-threaded (OpenCV and torch pinned to one thread) so the numbers are 
 per data-loader worker. "generate" is ``generate_sample`` alone (numpy arrays); "item"
 is a full ``SyntheticMattingDataset.__getitem__`` including the conversion to tensors.
 
-Usage: python tools/bench_synthetic.py [--n N] [--sizes 256 512]
+Usage: python tools/benchmark.py synthetic [--n N] [--sizes 256 512]
 """
 
 from __future__ import annotations
@@ -46,6 +46,3 @@ def main() -> None:
             print(f"{size}x{size} {label:8s}: {t.mean():6.2f} ms/sample mean, "
                   f"{np.median(t):6.2f} median, {np.percentile(t, 95):6.2f} p95, {t.max():6.2f} max  (n={n})")
 
-
-if __name__ == "__main__":
-    main()

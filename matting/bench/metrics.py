@@ -1,6 +1,6 @@
 """Time the matting metrics on synthetic full-HD pairs, on one core.
 
-    python tools/bench_metrics.py --n 5 --size 1920x1080
+    python tools/benchmark.py metrics --n 5 --size 1920x1080
 
 Each pair is a soft-edged foreground with anti-aliased hair strands (ground truth), a blurred,
 noisy prediction with spurious blobs and holes (so Conn has disconnected parts to find), and a
@@ -109,6 +109,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n1-minute load average at the end: {load:.2f} (other processes on the machine inflate the mean)")
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

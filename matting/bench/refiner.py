@@ -1,6 +1,6 @@
 """Cost of the refiners: ms per image and peak memory at 512, 1024, 2048 and 4K, on this CPU.
 
-    python tools/bench_refiner.py [--sizes 512x512 1024x1024 2048x2048 3840x2160] [--repeats 3]
+    python tools/benchmark.py refiner [--sizes 512x512 1024x1024 2048x2048 3840x2160] [--repeats 3]
                                   [--out experiments/refiner/cost.md]
 
 Rows: the base alone at 1/4 resolution with bilinear upsampling (what the refiners improve on),
@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 METHODS = {"base only (1/4, bilinear)": None, "patch refiner": "configs/refiner/patch.yaml", "guided filter": "configs/refiner/guided.yaml"}
 
 
@@ -82,7 +82,7 @@ def main() -> int:
     rows = []
     for method in METHODS:
         for size in args.sizes:
-            res = subprocess.run([sys.executable, __file__, "--worker", method, size, "--repeats", str(args.repeats)],
+            res = subprocess.run([sys.executable, "-m", "matting.bench", "refiner", "--worker", method, size, "--repeats", str(args.repeats)],
                                  capture_output=True, text=True, env=env, cwd=REPO)
             if res.returncode:
                 print(res.stderr[-2000:], file=sys.stderr)
@@ -95,11 +95,8 @@ def main() -> int:
     text = "\n".join(table)
     if args.out:
         machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU"
-        args.out.write_text(f"# Refiner cost on CPU\n\n{text}\n\nCommand: `python tools/bench_refiner.py --sizes {' '.join(args.sizes)} "
+        args.out.write_text(f"# Refiner cost on CPU\n\n{text}\n\nCommand: `python tools/benchmark.py refiner --sizes {' '.join(args.sizes)} "
                             f"--repeats {args.repeats} --out {args.out}`  \nMachine: {machine}; fp32, channels_last, batch 1, 2 threads.\n")
     print(text)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

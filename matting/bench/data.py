@@ -1,6 +1,6 @@
 """Training-data throughput next to the default model's training consumption, on this machine.
 
-    python tools/bench_loader.py [--crop 512] [--batch 8] [--workers 2] [--batches 12] [--steps 3]
+    python tools/benchmark.py data [--crop 512] [--batch 8] [--workers 2] [--batches 12] [--steps 3]
                                  [--recipes dim rssn original] [--out FILE.md]
 
 Data: the 20 alphamatting.com photos of ``../shared/data`` (about 800 x 600) with their alphas and
@@ -38,7 +38,7 @@ from matting.data.matte_dataset import BackgroundPool, MatteTrainDataset
 from matting.data.prepare.build import estimate_split_foregrounds, prepare
 from matting.io.images import list_images
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
 
 RECIPES = {
@@ -156,6 +156,3 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(text + "\n")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
