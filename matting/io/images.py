@@ -51,6 +51,8 @@ import numpy as np
 from matting.io.errors import MattingInputError
 from matting.io.files import atomic_write, could_not_write
 from matting.io.limits import (
+    ENV_MAX_PIXELS,
+    ENV_OPENCV_CAP,
     PNG_SIGNATURE,
     Header,
     check_alpha_levels,
@@ -125,11 +127,19 @@ def decode_file(path: str | os.PathLike, flag: int = cv2.IMREAD_UNCHANGED) -> tu
     except OSError as exc:
         raise MattingInputError(f"{path}: cannot read file ({exc})") from exc
     if buffer[:8].tobytes() == PNG_SIGNATURE:
-        check_png(path, buffer)
+        buffer = check_png(path, buffer)
     level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
         array = cv2.imdecode(buffer, flag) if buffer.size else None
+    except cv2.error as exc:
+        if "CV_IO_MAX_IMAGE_PIXELS" not in str(exc):
+            raise MattingInputError(f"{path}: not a readable image (OpenCV: {str(exc).strip().splitlines()[-1]})") from exc
+        cap = os.environ.get(ENV_OPENCV_CAP, str(1 << 30))
+        raise MattingInputError(
+            f"{path}: over OpenCV's pixel cap of {int(cap) / 1e6:.3g} MP, fixed when this process started; "
+            f"set {ENV_MAX_PIXELS} (or {ENV_OPENCV_CAP}) in the environment before the command to read it"
+        ) from exc
     finally:
         cv2.utils.logging.setLogLevel(level)
     if array is None:
