@@ -75,6 +75,7 @@ def test_float_rgb_tiff_size_is_read_from_its_own_header(tmp_path):
         read_image(path)
 
 
+@pytest.mark.slow  # spawns processes
 def test_opencv_pixel_cap_is_set_before_cv2_loads():
     env = {k: v for k, v in os.environ.items() if k not in ("OPENCV_IO_MAX_IMAGE_PIXELS", "MATTING_MAX_PIXELS")}
     code = "import matting, os, matting.io.limits as l; print(os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'], l.DEFAULT_MAX_PIXELS)"
@@ -85,6 +86,7 @@ def test_opencv_pixel_cap_is_set_before_cv2_loads():
     assert out.split()[0] == "300000000"
 
 
+@pytest.mark.slow  # spawns a process
 def test_opencv_cap_refusal_is_one_line_naming_the_file(tmp_path):
     code = ("import matting, sys\nfrom matting.io.images import read_image\nfrom matting.io.errors import MattingInputError\n"
             "try:\n    read_image(sys.argv[1])\nexcept MattingInputError as e:\n    print(e)\n")

@@ -43,8 +43,8 @@ def build_net(config: dict, path: str | os.PathLike = "<config>") -> nn.Module:
     path = Path(path)
     if not isinstance(config, dict) or "class_path" not in config:
         raise MattingInputError(f"{path}: the network config must be a mapping with class_path and init_args")
+    config = without_weight_files(config)  # the checkpoint's weights replace them: never read or fetched
     check_class_paths(config, path)
-    config = without_weight_files(config)
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--net", type=MattingNet)
     try:
