@@ -71,8 +71,14 @@ def load_net(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.
 
 
 def net_from_parts(config: dict, state: dict[str, torch.Tensor], path: str | os.PathLike = "<config>") -> nn.Module:
-    """Build the network from ``config`` and load ``state`` (strict); eval mode, on the CPU."""
+    """Build the network from ``config`` and load ``state`` (strict); eval mode, on the CPU.
+
+    Weights holding NaN or infinite values are refused, naming the first such tensor."""
     path = Path(path)
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:  # its every output would be NaN, written as an all-zero matte
+        raise MattingInputError(f"{path}: weight {bad} holds NaN or infinite values; this checkpoint cannot "
+                                "predict (a diverged training run?)")
     net = build_net(config, path)
     check_state_fits(net.state_dict(), state, str(path), problem="weights do not fit the network config")
     net.load_state_dict(state)

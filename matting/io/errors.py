@@ -12,6 +12,11 @@ class MattingInputError(Exception):
     """
 
 
+class NonFiniteOutput(MattingInputError):
+    """A network's output holds NaN or infinite values: every later input would fail the same way,
+    so a command stops at the first instead of reporting each one."""
+
+
 class ToolArgumentParser(argparse.ArgumentParser):
     """argparse for the ``matting`` tools: a bad option raises MattingInputError naming it.
 
