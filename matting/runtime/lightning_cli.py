@@ -159,10 +159,25 @@ class MattingCLI(LightningCLI):
 
         from matting.runtime.checkpoint_io import AtomicCheckpointIO
 
+        from matting.runtime.sigterm import SaveOnSigterm
+
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        self._sigterm = SaveOnSigterm()
+        trainer.callbacks.append(self._sigterm)
         return trainer
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """The subcommand; SIGTERM becomes ``StoppedBySignal`` (Lightning exits with status 0)."""
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        from matting.runtime.sigterm import StoppedBySignal, stopped_message
+
+        try:
+            super()._run_subcommand(subcommand)
+        except SIGTERMException as exc:
+            raise StoppedBySignal(stopped_message(getattr(self, "_sigterm", None))) from exc
 
 
     def before_fit(self) -> None:
