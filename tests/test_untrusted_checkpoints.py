@@ -69,6 +69,7 @@ def _with_hparams(source: Path, path: Path, **changes) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_ckpt_path_never_follows_a_stored_init_weights(tiny_ckpt, tmp_path):
     from matting.runtime.lightning_cli import stored_hyper_parameters
 
@@ -79,6 +80,7 @@ def test_ckpt_path_never_follows_a_stored_init_weights(tiny_ckpt, tmp_path):
     assert "init_weights" not in hparams and hparams["net"]["class_path"] == "matting.models.MattingNet"
 
 
+@pytest.mark.slow
 def test_ckpt_path_refuses_a_stored_hub_name(tiny_ckpt, tmp_path):
     from matting.io.errors import MattingInputError
     from matting.runtime.lightning_cli import stored_hyper_parameters

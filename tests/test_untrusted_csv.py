@@ -39,6 +39,7 @@ def test_the_csv_writers_escape_an_image_named_as_a_formula(writer):
         assert lines[1][1] == "'@model"
 
 
+@pytest.mark.slow
 def test_evaluate_writes_an_escaped_per_image_csv(tmp_path, capsys):
     from matting.cli import main
 

@@ -53,6 +53,7 @@ def test_paths_inside_the_dataset_folder_still_resolve(am2k):
     assert resolve("manifests:foreground/a.png") == am2k / "manifests" / "foreground/a.png"
 
 
+@pytest.mark.slow
 def test_prepare_data_verify_checks_the_stored_hashes(am2k, capsys):
     from matting.cli import main
 

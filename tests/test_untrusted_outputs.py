@@ -55,6 +55,7 @@ def test_predict_alpha_refuses_a_nan_output_naming_the_source():
         predict_alpha(_NanNet(), np.zeros((40, 50, 3), np.float32), base_size=32, source="model.ckpt")
 
 
+@pytest.mark.slow
 def test_predict_stops_at_the_first_nan_output(net_ckpt, pairs, tmp_path, capsys, monkeypatch):
     import matting.inference.predict as predict
 
@@ -73,6 +74,7 @@ def _float_tiff(path: Path, array: np.ndarray) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_a_predicted_matte_holding_nan(pairs, tmp_path, capsys):
     pred = tmp_path / "pred"
     pred.mkdir()
