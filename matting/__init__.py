@@ -23,7 +23,17 @@ The package is a house of floors; a module imports only from its own floor or th
 A paper's idea lives on floor 1; a change of how the product reads, writes or runs lives on 0, 2 or 3.
 """
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# OpenCV's own pixel cap, a second guard behind the header check of ``matting.io.limits``: OpenCV
+# reads it once, when cv2 is loaded, which is after this package is imported (``opencv_cap``).
+if "OPENCV_IO_MAX_IMAGE_PIXELS" not in _os.environ:
+    _limit = _os.environ.get("MATTING_MAX_PIXELS", "").strip()
+    _limit = int(_limit) if _limit.isdigit() else 200_000_000
+    if _limit:
+        _os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(max(_limit, 200_000_000))
 
 # Floor of each top-level part of the package; ``floor_of`` resolves a module name against it.
 FLOORS = {

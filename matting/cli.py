@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from matting.io.errors import CheckpointWriteError, MattingInputError
+from matting.io.errors import CheckpointWriteError, MattingInputError, StoppedBySignal
 from matting.runtime.process import quiet_defaults, tune_malloc
 
 # Tool name -> module with ``main(argv) -> int``; imported only when used.
@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointWriteError as exc:
         print(f"matting: error: {exc.strerror}", file=sys.stderr)
         return 1
+    except StoppedBySignal as exc:  # SIGTERM (a scheduler's notice): saved, and not a finished run
+        print(f"matting {argv[0]}: {exc}", file=sys.stderr)
+        return exc.status
     except KeyboardInterrupt:  # Ctrl-C: one line and the shell's status for SIGINT, not a traceback
         print(f"matting {argv[0]}: interrupted", file=sys.stderr)
         return 130

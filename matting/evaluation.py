@@ -5,8 +5,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import multiprocessing
 import os
@@ -18,7 +16,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from matting.io.errors import MattingInputError
-from matting.io.files import check_output, staged_folder
+from matting.io.files import check_output, csv_text, staged_folder
 from matting.io.images import list_images, read_alpha, read_trimap
 from matting.io.pairing import group_by_stem
 from matting.metrics import (
@@ -334,12 +332,8 @@ def per_image_csv(rows: Sequence[dict], protocol: str) -> str:
     rounded: ``float(cell) == display_value(key, raw)`` exactly.
     """
     keys = [k for k in metric_keys(protocol, with_trimap=True) if rows and all(k in row for row in rows)]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["image"] + [METRIC_HEADERS[k] for k in keys])
-    for row in rows:
-        writer.writerow([row["name"]] + [repr(display_value(k, row[k])) for k in keys])
-    return buffer.getvalue()
+    return csv_text([["image"] + [METRIC_HEADERS[k] for k in keys]]
+                    + [[row["name"]] + [repr(display_value(k, row[k])) for k in keys] for row in rows])
 
 
 def write_report(

@@ -218,7 +218,7 @@ def load_init_weights(net: nn.Module, path: str) -> None:
     """
     from matting.io.checkpoints import check_state_fits, read_checkpoint
 
-    state = read_checkpoint(path).net_state()
+    state = read_checkpoint(path, f"model.init_weights {path}").net_state()  # the message says where the path came from
     # Another architecture entirely is refused: training would silently start from scratch.
     fit = check_state_fits(net.state_dict(), state, path, partial=True,
                            hint="model.init_weights would load nothing; pick a checkpoint of the configured network")

@@ -57,3 +57,16 @@ class RecordSamples(L.Callback):
 
         Path(self.folder).mkdir(parents=True, exist_ok=True)
         Path(self.folder, f"rank{trainer.global_rank}.json").write_text(json.dumps(self.seen))
+
+
+class TermAtStep(L.Callback):
+    """Sends SIGTERM to its own process once, at the end of training step ``step`` (a scheduler's notice)."""
+
+    def __init__(self, step: int):
+        self.step = step
+        self.sent = False
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step >= self.step and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)

@@ -117,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             for (h, w), diff in results:
                 print(f"check {h}x{w}: max |onnxruntime - pytorch| = {diff:.2e}")
             worst = max(diff for _, diff in results)
+            if worst != worst or worst == float("inf"):  # NaN: a comparison of NaN outputs says nothing
+                args.onnx.unlink(missing_ok=True)
+                raise MattingInputError(f"{args.ckpt}: the exported network's output holds NaN or infinite values; "
+                                        f"{args.onnx} removed")
             if not worst <= args.tolerance:
                 args.onnx.unlink(missing_ok=True)
                 print(f"matting export: error: ONNX output differs from PyTorch by {worst:.2e} > {args.tolerance:g}; "

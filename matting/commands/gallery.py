@@ -272,7 +272,8 @@ def process_image(item: Item, models: list[Model], args, keys: tuple[str, ...], 
     row = Row(item.name, small.shape[:2])
     alphas = []
     for model in models:
-        alpha = predict_alpha(model.net, image, base_size=args.base_size, base_side=args.base_side, bf16=args.bf16)
+        alpha = predict_alpha(model.net, image, base_size=args.base_size, base_side=args.base_side, bf16=args.bf16,
+                              source=f"{model.path} (on {item.image})")
         alpha8 = to_uint8(alpha)  # exactly what `matting predict` writes
         write_png(root / alpha_file(model.slug, item.name), alpha8)
         quantised = from_uint8(alpha8)

@@ -43,7 +43,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from matting.io.errors import MattingInputError, ToolArgumentParser, positive_int
+from matting.io.errors import MattingInputError, NonFiniteOutput, ToolArgumentParser, positive_int
 from matting.io.files import check_output
 from matting.io.images import (
     from_uint8,
@@ -195,7 +195,8 @@ def process_image(net, path: Path, out: Path, kinds: list[str], args, background
     from matting.inference.predict import predict_alpha
 
     image = read_image(path)
-    alpha = predict_alpha(net, image, base_size=args.base_size, base_side=args.base_side, bf16=args.bf16)
+    alpha = predict_alpha(net, image, base_size=args.base_size, base_side=args.base_side, bf16=args.bf16,
+                          source=f"{args.ckpt} (on {path})")
     alpha8 = to_uint8(alpha)
     quantised = from_uint8(alpha8)
     foreground = None
@@ -280,6 +281,8 @@ def _predict_all(net, paths: list[Path], problems: list[str], kinds: list[str], 
             try:
                 process_image(net, path, args.out, todo, args, background)
                 written += 1
+            except NonFiniteOutput:  # the network's fault, not this image's: every image would fail
+                raise
             except (MattingInputError, cv2.error, MemoryError) as exc:
                 problems.append(str(exc) if isinstance(exc, MattingInputError) else f"{path}: {type(exc).__name__}: {exc}")
                 tqdm.write(f"matting predict: {exc}", file=sys.stderr)

@@ -6,9 +6,11 @@ import argparse
 import os
 from pathlib import Path
 
-from matting.data.prepare.build import ESTIMATORS, prepare
+import sys
+
+from matting.data.prepare.build import ESTIMATORS, prepare, verify_manifests
 from matting.data.prepare.layouts import LAYOUTS
-from matting.io.errors import ToolArgumentParser
+from matting.io.errors import MattingInputError, ToolArgumentParser
 from matting.io.limits import add_reader_options, apply_reader_options
 
 
@@ -35,10 +37,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="refuse sample counts that differ from the official release")
     parser.add_argument("--no-hash", action="store_true", help="do not hash file contents (faster)")
     parser.add_argument("--quick", action="store_true", help="do not decode alphas and trimaps (faster)")
+    parser.add_argument("--verify", action="store_true",
+                        help="write nothing: check every file against the sha256 stored in the existing manifests")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
     add_reader_options(parser, mattes=True)
     args = parser.parse_args(argv)
     apply_reader_options(args)  # the --jobs worker processes inherit it
+    if args.verify:
+        out = Path(args.out) if args.out else Path(args.root) / "manifests"
+        checked, problems = verify_manifests(Path(args.root), out, Path(args.voc) if args.voc else None)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        if problems:
+            raise MattingInputError(f"{out}: {len(problems)} files do not match the sha256 stored in their manifest")
+        print(f"{out}: the files of {checked} records match their stored sha256")
+        return 0
     prepare(args.dataset, Path(args.root), Path(args.out) if args.out else None,
             Path(args.voc) if args.voc else None, [Path(a) for a in args.annotations or []],
             classes=Path(args.classes) if args.classes else None,

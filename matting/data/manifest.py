@@ -16,7 +16,9 @@ A manifest directory (by default ``<dataset folder>/manifests``, written by
 File roles: ``image`` (a photo), ``alpha``, ``fg`` (true foreground colours), ``bg``, ``trimap``,
 ``trimap2``, and ``fg_est`` / ``bg_est`` (estimated colours cached by ``prepare-data --foreground``).
 
-Paths are relative, so a manifest stays valid when the data moves. A path is read against:
+Paths are relative, so a manifest stays valid when the data moves; a path that is absolute or
+climbs out with ``..`` is refused, naming the manifest and its line, so that a manifest never
+makes a run open a file outside its dataset folders. A path is read against:
 
 - the dataset's own folder by default (``train/mask/x.png``);
 - another dataset's folder when prefixed with its name (``voc:JPEGImages/2008_000123.jpg``, the
@@ -25,7 +27,9 @@ Paths are relative, so a manifest stays valid when the data moves. A path is rea
 
 Width and height are those of the decoded pixels, after any EXIF rotation, read from the file
 header. The hash is the SHA-256 of the file's bytes (``sha256sum`` gives the same), or absent
-when the manifest was written with ``--no-hash``.
+when the manifest was written with ``--no-hash``. ``matting prepare-data --verify`` checks every
+stored hash (``verify_hashes``); ``MATTING_VERIFY_HASHES=1`` checks them whenever a data module reads
+a split.
 
 Dataset folders: a dataset named ``am2k`` lives at ``<data root>/am2k`` unless told otherwise.
 The data root is the ``root`` argument of the data module or, when that is not given, the
@@ -46,6 +50,7 @@ from matting.io.files import atomic_write
 from matting.io.limits import read_header
 
 ENV_DATA_ROOT = "MATTING_DATA_ROOT"
+ENV_VERIFY_HASHES = "MATTING_VERIFY_HASHES"
 FORMAT_VERSION = 1
 INFO_FILE = "dataset.json"
 MANIFEST_PREFIX = "manifests:"
@@ -53,6 +58,7 @@ ROLES = ("image", "alpha", "fg", "bg", "trimap", "trimap2", "fg_est", "bg_est")
 
 __all__ = [
     "ENV_DATA_ROOT",
+    "ENV_VERIFY_HASHES",
     "FileEntry",
     "ManifestInfo",
     "Record",
@@ -64,6 +70,7 @@ __all__ = [
     "read_info",
     "read_split",
     "sha256_file",
+    "verify_hashes",
     "write_manifest",
 ]
 
@@ -89,9 +96,30 @@ class FileEntry:
     @classmethod
     def from_json(cls, data: Mapping, where: str) -> "FileEntry":
         try:
-            return cls(str(data["path"]), int(data["width"]), int(data["height"]), data.get("sha256"))
+            entry = cls(str(data["path"]), int(data["width"]), int(data["height"]), data.get("sha256"))
         except (KeyError, TypeError, ValueError) as exc:
             raise MattingInputError(f"{where}: malformed file entry {data!r} ({exc})") from exc
+        check_relative(entry.path, where)
+        return entry
+
+
+def check_relative(path: str, where: str) -> None:
+    """Refuse a manifest path that is absolute or climbs out of its folder with ``..`` (after any prefix).
+
+    Lexical, so a dataset folder may still hold symbolic links to where the files really are.
+    """
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    tail = path[len(MANIFEST_PREFIX):] if path.startswith(MANIFEST_PREFIX) else path
+    head, sep, rest = tail.partition(":")
+    if sep and "/" not in head and len(head) > 1:  # 'voc:JPEGImages/x.jpg'
+        tail = rest
+    posix = PurePosixPath(tail.replace("\\", "/"))
+    if not tail or posix.is_absolute() or PureWindowsPath(tail).drive or ".." in posix.parts:
+        raise MattingInputError(
+            f"{where}: file path {path!r} is outside the dataset folder (absolute, or climbing out with '..'); "
+            "manifest paths are relative to their dataset folder"
+        )
 
 
 @dataclass
@@ -101,6 +129,7 @@ class Record:
     name: str
     files: dict[str, FileEntry]
     extra: dict = field(default_factory=dict)
+    where: str = field(default="", compare=False, repr=False)  # manifest file and line, for messages
 
     def to_json(self) -> dict:
         return {"name": self.name, "files": {k: v.to_json() for k, v in self.files.items()}, **self.extra}
@@ -111,7 +140,7 @@ class Record:
             raise MattingInputError(f"{where}: a record needs 'name' and 'files', got {str(data)[:200]}")
         files = {role: FileEntry.from_json(entry, where) for role, entry in data["files"].items()}
         extra = {k: v for k, v in data.items() if k not in ("name", "files")}
-        return cls(str(data["name"]), files, extra)
+        return cls(str(data["name"]), files, extra, where)
 
 
 @dataclass
@@ -214,6 +243,7 @@ class Resolver:
         self.other = other
 
     def __call__(self, path: str) -> Path:
+        check_relative(path, "manifest")
         if path.startswith(MANIFEST_PREFIX):
             return self.manifest_dir / path[len(MANIFEST_PREFIX):]
         head, sep, tail = path.partition(":")
@@ -276,3 +306,24 @@ def read_split(manifest_dir: Path, split: str) -> list[Record]:
             raise MattingInputError(f"{path}:{number}: not JSON ({exc})") from exc
         records.append(Record.from_json(data, f"{path}:{number}"))
     return records
+
+
+def verify_hashes(records: Iterable[Record], resolve: Callable[[str], Path]) -> list[str]:
+    """Compare every stored sha256 with the file it names.
+
+    Returns:
+        One line per problem, naming the manifest line and the file: a changed or missing file.
+        Entries without a hash (``--no-hash``) are not checked.
+    """
+    problems = []
+    for record in records:
+        for role, entry in record.files.items():
+            if not entry.sha256:
+                continue
+            path = resolve(entry.path)
+            if not path.is_file():
+                problems.append(f"{record.where}: {role} {path}: file not found")
+            elif (actual := sha256_file(path)) != entry.sha256:
+                problems.append(f"{record.where}: {role} {path}: sha256 {actual[:12]}... differs from the stored "
+                                f"{entry.sha256[:12]}... (the file changed since the manifest was written)")
+    return problems

@@ -14,6 +14,7 @@ defaults to the ``MATTING_DATA_ROOT`` environment variable.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from matting.data.augment import Augment
 from matting.data.base import MattingDataModule
-from matting.data.manifest import Resolver, data_root, dataset_folder, read_split
+from matting.data.manifest import ENV_VERIFY_HASHES, Resolver, data_root, dataset_folder, read_split, verify_hashes
 from matting.data.matte_dataset import (
     BackgroundPool,
     MatteEvalDataset,
@@ -129,7 +130,13 @@ class MatteDataModule(MattingDataModule):
     def _records(self, spec: str, purpose: str):
         dataset, split = parse_split(spec, purpose)
         resolver = Resolver(self.folder(dataset), self.manifest_dir(dataset), other=self.folder)
-        return dataset, read_split(self.manifest_dir(dataset), split), resolver
+        records = read_split(self.manifest_dir(dataset), split)
+        if os.environ.get(ENV_VERIFY_HASHES, "").strip() not in ("", "0"):
+            problems = verify_hashes(records, resolver)
+            if problems:
+                more = f" ({len(problems) - 1} more files differ)" if len(problems) > 1 else ""
+                raise MattingInputError(f"{problems[0]}{more}; {ENV_VERIFY_HASHES} is set")
+        return dataset, records, resolver
 
     # -- building ----------------------------------------------------------------------------
 

@@ -8,6 +8,10 @@ is one of those modules too (a re-export between them, ``matting.models.MattingN
 imported ``os`` or ``subprocess`` never does), or one of torch's optimizers and learning-rate
 schedulers, which LightningCLI stores in ``hyper_parameters``. Only the named module is imported.
 Anything else is refused in one line naming the key and the class.
+
+A network rebuilt from a checkpoint is built offline: a stored name with a source prefix
+(``hf-hub:user/repo``, ``local-dir:/path``, a URL), which timm would resolve by asking the model hub
+or reading a folder even without pretrained weights, is refused too (``check_class_paths``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ TORCH_MODULES = ("torch.optim", "torch.optim.lr_scheduler")
 
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
 _WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".npz", ".h5")
+# A name timm (or anything else) resolves outside the process: the model hub, a local folder, a URL.
+_FETCHED = re.compile(r"^\s*(hf[-_]hub|local[-_]dir|https?|ftp|file)\s*:", re.IGNORECASE)
 
 
 def _in(module: str, parts: tuple[str, ...]) -> bool:
@@ -85,8 +91,14 @@ def check_class_paths(config: Any, path: str | Path, where: str = "net") -> None
 
     Raises:
         MattingInputError: ``PATH: refusing to build KEY.class_path='CLASS': ...`` (or ``refusing KEY='...'``
-        for a dotted string that names code) naming the first key that is refused.
+        for a dotted string that names code, or a name fetched from the hub, a folder or a URL) naming
+        the first key that is refused.
     """
+    if isinstance(config, str) and _FETCHED.match(config):
+        raise MattingInputError(
+            f"{path}: refusing {where}={config!r}: a network rebuilt from a checkpoint is built offline, and this "
+            "name would make timm contact the model hub or read a path; give the network in a config of your own (-c)"
+        )
     if isinstance(config, str) and _names_foreign_code(config):
         raise MattingInputError(
             f"{path}: refusing {where}={config!r}: it names code that is not one of the package's classes, "

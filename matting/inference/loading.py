@@ -44,8 +44,8 @@ def build_net(config: dict, path: str | os.PathLike = "<config>") -> nn.Module:
     path = Path(path)
     if not isinstance(config, dict) or "class_path" not in config:
         raise MattingInputError(f"{path}: the network config must be a mapping with class_path and init_args")
+    config = without_weight_files(config)  # the checkpoint's weights replace them: never read or fetched
     check_class_paths(config, path)
-    config = without_weight_files(config)
     parser = ArgumentParser(exit_on_error=False)
     parser.add_argument("--net", type=MattingNet)
     try:
@@ -72,8 +72,14 @@ def load_net(path: str | os.PathLike, device: str | torch.device = "cpu") -> Mat
 
 
 def net_from_parts(config: dict, state: dict[str, torch.Tensor], path: str | os.PathLike = "<config>") -> MattingNetwork:
-    """Build the network from ``config`` and load ``state`` (strict); eval mode, on the CPU."""
+    """Build the network from ``config`` and load ``state`` (strict); eval mode, on the CPU.
+
+    Weights holding NaN or infinite values are refused, naming the first such tensor."""
     path = Path(path)
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:  # its every output would be NaN, written as an all-zero matte
+        raise MattingInputError(f"{path}: weight {bad} holds NaN or infinite values; this checkpoint cannot "
+                                "predict (a diverged training run?)")
     net = require_contract(build_net(config, path), str(path))
     check_state_fits(net.state_dict(), state, str(path), problem="weights do not fit the network config")
     net.load_state_dict(state)

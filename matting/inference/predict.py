@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from matting.io.errors import MattingInputError
+from matting.io.errors import MattingInputError, NonFiniteOutput
 from matting.io.images import resize_image
 
 BASE_MULTIPLE = 32
@@ -63,6 +63,7 @@ def predict_alpha(
     base_side: str = "long",
     bf16: bool = False,
     channels_last: bool = True,
+    source: str = "the network",
 ) -> np.ndarray:
     """Alpha matte of one image at its full resolution.
 
@@ -74,9 +75,11 @@ def predict_alpha(
         bf16: run under bfloat16 autocast: faster on CPUs with native bf16 support, but alpha may
             differ from float32 by up to ~0.2 at edges (measured on a trained checkpoint, docs/speed.md).
         channels_last: feed the network NHWC tensors (same numbers, faster convolutions on CPU).
+        source: the checkpoint the network came from, for the message of ``NonFiniteOutput``.
 
     Returns:
-        float32 (H, W) in [0, 1].
+        float32 (H, W) in [0, 1]. An output holding NaN or infinite values raises ``NonFiniteOutput``:
+        clipped, it would be written as a plausible-looking all-zero matte.
     """
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 3 or image.shape[2] != 3:
@@ -91,6 +94,9 @@ def predict_alpha(
         else:
             out = net(_to_tensor(resize_image(image, bh, bw), device, channels_last))
     alpha = out["pred_alpha"][0, 0].float().cpu().numpy()
+    if not np.isfinite(alpha).all():
+        raise NonFiniteOutput(f"{source}: the network's alpha matte holds NaN or infinite values (weights that are "
+                              "not finite, or a diverged training run); nothing is written from it")
     # Bilinear both ways: the base pass may be a little larger than the photo (sides rounded to 32).
     alpha = resize_image(alpha, height, width, shrink=cv2.INTER_LINEAR)
     return np.clip(alpha, 0.0, 1.0).astype(np.float32, copy=False)

@@ -12,6 +12,17 @@ class MattingInputError(Exception):
     """
 
 
+class NonFiniteOutput(MattingInputError):
+    """A network's output holds NaN or infinite values: every later input would fail the same way,
+    so a command stops at the first instead of reporting each one."""
+
+
+class StoppedBySignal(Exception):
+    """A run stopped by a signal (SIGTERM) after saving what it could; the message says what and where."""
+
+    status = 143  # 128 + SIGTERM, what a shell reports for a process the signal ended
+
+
 class ToolArgumentParser(argparse.ArgumentParser):
     """argparse for the ``matting`` tools: a bad option raises MattingInputError naming it.
 

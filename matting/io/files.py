@@ -350,3 +350,28 @@ def make_run_folder(out: str | os.PathLike, *, overwrite: bool, marker: str, lab
     """
     check_output(out, label=label, overwrite=overwrite, marker=marker)
     return empty_folder(out)
+
+
+# First characters that make a spreadsheet read a cell as a formula (=2+3, @SUM(...), -cmd|...).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(rows: list[list]) -> str:
+    """The one CSV writer: rows of cells as CSV text, cells that a spreadsheet would run as a formula
+    (a file named ``=2+3.png``) prefixed with ``'``; numbers, negative ones included, stay as they are."""
+    import csv
+    import io
+
+    def safe(cell) -> str:
+        text = str(cell)
+        if text.startswith(_FORMULA_STARTS):
+            try:
+                float(text)
+            except ValueError:
+                return "'" + text
+        return text
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerows([[safe(cell) for cell in row] for row in rows])
+    return buffer.getvalue()

@@ -9,7 +9,8 @@ Every reader returns a fixed dtype, shape and value range, whatever the file hol
 Decoding rules shared by the readers:
 
 - Formats: whatever OpenCV decodes (PNG, JPEG, TIFF, BMP, WebP). 8-bit files are divided
-  by 255, 16-bit files by 65535, float TIFFs are taken as they are (clipped to [0, 1]).
+  by 255, 16-bit files by 65535, float TIFFs are taken as they are: values outside [0, 1]
+  (a 0..255 float file), NaN and infinities are refused naming the file.
 - EXIF orientation is applied (JPEG, and PNG/TIFF files that carry the tag), the same way
   for images, alphas and trimaps, so a tagged image stays aligned with its tagged matte.
 - Palette ('P') PNGs are resolved to their colours, not their indices.
@@ -51,6 +52,8 @@ import numpy as np
 from matting.io.errors import MattingInputError
 from matting.io.files import atomic_write, could_not_write
 from matting.io.limits import (
+    ENV_MAX_PIXELS,
+    ENV_OPENCV_CAP,
     PNG_SIGNATURE,
     Header,
     check_alpha_levels,
@@ -61,6 +64,8 @@ from matting.io.resize import long_side_size, resize_image, shrink_long_side
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 LOSSY_EXTENSIONS = (".jpg", ".jpeg", ".webp")
+# How far outside [0, 1] a float file may stray (rounding of its writer) before it is refused.
+FLOAT_TOLERANCE = 1e-3
 # Largest channel spread (8-bit levels) accepted in a lossy gray file stored as colour.
 LOSSY_CHANNEL_TOLERANCE = 3
 # The 8-bit levels of a trimap (files, and the uint8 trimaps the data pipeline makes): 128 is
@@ -125,11 +130,19 @@ def decode_file(path: str | os.PathLike, flag: int = cv2.IMREAD_UNCHANGED) -> tu
     except OSError as exc:
         raise MattingInputError(f"{path}: cannot read file ({exc})") from exc
     if buffer[:8].tobytes() == PNG_SIGNATURE:
-        check_png(path, buffer)
+        buffer = check_png(path, buffer)
     level = cv2.utils.logging.getLogLevel()
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
         array = cv2.imdecode(buffer, flag) if buffer.size else None
+    except cv2.error as exc:
+        if "CV_IO_MAX_IMAGE_PIXELS" not in str(exc):
+            raise MattingInputError(f"{path}: not a readable image (OpenCV: {str(exc).strip().splitlines()[-1]})") from exc
+        cap = os.environ.get(ENV_OPENCV_CAP, str(1 << 30))
+        raise MattingInputError(
+            f"{path}: over OpenCV's pixel cap of {int(cap) / 1e6:.3g} MP, fixed when this process started; "
+            f"set {ENV_MAX_PIXELS} (or {ENV_OPENCV_CAP}) in the environment before the command to read it"
+        ) from exc
     finally:
         cv2.utils.logging.setLogLevel(level)
     if array is None:
@@ -154,13 +167,25 @@ def _decode(path: str | os.PathLike) -> np.ndarray:
     return _apply_orientation(array, header.orientation if header is not None else 1)
 
 
-def _to_unit_float(array: np.ndarray) -> np.ndarray:
-    """uint8 / uint16 / float32 array -> float32 in [0, 1] (float32 division, as MATLAB's single)."""
+def _to_unit_float(array: np.ndarray, path: Path | None = None) -> np.ndarray:
+    """uint8 / uint16 / float32 array -> float32 in [0, 1] (float32 division, as MATLAB's single).
+
+    A float file must hold finite values in [0, 1] (within ``FLOAT_TOLERANCE``, then clipped): a
+    0..255 float TIFF clipped to [0, 1] would read as almost white, and NaN as 0 or 1.
+    """
     if array.dtype == np.uint8:
         return array.astype(np.float32) / np.float32(255)
     if array.dtype == np.uint16:
         return array.astype(np.float32) / np.float32(65535)
-    return np.clip(np.nan_to_num(array.astype(np.float32)), 0.0, 1.0)
+    array = array.astype(np.float32)
+    if array.size and not np.isfinite(array).all():
+        raise MattingInputError(f"{path}: float image holds NaN or infinite values")
+    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+    if low < -FLOAT_TOLERANCE or high > 1 + FLOAT_TOLERANCE:
+        hint = " (it looks like 0..255: divide it by 255)" if high <= 255 and low >= 0 else ""
+        raise MattingInputError(f"{path}: float image with values from {low:g} to {high:g}, outside [0, 1]{hint}; "
+                                "save it scaled to [0, 1], or as an 8- or 16-bit file")
+    return np.clip(array, 0.0, 1.0)
 
 
 def _gray(array: np.ndarray, path: Path) -> np.ndarray:
@@ -207,7 +232,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
     rgb = np.ascontiguousarray(array[:, :, 2::-1])  # BGR(A) -> RGB
-    return _to_unit_float(rgb)
+    return _to_unit_float(rgb, path)
 
 
 def read_alpha(path: str | os.PathLike, scale: str | None = None) -> np.ndarray:
@@ -221,7 +246,7 @@ def read_alpha(path: str | os.PathLike, scale: str | None = None) -> np.ndarray:
         float32 (H, W) in [0, 1]; 8-bit files / 255, 16-bit files / 65535.
     """
     path = Path(path)
-    return _to_unit_float(check_alpha_levels(_gray(_decode(path), path), path, scale))
+    return _to_unit_float(check_alpha_levels(_gray(_decode(path), path), path, scale), path)
 
 
 def normalise_trimap(trimap: np.ndarray, name: str = "trimap") -> np.ndarray:

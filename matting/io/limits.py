@@ -8,7 +8,6 @@ or spawned, inherit them without being handed them:
 - ``MATTING_MAX_PIXELS``: the largest width x height read (default ``DEFAULT_MAX_PIXELS``, 200
   megapixels; 0 means no limit). A file is measured from its header, before it is decoded: a
   1 MB PNG can claim 20000 x 20000 pixels, and decoding it with its float copies takes tens of GB.
-  (OpenCV refuses more than 2**30 pixels whatever this says: ``OPENCV_IO_MAX_IMAGE_PIXELS``.)
 - ``MATTING_ALPHA_SCALE``: how an 8- or 16-bit alpha matte whose only values are 0 and 1 is read
   (``check_alpha_levels``). Such a file is a 0/1 mask saved without scaling; read as it is, it
   scores as an almost empty matte. ``auto`` (default) refuses it, ``1`` reads it as 0 / fully
@@ -20,9 +19,15 @@ The commands that read images set them from ``--max-pixels`` and ``--alpha-scale
 environment variables or ``set_max_pixels`` / ``set_alpha_scale``.
 
 Before decoding, ``read_header`` takes a file's size, format and EXIF orientation from its header
-(Pillow reads only the header), and ``check_png`` walks a PNG's chunks in memory: a truncated or
-damaged PNG is refused with one message instead of reaching libpng, which prints its own error
-line on stderr.
+(PNG and TIFF sizes read here, other formats' by Pillow, which reads only the header; a file
+whose size is unknown is refused), and ``check_png`` walks a PNG's chunks in memory: a truncated
+or damaged PNG is refused with one message instead of reaching libpng, which prints its own
+error line on stderr.
+
+OpenCV's own cap, ``OPENCV_IO_MAX_IMAGE_PIXELS``, is a second guard. OpenCV reads it once, when
+``cv2`` is loaded, so ``opencv_cap`` sets it when the package is imported (``matting/__init__``)
+from ``MATTING_MAX_PIXELS`` (or the default); a higher ``--max-pixels`` given later raises it for
+worker processes, and a decode it refuses in this process is reported naming both settings.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from matting.io.errors import MattingInputError
 
 ENV_MAX_PIXELS = "MATTING_MAX_PIXELS"
 ENV_ALPHA_SCALE = "MATTING_ALPHA_SCALE"
+ENV_OPENCV_CAP = "OPENCV_IO_MAX_IMAGE_PIXELS"
 DEFAULT_MAX_PIXELS = 200_000_000
 ALPHA_SCALES = ("auto", "1", "255")
 _EXIF_ORIENTATION = 0x0112
@@ -50,6 +56,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "ENV_ALPHA_SCALE",
     "ENV_MAX_PIXELS",
+    "ENV_OPENCV_CAP",
     "PNG_SIGNATURE",
     "Header",
     "add_reader_options",
@@ -60,6 +67,7 @@ __all__ = [
     "check_png",
     "max_pixels",
     "missing_file",
+    "opencv_cap",
     "read_header",
     "set_alpha_scale",
     "set_max_pixels",
@@ -81,6 +89,15 @@ def set_max_pixels(limit: int | None) -> None:
     if int(limit) < 0:
         raise MattingInputError(f"--max-pixels must be 0 (no limit) or more, got {limit}")
     os.environ[ENV_MAX_PIXELS] = str(int(limit))
+    cap = opencv_cap(int(limit))
+    if cap is not None and cap > int(os.environ.get(ENV_OPENCV_CAP, "0") or 0):
+        os.environ[ENV_OPENCV_CAP] = str(cap)  # worker processes load cv2 after this
+
+
+def opencv_cap(limit: int) -> int | None:
+    """OpenCV's pixel cap for a pixel ``limit``: never below the default limit, so that a lower
+    ``--max-pixels`` is reported by ``check_pixels``; None (OpenCV's 2**30) for no limit."""
+    return max(int(limit), DEFAULT_MAX_PIXELS) if int(limit) else None
 
 
 def max_pixels() -> int:
@@ -177,13 +194,54 @@ class Header:
     orientation: int = 1
 
 
-def read_header(path: str | os.PathLike) -> Header | None:
+def _png_size(path: Path, head: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR, which libpng requires to be the first chunk."""
+    if len(head) < 24 or head[12:16] != b"IHDR":
+        raise MattingInputError(f"{path}: not a readable image (damaged PNG: no IHDR chunk after the signature)")
+    return struct.unpack(">II", head[16:24])
+
+
+def _tiff_size(path: Path, handle) -> tuple[int, int] | None:
+    """Width and height of a TIFF's first page (what OpenCV decodes), from IFD0; None when absent.
+
+    Pillow does not open some TIFFs that OpenCV decodes (3-channel float), so the size is read here.
+    """
+    head = handle.read(16)
+    order = {b"II": "<", b"MM": ">"}.get(head[:2])
+    if order is None or len(head) < 8:
+        return None
+    version = struct.unpack(order + "H", head[2:4])[0]
+    big = version == 43  # BigTIFF: 8-byte offsets and counts
+    if version not in (42, 43) or (big and len(head) < 16):
+        return None
+    offset = struct.unpack(order + ("Q" if big else "I"), head[8:16] if big else head[4:8])[0]
+    handle.seek(offset)
+    count_size, entry_size = (8, 20) if big else (2, 12)
+    raw = handle.read(count_size)
+    if len(raw) < count_size:
+        return None
+    entries = struct.unpack(order + ("Q" if big else "H"), raw)[0]
+    table = handle.read(entry_size * min(entries, 4096))
+    size = {}
+    for start in range(0, len(table) - entry_size + 1, entry_size):
+        tag, kind = struct.unpack(order + "HH", table[start:start + 4])
+        value = table[start + (12 if big else 8):start + entry_size]
+        if tag in (256, 257) and kind in (3, 4, 16):  # ImageWidth / ImageLength: SHORT, LONG or LONG8
+            code = {3: "H", 4: "I", 16: "Q"}[kind]
+            size[tag] = struct.unpack(order + code, value[:struct.calcsize(code)])[0]
+    return (size[256], size[257]) if 256 in size and 257 in size else None
+
+
+def read_header(path: str | os.PathLike) -> Header:
     """Size, format and orientation of an image file from its header, the pixel limit checked.
 
+    The size of PNGs (IHDR) and TIFFs (IFD0) is read here, that of other formats by Pillow (which
+    reads only the header). A file whose size cannot be read before decoding is refused: OpenCV
+    would decode it whatever its size.
+
     Returns:
-        The header, or None when Pillow does not know the file (OpenCV may still decode it; it is
-        then read without the limit). Raises MattingInputError naming the file when it is
-        missing or over the limit.
+        The header. Raises MattingInputError naming the file when it is missing, its size is
+        unknown, or it is over the limit.
     """
     path = Path(path)
     if not path.is_file():
@@ -194,33 +252,53 @@ def read_header(path: str | os.PathLike) -> Header | None:
     # between its own 179 MP and ours with another message (and ignore --max-pixels).
     Image.MAX_IMAGE_PIXELS = None
     try:
+        with open(path, "rb") as handle:
+            head = handle.read(24)
+            handle.seek(0)
+            own = _png_size(path, head) if head[:8] == PNG_SIGNATURE else _tiff_size(path, handle)
+    except OSError as exc:
+        raise MattingInputError(f"{path}: cannot read file ({exc})") from exc
+    except struct.error:
+        own = None
+    header_format, orientation, size = "", 1, None
+    try:
         with Image.open(path) as im:
-            header_format, (width, height) = im.format or "", im.size
-            orientation = 1
+            header_format, size = im.format or "", im.size
             if im.format != "PNG" or "exif" in im.info:  # else PIL would decode the PNG looking for eXIf
                 try:
                     orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
                 except Exception:  # a damaged EXIF block: no tag
                     orientation = 1
-    except OSError as exc:
-        if isinstance(exc, (FileNotFoundError, PermissionError)):
-            raise MattingInputError(f"{path}: cannot read file ({exc})") from exc
-        return None  # PIL's UnidentifiedImageError and damaged headers are OSErrors
-    except Exception:  # PIL raises many types for damaged headers
-        return None
+    except (FileNotFoundError, PermissionError) as exc:
+        raise MattingInputError(f"{path}: cannot read file ({exc})") from exc
+    except Exception:  # PIL raises many types for unknown formats and damaged headers
+        pass
+    if own is not None:
+        size, header_format = own, header_format or ("PNG" if head[:8] == PNG_SIGNATURE else "TIFF")
+    if size is None:
+        raise MattingInputError(
+            f"{path}: not a readable image (unknown format or damaged header: its size cannot be "
+            "checked against the pixel limit before decoding)"
+        )
+    width, height = size
     check_pixels(path, width, height)
     return Header(header_format, width, height, orientation if orientation in range(1, 9) else 1)
 
 
-def check_png(path: Path, data: np.ndarray | bytes) -> None:
+def check_png(path: Path, data: np.ndarray | bytes) -> np.ndarray | bytes:
     """Walk the chunks of a PNG held in memory; raise on a truncated or damaged file.
 
-    Every chunk must be complete with a matching CRC, up to IEND. Cheap next to decoding (a
-    CRC pass over the bytes), and it keeps libpng from printing its own error line.
+    Every critical chunk must be complete with a matching CRC, up to IEND. Cheap next to decoding
+    (a CRC pass over the bytes), and it keeps libpng from printing its own error line.
+
+    Returns:
+        ``data``, or a copy without the ancillary chunks that fail their CRC check: libpng
+        would skip them anyway, printing a warning on stderr for each.
     """
     view = memoryview(data).cast("B")
     size = len(view)
     problem = None
+    damaged: list[tuple[int, int]] = []
     if bytes(view[:8]) != PNG_SIGNATURE:
         problem = "no PNG signature"
     offset = 8
@@ -234,12 +312,21 @@ def check_png(path: Path, data: np.ndarray | bytes) -> None:
             problem = f"the file ends after {size} bytes, inside a {kind.decode('latin-1')!r} chunk"
             break
         stored = struct.unpack(">I", view[end - 4:end])[0]
-        # Only critical chunks (upper-case first letter): libpng skips a damaged ancillary one.
-        if not kind[0] & 0x20 and zlib.crc32(view[offset + 4:end - 4]) != stored:
-            problem = f"{kind.decode('latin-1')!r} chunk at byte {offset} fails its CRC check"
-            break
+        if zlib.crc32(view[offset + 4:end - 4]) != stored:
+            if kind[0] & 0x20:  # ancillary (lower-case first letter): dropped, as libpng would skip it
+                damaged.append((offset, end))
+            else:
+                problem = f"{kind.decode('latin-1')!r} chunk at byte {offset} fails its CRC check"
+                break
         if kind == b"IEND":
-            return
+            if not damaged:
+                return data
+            keep, start = [], 0
+            for begin, stop in damaged:
+                keep.append(bytes(view[start:begin]))
+                start = stop
+            keep.append(bytes(view[start:]))
+            return np.frombuffer(b"".join(keep), dtype=np.uint8)
         offset = end
     raise MattingInputError(f"{path}: not a readable image (damaged or truncated PNG: {problem})")
 

@@ -7,9 +7,7 @@ disagree), how rows are ordered, where each picture lives inside the gallery, an
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -17,6 +15,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from matting.io.files import csv_text
 from matting.io.images import from_uint8, normalise_trimap
 from matting.metrics import (
     METRIC_HEADERS,
@@ -141,13 +140,9 @@ def model_means(models: list[Model], rows: list[Row], keys: tuple[str, ...]) -> 
 
 def metrics_csv(models: list[Model], rows: list[Row], keys: tuple[str, ...]) -> str:
     """CSV text: image, model, then each metric in the units and digits of evaluate's per_image.csv."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["image", "model"] + [METRIC_HEADERS[k] for k in keys])
-    for row in sorted(rows, key=lambda r: r.name):
-        for model, scores in zip(models, row.scores):
-            writer.writerow([row.name, model.name] + [format_metric(k, scores[k], digits=6) for k in keys])
-    return buffer.getvalue()
+    return csv_text([["image", "model"] + [METRIC_HEADERS[k] for k in keys]]
+                    + [[row.name, model.name] + [format_metric(k, scores[k], digits=6) for k in keys]
+                       for row in sorted(rows, key=lambda r: r.name) for model, scores in zip(models, row.scores)])
 
 
 CSS = """

@@ -125,13 +125,21 @@ class MattingCLI(LightningCLI):
         """LightningCLI's merge of a ``--ckpt_path`` file's stored model config into the parsed one.
 
         A stored config that does not parse (a key the code no longer has, a hand-edited file) is
-        the checkpoint's problem: the error names the file, not the command line's options.
+        the checkpoint's problem: the error names the file, not the command line's options. What the
+        checkpoint names is never opened or fetched (``stored_hyper_parameters``).
         """
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not path or not Path(path).is_file():
+            return
+        hparams = stored_hyper_parameters(Path(path))
+        if not hparams:
+            return
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
         try:
-            super()._parse_ckpt_path()
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
         except argparse.ArgumentError as exc:
-            subcommand = self.config.get("subcommand")
-            path = self.config[subcommand].get("ckpt_path") if subcommand else None
             raise MattingInputError(
                 f"--ckpt_path {path}: the model config stored in this checkpoint (hyper_parameters) does not parse, "
                 f"so LightningCLI cannot use it: {one_line(str(exc))}"
@@ -151,10 +159,25 @@ class MattingCLI(LightningCLI):
 
         from matting.runtime.checkpoint_io import AtomicCheckpointIO
 
+        from matting.runtime.sigterm import SaveOnSigterm
+
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        self._sigterm = SaveOnSigterm()
+        trainer.callbacks.append(self._sigterm)
         return trainer
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """The subcommand; SIGTERM becomes ``StoppedBySignal`` (Lightning exits with status 0)."""
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        from matting.runtime.sigterm import StoppedBySignal, stopped_message
+
+        try:
+            super()._run_subcommand(subcommand)
+        except SIGTERMException as exc:
+            raise StoppedBySignal(stopped_message(getattr(self, "_sigterm", None))) from exc
 
 
     def before_fit(self) -> None:
@@ -331,3 +354,23 @@ def command_line_options(args: list[str]):
         if not has_value:
             value = args[i + 1] if i + 1 < len(args) else ""
         yield key, value
+
+
+def stored_hyper_parameters(path: Path) -> dict:
+    """A ``--ckpt_path`` file's stored model config, as LightningCLI merges it, without what would make
+    the run open a file or contact the network because the checkpoint said so.
+
+    ``init_weights`` (the file that started the stored run) and backbone weight sources are dropped:
+    the checkpoint's own weights replace them. Class paths and hub names are checked
+    (:func:`matting.inference.class_paths.check_class_paths`).
+    """
+    from matting.inference.class_paths import check_class_paths
+    from matting.io.checkpoints import without_weight_files
+
+    name = f"--ckpt_path {path}"
+    hparams = dict(read_checkpoint(path, name).hyper_parameters())
+    hparams.pop("_instantiator", None)
+    hparams.pop("init_weights", None)
+    hparams = without_weight_files(hparams)
+    check_class_paths(hparams, name, where="model")
+    return hparams

@@ -42,6 +42,9 @@ from matting.data.manifest import (
     Record,
     Resolver,
     describe_file,
+    read_info,
+    read_split,
+    verify_hashes,
     write_manifest,
 )
 from matting.data.prepare.layouts import RawSample, ScanOptions, get_layout
@@ -113,6 +116,23 @@ def _other_roots(voc: Path | None):
         raise MattingInputError(f"paths into dataset '{name}' need its folder (e.g. --voc)")
 
     return lookup
+
+
+def verify_manifests(root: Path, manifest_dir: Path | None = None, voc: Path | None = None) -> tuple[int, list[str]]:
+    """Check every stored sha256 of the manifests in ``manifest_dir`` (default ``root/manifests``).
+
+    Returns:
+        (records checked, one line per file that is missing or changed, naming the manifest line).
+    """
+    manifest_dir = Path(manifest_dir) if manifest_dir else Path(root) / "manifests"
+    info = read_info(manifest_dir)
+    resolve = Resolver(Path(root), manifest_dir, other=_other_roots(voc))
+    checked, problems = 0, []
+    for split in info.splits:
+        records = read_split(manifest_dir, split)
+        checked += len(records)
+        problems += verify_hashes(records, resolve)
+    return checked, problems
 
 
 def _map(function, tasks: list, jobs: int):
