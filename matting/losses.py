@@ -18,6 +18,7 @@ from torch import nn
 
 # The band is built in the one trimap module; imported here for the callers that build it next to the loss.
 from matting.data.trimap import random_band_radius, transition_band  # noqa: F401
+from matting.models.contract import DEFAULT_FUSION_MODE
 
 
 def semantic_target(gt_alpha: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -26,7 +27,7 @@ def semantic_target(gt_alpha: torch.Tensor, size: tuple[int, int]) -> torch.Tens
     return kornia.filters.gaussian_blur2d(small, (3, 3), (0.8, 0.8), border_type="reflect")
 
 
-def glance_target(gt_alpha: torch.Tensor, band: torch.Tensor, mode: str = "TT") -> torch.Tensor:
+def glance_target(gt_alpha: torch.Tensor, band: torch.Tensor, mode: str = DEFAULT_FUSION_MODE) -> torch.Tensor:
     """Class map for a glance head, (B, H, W) long.
 
     TT: 0 background, 1 transition (the band), 2 foreground. FT: 1 where foreground outside the
@@ -116,7 +117,7 @@ class MattingLoss(nn.Module):
         diff = (pred - gt).abs()
         return diff.mean() + self.band_boost * (diff * band).mean()
 
-    def forward(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], band: torch.Tensor, mode: str = "TT") -> dict[str, torch.Tensor]:
+    def forward(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], band: torch.Tensor, mode: str = DEFAULT_FUSION_MODE) -> dict[str, torch.Tensor]:
         gt_alpha, image = batch["alpha"], batch["image"]
         pred_alpha = outputs["pred_alpha"]
         terms: dict[str, torch.Tensor] = {}

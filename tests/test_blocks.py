@@ -82,7 +82,7 @@ def test_inverted_residual_adds_its_input():
 
 @pytest.mark.parametrize("part,kwargs", [(SemanticHead, {}), (DetailHead, {}), (ModnetFusion, {}), (None, {})])
 def test_unknown_block_is_refused_naming_the_key_and_the_choices(part, kwargs):
-    spec = TimmEncoder("test_resnet").spec.with_context(semantic_s8=32, detail_s2=32)
+    spec = TimmEncoder("test_resnet").spec.with_heads(semantic_s8=32, detail_s2=32)
     with pytest.raises(MattingInputError, match=r"block must be one of conv, dw, ir, got block='sep'"):
         part(spec, block="sep") if part else conv_block("sep", 8, 8)
 

@@ -124,7 +124,7 @@ def test_net_without_heads_is_refused():
 
 def test_detail_head_sizes_follow_semantic_context():
     encoder = TimmEncoder("test_resnet")
-    with_context = DetailHead(encoder.spec.with_context(semantic_s8=7))
+    with_context = DetailHead(encoder.spec.with_heads(semantic_s8=7))
     without = DetailHead(encoder.spec)
     assert with_context.conv_s4[0][0].in_channels == without.conv_s4[0][0].in_channels + 7
 
@@ -213,7 +213,7 @@ def test_glance_classes_and_fusion_mode_are_checked_values():
     with pytest.raises(MattingInputError, match="mode='XT'"):
         CollaborativeFusion(mode="XT")
     with pytest.raises(MattingInputError, match="mode='topk'"):
-        PatchRefiner(encoder.spec.with_context(detail_s2=4), mode="topk")
+        PatchRefiner(encoder.spec.with_heads(detail_s2=4), mode="topk")
 
 
 @pytest.mark.parametrize("base_scale", [0.0, 1.5])

@@ -126,7 +126,7 @@ def test_unet_heads_predict_at_full_size_from_encoder_widths(one_torch_thread):
     assert g.pred_glance.shape == (2, 3, 64, 64) and g.pred_semantic_alpha.shape == (2, 1, 64, 64)
     assert g.feat_s8.shape == (2, glance.out_channels, 8, 8)
     for context in (False, True):
-        focus = FocusHead(spec.with_context(semantic_s8=glance.out_channels), decoder="unet", semantic_context=context).eval()
+        focus = FocusHead(spec.with_heads(semantic_s8=glance.out_channels), decoder="unet", semantic_context=context).eval()
         d = focus(feats, image, g)
         assert d.pred_detail.shape == (2, 1, 64, 64) and 0 <= d.pred_detail.min() and d.pred_detail.max() <= 1
         assert d.feat_s2.shape == (2, focus.out_channels, 32, 32)

@@ -40,7 +40,7 @@ def test_base_size_argument_sets_the_base_pass():
 
 
 def test_patch_selection_modes():
-    spec = TimmEncoder("test_resnet").spec.with_context(semantic_s8=8, detail_s2=8)
+    spec = TimmEncoder("test_resnet").spec.with_heads(semantic_s8=8, detail_s2=8)
     err = torch.zeros(1, 1, 4, 4)
     err[0, 0, 1, 2] = 0.9
     err[0, 0, 3, 0] = 0.5
@@ -68,7 +68,7 @@ def test_patch_refiner_changes_only_the_selected_cells():
 def test_patch_refiner_full_mode_is_local():
     """A change of the input far from a pixel leaves the refinement of that pixel unchanged, as
     long as the base output is the same: the refiner only looks at its window."""
-    spec = TimmEncoder("test_resnet").spec.with_context(detail_s2=4)
+    spec = TimmEncoder("test_resnet").spec.with_heads(detail_s2=4)
     refiner = PatchRefiner(spec, mode="full").eval()
     with torch.no_grad():
         refiner.stage_full[1].bias.fill_(0.5)  # keep random-init outputs inside (0, 1), away from the clamp
@@ -88,7 +88,7 @@ def test_patch_refiner_full_mode_is_local():
 def test_guided_filter_keeps_a_constant_alpha_on_a_flat_image():
     """b = mean_alpha - A . mean_guide: on a flat guide, a constant base alpha comes out exactly,
     whatever A the (random) network predicts."""
-    spec = TimmEncoder("test_resnet").spec.with_context(detail_s2=4)
+    spec = TimmEncoder("test_resnet").spec.with_heads(detail_s2=4)
     refiner = GuidedFilterRefiner(spec).eval()
     base_alpha, feat = torch.full((1, 1, 16, 16), 0.7), torch.rand(1, 4, 8, 8)
     small = torch.full((1, 3, 16, 16), 0.3)  # flat guide: no variance, A x is constant

@@ -12,9 +12,11 @@ from torch import nn
 
 from matting.io.errors import MattingInputError
 
-__all__ = ["FUSION_MODES", "MattingNetwork", "require_contract"]
+__all__ = ["DEFAULT_FUSION_MODE", "FUSION_MODES", "MattingNetwork", "require_contract"]
 
+# GFM's fusion forms; TT (background / transition / foreground glance) is the one used without a choice.
 FUSION_MODES = ("TT", "FT", "BT")
+DEFAULT_FUSION_MODE = "TT"
 
 
 class MattingNetwork(nn.Module):
@@ -32,7 +34,7 @@ class MattingNetwork(nn.Module):
 
     pad_multiple: int = 32
     trimap_input: bool = False
-    fusion_mode: str = "TT"
+    fusion_mode: str = DEFAULT_FUSION_MODE
     refiner: nn.Module | None
 
     def __init__(self):

@@ -61,7 +61,7 @@ class DetailHead(nn.Module):
         if stride not in (2, 4):
             raise MattingInputError(f"DetailHead stride must be 2 or 4, got stride={stride!r}")
         c2, c4 = spec.channels[2], spec.channels[4]
-        self.c_sem = spec.context.get("semantic_s8", 0)
+        self.c_sem = spec.semantic_s8
         self.image_s2 = image_s2
         self.stride = stride
         proj = functools.partial(ConvNormAct, norm=norm)
@@ -141,7 +141,7 @@ class FocusHead(nn.Module):
             raise MattingInputError(f"FocusHead decoder must be compact or unet, got decoder={decoder!r}")
         self.deepest = spec.deepest
         self.decoder = decoder
-        c_sem = spec.context.get("semantic_s8", 0) if semantic_context else 0
+        c_sem = spec.semantic_s8 if semantic_context else 0
         if decoder == "unet":
             self._build_unet(spec, c_sem)
             return

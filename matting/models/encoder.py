@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import timm
 import torch
@@ -20,20 +20,25 @@ class FeatureSpec:
 
     Attributes:
         channels: stride -> channel count of the encoder feature at that stride (e.g. {2: 16, 4: 24, ..., 32: 960}).
-        context: name -> channel count of hidden features produced by heads built earlier
-            (e.g. {"semantic_s8": 32}); lets a later head size its inputs without typing numbers twice.
+        semantic_s8: channels of the semantic head's hidden feature at 1/8 (``feat_s8``), 0 before
+            (or without) a semantic head; lets the detail head and fusion size their inputs.
+        detail_s2: channels of the detail head's finest hidden feature (``feat_finest``), 0 before
+            (or without) a detail head.
     """
 
     channels: dict[int, int]
-    context: dict[str, int] = field(default_factory=dict)
+    semantic_s8: int = 0
+    detail_s2: int = 0
 
     @property
     def deepest(self) -> int:
         """Largest stride the encoder provides."""
         return max(self.channels)
 
-    def with_context(self, **extra: int) -> "FeatureSpec":
-        return replace(self, context={**self.context, **extra})
+    def with_heads(self, semantic_s8: int | None = None, detail_s2: int | None = None) -> "FeatureSpec":
+        """This spec plus the hidden widths of heads built so far (None keeps the current value)."""
+        return replace(self, semantic_s8=self.semantic_s8 if semantic_s8 is None else semantic_s8,
+                       detail_s2=self.detail_s2 if detail_s2 is None else detail_s2)
 
 
 class TimmEncoder(nn.Module):

@@ -12,6 +12,7 @@ from torch import nn
 
 from matting.io.errors import MattingInputError
 from matting.models.blocks import ConvNormAct, check_block, conv_block, resize_to
+from matting.models.contract import DEFAULT_FUSION_MODE, FUSION_MODES
 from matting.models.encoder import FeatureSpec
 from matting.models.outputs import CoarseOutput, DetailOutput, GlanceOutput
 
@@ -39,7 +40,7 @@ class ModnetFusion(nn.Module):
     def __init__(self, spec: FeatureSpec, hidden: int = 16, norm: str = "bn", block: str = "conv"):
         super().__init__()
         check_block(block, "ModnetFusion")
-        c_sem, c_det = spec.context["semantic_s8"], spec.context["detail_s2"]
+        c_sem, c_det = spec.semantic_s8, spec.detail_s2
         self.conv_s4 = conv_block(block, c_sem, c_sem, 5, norm=norm)
         self.conv_s2 = conv_block(block, c_sem + c_det, hidden * 2, 3, norm=norm)
         self.out = nn.Sequential(conv_block(block, hidden * 2 + 3, hidden, 3, norm=norm), nn.Conv2d(hidden, 1, 1))
@@ -91,9 +92,9 @@ class CollaborativeFusion(nn.Module):
 
     reads_predictions = True  # the alpha reads both heads' predictions: inference cannot skip them
 
-    def __init__(self, spec: FeatureSpec | None = None, mode: str = "TT"):
+    def __init__(self, spec: FeatureSpec | None = None, mode: str = DEFAULT_FUSION_MODE):
         super().__init__()
-        if mode not in ("TT", "FT", "BT"):
+        if mode not in FUSION_MODES:
             raise MattingInputError(f"CollaborativeFusion mode must be TT, FT or BT, got mode={mode!r}")
         self.mode = mode
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from matting.io.errors import MattingInputError
 from matting.models.blocks import pad_to_multiple, resize_to
-from matting.models.contract import MattingNetwork
+from matting.models.contract import DEFAULT_FUSION_MODE, MattingNetwork
 from matting.models.encoder import FeatureSpec, TimmEncoder
 from matting.models.fusion import CollaborativeFusion
 from matting.models.outputs import BasePassOutput, CoarseOutput, DetailOutput
@@ -84,10 +84,10 @@ class MattingNet(MattingNetwork):
         spec = encoder.spec
         self.semantic_head = semantic_head(spec) if semantic_head else None
         if self.semantic_head is not None:
-            spec = spec.with_context(semantic_s8=self.semantic_head.out_channels)
+            spec = spec.with_heads(semantic_s8=self.semantic_head.out_channels)
         self.detail_head = detail_head(spec) if detail_head else None
         if self.detail_head is not None:
-            spec = spec.with_context(detail_s2=self.detail_head.out_channels)
+            spec = spec.with_heads(detail_s2=self.detail_head.out_channels)
         both = self.semantic_head is not None and self.detail_head is not None
         self.fusion = fusion(spec) if (fusion and both) else None
         self.refiner = refiner(spec) if refiner else None
@@ -98,7 +98,7 @@ class MattingNet(MattingNetwork):
     @property
     def fusion_mode(self) -> str:
         """GFM fusion form (TT, FT or BT) that the loss's glance and detail targets must follow."""
-        return self.fusion.mode if isinstance(self.fusion, CollaborativeFusion) else "TT"
+        return self.fusion.mode if isinstance(self.fusion, CollaborativeFusion) else DEFAULT_FUSION_MODE
 
     def base_shape(self, height: int, width: int) -> tuple[int, int]:
         """Base-pass size for a full-size input: scaled by base_scale, rounded to the stride (at least one)."""

@@ -21,7 +21,7 @@ from matting.models.outputs import RefinerOutput
 
 def hidden_width(spec: FeatureSpec) -> int:
     """Channels of the base's finest hidden features (``BasePassOutput.feat_finest``)."""
-    return spec.context.get("detail_s2") or spec.context["semantic_s8"]
+    return spec.detail_s2 or spec.semantic_s8
 
 
 def _crop_patches(x: torch.Tensor, b: torch.Tensor, y: torch.Tensor, x0: torch.Tensor, size: int) -> torch.Tensor:
