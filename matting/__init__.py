@@ -8,7 +8,8 @@ The package is a house of floors; a module imports only from its own floor or th
 3. ``matting.commands``: one module per command (``evaluate``, ``predict``, ``finetune``, ...),
    each with ``main(argv) -> int``. Only the dispatcher imports them, and they never import each other.
 2. ``matting.runtime``: the training runtime: the LightningCLI subclass, run records, atomic
-   checkpoint writing, process tuning.
+   checkpoint writing, process tuning; ``matting.study``: studies, arms trained under one budget and
+   scored on the synthetic split and by cross-validation on real photos (``tools/study.py``).
 1. The science and the product it makes: ``models`` (the network), ``losses``, ``module`` (the
    LightningModule), ``metrics``, ``data`` (what training reads; ``data.prepare`` for downloaded
    datasets; ``data.synthetic`` for the procedural generator), ``soc_*`` (self-supervised
@@ -29,6 +30,7 @@ FLOORS = {
     "matting.__main__": 4,
     "matting.commands": 3,
     "matting.runtime": 2,
+    "matting.study": 2,
     "matting.models": 1,
     "matting.losses": 1,
     "matting.module": 1,
