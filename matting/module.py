@@ -141,9 +141,10 @@ class MattingModule(L.LightningModule):
         trimap = self._trimap_input(trimap_batch, band) if self._trimap_input_net else None
         outputs = self(batch["image"], trimap)
         terms = self.loss(outputs, batch, band, mode=self.net.fusion_mode)
-        for name, value in terms.items():
-            if not torch.isfinite(value):
-                raise FloatingPointError(f"non-finite loss term {name!r}={value.item()} at global step {self.global_step}")
+        # One check of all terms: each bool() of a CUDA tensor waits for the GPU to finish the step so far.
+        if not torch.isfinite(torch.stack([v.detach().float() for v in terms.values()])).all():
+            name, value = next((k, v) for k, v in terms.items() if not torch.isfinite(v))
+            raise FloatingPointError(f"non-finite loss term {name!r}={value.item()} at global step {self.global_step}")
         self.log_dict({f"train/loss_{k}" if k != "loss" else "train/loss": v.detach() for k, v in terms.items()},
                       prog_bar=False, batch_size=batch["image"].shape[0])
         self.log("loss", terms["loss"].detach(), prog_bar=True, logger=False, batch_size=batch["image"].shape[0])

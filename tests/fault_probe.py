@@ -70,3 +70,28 @@ class TermAtStep(L.Callback):
         if trainer.global_step >= self.step and not self.sent:
             self.sent = True
             os.kill(os.getpid(), signal.SIGTERM)
+
+
+class RecordPlacement(L.Callback):
+    """Writes ``folder/rank<N>.json`` at the first training batch: the process group's backend and size,
+    whether BatchNorm became SyncBatchNorm, and the devices of the model and of the batch."""
+
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        import json
+        from pathlib import Path
+
+        import torch
+
+        if batch_idx:
+            return
+        dist = torch.distributed
+        record = {"backend": dist.get_backend() if dist.is_available() and dist.is_initialized() else None,
+                  "world_size": trainer.world_size,
+                  "sync_batchnorm": any(isinstance(m, torch.nn.SyncBatchNorm) for m in pl_module.modules()),
+                  "model_device": str(next(pl_module.parameters()).device),
+                  "batch_devices": sorted({str(v.device) for v in batch.values() if isinstance(v, torch.Tensor)})}
+        Path(self.folder).mkdir(parents=True, exist_ok=True)
+        (Path(self.folder) / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))

@@ -1,7 +1,7 @@
 """``matting predict``: alpha mattes and cutouts of your own photos.
 
     matting predict --ckpt CKPT INPUT... --out DIR [--background COLOUR|IMAGE]
-                    [--base-size 512] [--base-side long|short] [--bf16]
+                    [--base-size 512] [--base-side long|short] [--bf16 | --fp16] [--device cuda]
                     [--overwrite | --skip-existing] [--no-cutout] [--no-progress]
 
 INPUT is any mix of image files, folders (their images, not sub-folders) and glob patterns
@@ -85,8 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--background", help="also write a composite over this colour (white, '#00ff00', 0,255,0) or image file")
     p.add_argument("--base-size", type=int, default=512, help="size of the base pass on --base-side (default 512)")
     p.add_argument("--base-side", choices=("long", "short"), default="long", help="side scaled to --base-size (default long)")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast: faster on CPUs with native bf16, but alpha may differ from float32 by up to ~0.2 "
-                   "at edges (docs/speed.md)")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast: faster on CPUs with native bf16 and on GPUs, but alpha may "
+                           "differ from float32 by up to ~0.2 at edges (docs/speed.md)")
+    precision.add_argument("--fp16", action="store_true", help="float16 autocast, for GPUs (without --bf16 or --fp16 a GPU computes in IEEE "
+                           "float32, not TF32, so alpha matches the CPU's; docs/gpu.md)")
     p.add_argument("--eager", action="store_true", help="run the network eagerly, not as frozen TorchScript graphs")
     p.add_argument("--no-cutout", action="store_true", help="write only the alpha matte (and composite), no RGBA cutout")
     group = p.add_mutually_exclusive_group()
@@ -195,7 +198,7 @@ def process_image(net, path: Path, out: Path, kinds: list[str], args, background
     from matting.inference.predict import predict_alpha
 
     image = read_image(path)
-    alpha = predict_alpha(net, image, base_size=args.base_size, base_side=args.base_side, bf16=args.bf16,
+    alpha = predict_alpha(net, image, base_size=args.base_size, base_side=args.base_side, bf16=args.bf16, fp16=args.fp16,
                           source=f"{args.ckpt} (on {path})")
     alpha8 = to_uint8(alpha)
     quantised = from_uint8(alpha8)

@@ -83,6 +83,10 @@ def refined_verify_shapes(base_size: int) -> list[tuple[int, int]]:
     return [(3 * base_size // 2, 2 * base_size), (2 * base_size + 11, 5 * base_size // 4 - 3)]
 
 
+def _device(net: nn.Module) -> torch.device:
+    return next(net.parameters()).device
+
+
 def export_onnx(net: nn.Module, target: Path, opset: int = DEFAULT_OPSET, metadata: dict[str, str] | None = None,
                 base_size: int = DEFAULT_BASE_SIZE, base_side: str = DEFAULT_BASE_SIDE) -> None:
     """Write ``net`` (returning a dict with ``pred_alpha``) as ONNX with dynamic N, H, W, atomically.
@@ -95,7 +99,8 @@ def export_onnx(net: nn.Module, target: Path, opset: int = DEFAULT_OPSET, metada
     wrapper = alpha_module(net, base_size, base_side)
     stride = net.pad_multiple
     shape = trace_shape(stride) if isinstance(wrapper, AlphaOnly) else refined_trace_shape(base_size, base_side, stride)
-    sample = torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(0))
+    # Traced where the network is (a network loaded on CUDA exports as it is); the graph holds no device.
+    sample = torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(0)).to(_device(net))
     # A full disk, no permission: one line naming the file, and no partial file left.
     with atomic_path(target, error=could_not_write) as tmp:
         with warnings.catch_warnings():
@@ -128,11 +133,12 @@ def verify_onnx(net: nn.Module, path: Path, shapes: list[tuple[int, int]], seed:
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     wrapper = alpha_module(net, base_size, base_side)
+    device = _device(net)
     rng = np.random.default_rng(seed)
     results = []
     for h, w in shapes:
         image = rng.random((1, 3, h, w), dtype=np.float32)
-        expected = wrapper(torch.from_numpy(image)).numpy()
+        expected = wrapper(torch.from_numpy(image).to(device)).cpu().numpy()
         (got,) = session.run(["alpha"], {"image": image})
         if got.shape != expected.shape:
             raise RuntimeError(f"{path}: onnxruntime returned shape {got.shape} for input {image.shape}, PyTorch {expected.shape}")

@@ -9,7 +9,7 @@ must return ``pred_alpha`` at full resolution.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager
 
 import cv2
 import numpy as np
@@ -55,6 +55,30 @@ def _to_tensor(image: np.ndarray, device: torch.device, channels_last: bool) -> 
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
 
 
+@contextmanager
+def ieee_float32(device: torch.device):
+    """cuDNN convolutions in IEEE float32 while inside, not in TF32 (PyTorch's default for them on
+    Ampere and newer GPUs: a 10-bit mantissa, alpha ~1e-3 away from the CPU's); other devices as they are."""
+    if device.type != "cuda":
+        yield
+        return
+    previous = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = previous
+
+
+def autocast_for(device: torch.device, bf16: bool = False, fp16: bool = False):
+    """The precision context of :func:`predict_alpha`: bfloat16 or float16 autocast, else IEEE float32."""
+    if bf16 and fp16:
+        raise MattingInputError("choose bf16 or fp16, not both")
+    if bf16 or fp16:
+        return torch.autocast(device.type, dtype=torch.bfloat16 if bf16 else torch.float16)
+    return ieee_float32(device)
+
+
 @torch.inference_mode()
 def predict_alpha(
     net: nn.Module,
@@ -63,6 +87,7 @@ def predict_alpha(
     base_side: str = "long",
     bf16: bool = False,
     channels_last: bool = True,
+    fp16: bool = False,
     source: str = "the network",
 ) -> np.ndarray:
     """Alpha matte of one image at its full resolution.
@@ -75,6 +100,8 @@ def predict_alpha(
         bf16: run under bfloat16 autocast: faster on CPUs with native bf16 support, but alpha may
             differ from float32 by up to ~0.2 at edges (measured on a trained checkpoint, docs/speed.md).
         channels_last: feed the network NHWC tensors (same numbers, faster convolutions on CPU).
+        fp16: run under float16 autocast (GPUs); without bf16 or fp16, a CUDA device computes in
+            IEEE float32, as the CPU does (:func:`ieee_float32`).
         source: the checkpoint the network came from, for the message of ``NonFiniteOutput``.
 
     Returns:
@@ -87,8 +114,7 @@ def predict_alpha(
     height, width = image.shape[:2]
     bh, bw = base_shape(height, width, base_size, base_side)
     device = next(net.parameters()).device
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
-    with autocast:
+    with autocast_for(device, bf16, fp16):
         if net.refiner is not None:
             out = net(_to_tensor(image, device, channels_last), base_size=(bh, bw))
         else:

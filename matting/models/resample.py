@@ -16,9 +16,11 @@ def _as_size(value: int | torch.Tensor) -> torch.Tensor:
     return value if isinstance(value, torch.Tensor) else torch.tensor(value)
 
 
-def antialias_taps(in_size: int | torch.Tensor, out_size: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def antialias_taps(in_size: int | torch.Tensor, out_size: int | torch.Tensor,
+                   device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Source indices (out, K) int64 in [0, in) and weights (out, K) float32 (rows sum to 1) of
-    PyTorch's antialiased bilinear resize along one axis, K = 2 ceil(support) + 1.
+    PyTorch's antialiased bilinear resize along one axis, K = 2 ceil(support) + 1, on ``device``
+    (the sizes' arithmetic stays on the CPU, where a traced graph's sizes are).
 
     The steps and precisions follow ATen's ``_compute_weights_aa`` (scale = in / out in float32;
     the window centre, its bounds and the filter argument in float64, stored as float32)."""
@@ -38,12 +40,12 @@ def antialias_taps(in_size: int | torch.Tensor, out_size: int | torch.Tensor) ->
     weight = torch.where((weight < 1) & (index < stop[:, None]), 1 - weight, torch.zeros_like(weight))
     total = weight.sum(1, keepdim=True)
     weight = torch.where(total != 0, weight / total, weight)
-    return torch.minimum(index, n - 1), weight
+    return torch.minimum(index, n - 1).to(device), weight.to(device)
 
 
 def _resize_axis(x: torch.Tensor, out_size: int | torch.Tensor, dim: int) -> torch.Tensor:
     """Resize (B, C, H, W) along ``dim`` (2 or 3) with the antialiased taps: one gather, one weighted sum."""
-    index, weight = antialias_taps(x.shape[dim], out_size)
+    index, weight = antialias_taps(x.shape[dim], out_size, x.device)
     m, taps = index.shape
     picked = x.index_select(dim, index.reshape(-1))  # (B, C, out * K, W) or (B, C, H, out * K)
     if dim == 3:
