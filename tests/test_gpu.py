@@ -76,7 +76,7 @@ def test_one_training_step_of_each_member(member, precision, tmp_path):
         band = cli.model._training_band(batch)
         trimap = cli.model._trimap_input({**batch, "trimap": None}, band) if cli.model._trimap_input_net else None
         outputs = cli.model.train()(batch["image"], trimap)
-        terms = cli.model.loss(outputs, batch, band, mode=getattr(net, "collaborative_mode", "TT"))
+        terms = cli.model.loss(outputs, batch, band, mode=net.fusion_mode)
     assert all(v.is_cuda for v in outputs.values() if isinstance(v, torch.Tensor))
     assert all(v.is_cuda and torch.isfinite(v) for v in terms.values())
 
@@ -266,7 +266,7 @@ def test_onnx_export_of_a_checkpoint_loaded_on_cuda(checkpoints, name, tmp_path)
     target = tmp_path / f"{name}.onnx"
     export_onnx(net, target)
     assert next(net.parameters()).is_cuda  # exported where it was loaded, not moved
-    shapes = refined_verify_shapes(512) if net.refiner is not None else verify_shapes(int(net.stride))
+    shapes = refined_verify_shapes(512) if net.refiner is not None else verify_shapes(net.pad_multiple)
     with ieee_float32(torch.device("cuda")):
         errors = verify_onnx(net, target, shapes)
     assert all(error <= 1e-4 for _, error in errors), errors
