@@ -12,7 +12,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from matting.data.manifest import read_split
-from matting.data.matte_datamodule import MatteDataModule
+from matting.data.manifest_datamodule import ManifestDataModule
 from matting.data.prepare.build import prepare
 from matting.io.errors import MattingInputError
 
@@ -20,7 +20,7 @@ from .test_data_layouts import H, W, make_tree, prepared
 
 
 def _train_set(data_root, on_error="raise", **kwargs):
-    module = MatteDataModule(train="am2k/train", root=str(data_root), crop_size=32, on_error=on_error, **kwargs)
+    module = ManifestDataModule(train="am2k/train", root=str(data_root), crop_size=32, on_error=on_error, **kwargs)
     module.setup("fit")
     return module.train_set
 
@@ -66,7 +66,7 @@ def test_composited_training_names_a_bad_background(tmp_path):
     coco = prepared("coco", data_root)
     for path in (coco / "train2014").iterdir():
         path.write_bytes(b"")
-    module = MatteDataModule(train="comp1k/train", backgrounds="coco/train2014", root=str(data_root), crop_size=32)
+    module = ManifestDataModule(train="comp1k/train", backgrounds="coco/train2014", root=str(data_root), crop_size=32)
     module.setup("fit")
     with pytest.raises(MattingInputError, match=r"coco/train2014/COCO_train2014_\d+\.jpg: not a readable image"):
         module.train_set[0]
@@ -104,7 +104,7 @@ def test_evaluation_always_raises_naming_the_file(tmp_path):
     data_root = tmp_path / "data"
     root = prepared("aim500", data_root)
     cv2.imwrite(str(root / "trimap/s01.png"), np.zeros((H, W + 2), np.uint8))
-    module = MatteDataModule(test="aim500/test", root=str(data_root), on_error="skip")
+    module = ManifestDataModule(test="aim500/test", root=str(data_root), on_error="skip")
     module.setup("test")
     assert module.test_set[0]["trimap"].shape == (1, H, W)
     with pytest.raises(MattingInputError, match=rf"size mismatch: trimap {root}/trimap/s01.png is {W + 2}x{H}"):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from matting.data.matte_datamodule import MatteDataModule
+from matting.data.manifest_datamodule import ManifestDataModule
 from matting.data.prepare.build import prepare
 from matting.io.errors import MattingInputError
 from matting.runtime.lightning_cli import build_cli
@@ -98,7 +98,7 @@ def test_evaluation_config_validates_with_trimap_metrics(config, tmp_path):
 
 def test_evaluation_only_config_refuses_to_fit_with_a_clear_message(tmp_path):
     prepared("ppm100", tmp_path / "data")
-    module = MatteDataModule(val="ppm100/test", test="ppm100/test", root=str(tmp_path / "data"))
+    module = ManifestDataModule(val="ppm100/test", test="ppm100/test", root=str(tmp_path / "data"))
     with pytest.raises(MattingInputError, match="no training split"):
         module.setup("fit")
 
@@ -117,18 +117,18 @@ def test_training_and_evaluation_configs_combine(tmp_path):
 def test_missing_manifest_and_missing_root_are_named(tmp_path, monkeypatch):
     monkeypatch.delenv("MATTING_DATA_ROOT", raising=False)
     with pytest.raises(MattingInputError, match="nowhere/am2k/manifests"):
-        MatteDataModule(train="am2k/train", root=str(tmp_path / "nowhere")).setup("fit")
+        ManifestDataModule(train="am2k/train", root=str(tmp_path / "nowhere")).setup("fit")
     with pytest.raises(MattingInputError, match="MATTING_DATA_ROOT"):
-        MatteDataModule(train="am2k/train").setup("fit")
+        ManifestDataModule(train="am2k/train").setup("fit")
 
 
 def test_environment_variable_locates_the_data(tmp_path, monkeypatch):
     prepared("ppm100", tmp_path / "data")
     monkeypatch.setenv("MATTING_DATA_ROOT", str(tmp_path / "data"))
-    module = MatteDataModule(test="ppm100")  # a bare name takes the dataset's first evaluation split
+    module = ManifestDataModule(test="ppm100")  # a bare name takes the dataset's first evaluation split
     module.setup("test")
     assert len(module.test_set) == 3
     monkeypatch.setenv("MATTING_DATA_ROOT", str(tmp_path))
-    module = MatteDataModule(test="ppm100", root="data")  # a relative root resolves against the variable
+    module = ManifestDataModule(test="ppm100", root="data")  # a relative root resolves against the variable
     module.setup("test")
     assert len(module.test_set) == 3

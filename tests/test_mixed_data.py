@@ -1,4 +1,4 @@
-"""MixedDataModule: real composited foregrounds mixed with procedural subjects, on tiny
+"""ManifestDataModule with synthetic_fraction: real composited foregrounds mixed with procedural subjects, on tiny
 Distinctions-646 / COCO / AM-2k trees made in their published layouts."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from matting.data import MixedDataModule
+from matting.data import ManifestDataModule
 from matting.data.mixed import SYNTHETIC_PREFIX, MixedTrainDataset
 from matting.io.errors import MattingInputError
 from matting.runtime.lightning_cli import build_cli
@@ -30,11 +30,11 @@ def data_root(tmp_path_factory) -> Path:
     return root
 
 
-def _module(data_root: Path, fraction: float, **kwargs) -> MixedDataModule:
+def _module(data_root: Path, fraction: float, **kwargs) -> ManifestDataModule:
     settings = {"train": "d646/train", "backgrounds": "coco/train2014", "root": str(data_root), "mode": "composite",
                 "foreground": "true", "crop_size": CROP, "samples_per_epoch": 200, "batch_size": 4,
                 "num_workers": 0, "synthetic_fraction": fraction, **kwargs}
-    return MixedDataModule(**settings)
+    return ManifestDataModule(**settings)
 
 
 def _train_set(data_root: Path, fraction: float, **kwargs) -> MixedTrainDataset:
@@ -48,14 +48,16 @@ def _first(dataset: MixedTrainDataset, procedural: bool) -> int:
 
 
 def test_fraction_zero_gives_only_real_samples(data_root):
+    from matting.data.matte_dataset import MatteTrainDataset
+
     dataset = _train_set(data_root, 0.0)
-    records = {r.name for r in dataset.real.records}
-    assert len(dataset) == 200 and not any(dataset.is_procedural(i) for i in range(len(dataset)))
-    assert {dataset[i]["name"] for i in range(4)} <= records
+    assert isinstance(dataset, MatteTrainDataset)  # nothing procedural: the real training set itself
+    records = {r.name for r in dataset.records}
+    assert len(dataset) == 200 and {dataset[i]["name"] for i in range(4)} <= records
 
 
 def test_fraction_one_gives_only_procedural_samples_without_real_data():
-    module = MixedDataModule(synthetic_fraction=1.0, samples_per_epoch=6, crop_size=CROP, num_workers=0)
+    module = ManifestDataModule(synthetic_fraction=1.0, samples_per_epoch=6, crop_size=CROP, num_workers=0)
     module.setup("fit")  # no train split, no backgrounds, no data root
     dataset = module.train_set
     assert len(dataset) == 6 and dataset.real is None
@@ -109,7 +111,7 @@ def test_a_batch_of_both_kinds_collates(data_root):
 
 
 def test_photos_without_colours_mix_with_procedural_samples_that_drop_theirs(data_root):
-    module = MixedDataModule(train="am2k/train", root=str(data_root), mode="original", foreground="none",
+    module = ManifestDataModule(train="am2k/train", root=str(data_root), mode="original", foreground="none",
                              crop_size=CROP, samples_per_epoch=16, batch_size=16, num_workers=0, synthetic_fraction=0.5)
     module.setup("fit")
     batch = next(iter(module.train_dataloader()))
@@ -125,18 +127,18 @@ def test_default_epoch_holds_about_one_real_item_per_record(data_root):
 @pytest.mark.parametrize("fraction", [-0.1, 1.5, float("nan"), "half"])
 def test_bad_fraction_is_refused_naming_the_key(fraction):
     with pytest.raises(MattingInputError, match="synthetic_fraction"):
-        MixedDataModule(synthetic_fraction=fraction, samples_per_epoch=4, num_workers=0)
+        ManifestDataModule(synthetic_fraction=fraction, samples_per_epoch=4, num_workers=0)
 
 
 def test_missing_pieces_are_named(tmp_path):
     with pytest.raises(MattingInputError, match="synthetic_seed"):
-        MixedDataModule(synthetic_fraction=0.5, synthetic_seed=-1, num_workers=0)
+        ManifestDataModule(synthetic_fraction=0.5, synthetic_seed=-1, num_workers=0)
     with pytest.raises(MattingInputError, match="samples_per_epoch"):
-        MixedDataModule(synthetic_fraction=1.0, num_workers=0)
+        ManifestDataModule(synthetic_fraction=1.0, num_workers=0)
     with pytest.raises(MattingInputError, match="crop_size"):
-        MixedDataModule(synthetic_fraction=0.5, crop_size=8, num_workers=0)
+        ManifestDataModule(synthetic_fraction=0.5, crop_size=8, num_workers=0)
     with pytest.raises(MattingInputError, match="synthetic_fraction: 1.0"):
-        MixedDataModule(synthetic_fraction=0.5, samples_per_epoch=4, num_workers=0, root=str(tmp_path)).setup("fit")
+        ManifestDataModule(synthetic_fraction=0.5, samples_per_epoch=4, num_workers=0, root=str(tmp_path)).setup("fit")
 
 
 def test_fingerprint_changes_with_the_fraction_and_covers_the_generator(data_root):
@@ -181,8 +183,25 @@ data:
         "--trainer.num_sanity_val_steps=0", "--trainer.enable_progress_bar=false",
     ], run=False)
     datamodule = cli.datamodule
-    assert isinstance(datamodule, MixedDataModule) and datamodule.augment.trimap == "gfm"
+    assert isinstance(datamodule, ManifestDataModule) and datamodule.augment.trimap == "gfm"
     assert (datamodule.hparams.synthetic_fraction, datamodule.hparams.synthetic_seed) == (0.5, 3)
     cli.trainer.fit(cli.model, datamodule=datamodule)
     assert cli.trainer.global_step == 1
     assert all(torch.isfinite(p).all() for p in cli.model.parameters())
+
+
+def test_old_data_module_names_load_as_the_manifest_data_module():
+    from matting.data.manifest_datamodule import ManifestDataModule as New
+    from matting.data.synthetic.datamodule import SyntheticDataModule
+    from matting.inference.class_paths import is_allowed_class
+
+    old = {"matting.data.MatteDataModule": New, "matting.data.matte_datamodule.MatteDataModule": New,
+           "matting.data.mixed.MixedDataModule": New, "matting.data.MixedDataModule": New,
+           "matting.data.datamodule.SyntheticDataModule": SyntheticDataModule,
+           "matting.data.SyntheticDataModule": SyntheticDataModule}
+    import importlib
+
+    for path, cls in old.items():
+        module, _, name = path.rpartition(".")
+        assert getattr(importlib.import_module(module), name) is cls, path
+        assert is_allowed_class(path), path  # a checkpoint naming the old path still loads

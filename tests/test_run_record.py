@@ -10,7 +10,7 @@ import cv2
 import pytest
 import torch
 
-from matting.data import MatteDataModule, SyntheticDataModule
+from matting.data import ManifestDataModule, SyntheticDataModule
 from matting.data.synthetic.dataset import GENERATOR_SOURCES
 from matting.report.grid import HEADER_PX, LABEL_PX, grid_sample, prediction_grid
 from matting.runtime.lightning_cli import build_cli
@@ -189,7 +189,7 @@ def test_manifest_fingerprint_follows_the_manifest_bytes_and_arguments(tmp_path)
 
     def fingerprint(**kwargs) -> dict:
         args = {"train": "am2k/train", "val": "am2k/validation", "root": str(tmp_path), "num_workers": 0, **kwargs}
-        return data_fingerprint(MatteDataModule(**args))
+        return data_fingerprint(ManifestDataModule(**args))
 
     base = fingerprint()
     assert set(base["files"]) == {"am2k/train.jsonl", "am2k/validation.jsonl"}

@@ -218,7 +218,7 @@ def test_decoded_cache_gives_the_same_samples_and_stays_untouched(data_root):
                            f"--data.init_args.root={data_root}", "--data.init_args.crop_size=32", "--data.init_args.num_workers=0",
                            f"--data.init_args.cache_decoded={str(cache).lower()}", "--trainer.logger=false"], run=False)
         built.datamodule.setup("fit")
-        return built.datamodule.train_dataloader().dataset.real
+        return built.datamodule.train_dataloader().dataset  # no procedural share: the real set itself
 
     import torch
 

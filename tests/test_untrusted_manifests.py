@@ -68,9 +68,9 @@ def test_prepare_data_verify_checks_the_stored_hashes(am2k, capsys):
 
 
 def test_hashes_are_checked_at_load_when_asked(am2k, monkeypatch):
-    from matting.data.matte_datamodule import MatteDataModule
+    from matting.data.manifest_datamodule import ManifestDataModule
 
-    module = MatteDataModule(train="am2k/train", root=str(am2k.parent), num_workers=0)
+    module = ManifestDataModule(train="am2k/train", root=str(am2k.parent), num_workers=0)
     assert len(module._records("am2k/train", "train")[1]) == 1
     Image.fromarray(np.full((6, 8), 10, np.uint8)).save(am2k / "train/mask/a.png")
     assert len(module._records("am2k/train", "train")[1]) == 1  # not asked: not checked

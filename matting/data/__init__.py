@@ -10,16 +10,18 @@ import importlib
 _WHERE = {
     "Augment": "matting.data.augment",
     "MattingDataModule": "matting.data.base",
-    "SyntheticDataModule": "matting.data.datamodule",
-    "MatteDataModule": "matting.data.matte_datamodule",
+    "ManifestDataModule": "matting.data.manifest_datamodule",
+    "SyntheticDataModule": "matting.data.synthetic.datamodule",
     "MatteEvalDataset": "matting.data.matte_dataset",
     "MatteTrainDataset": "matting.data.matte_dataset",
-    "MixedDataModule": "matting.data.mixed",
     "SyntheticMattingDataset": "matting.data.synthetic.dataset",
+    # Old names of ManifestDataModule, for configs and checkpoints that name them.
+    "MatteDataModule": "matting.data.matte_datamodule",
+    "MixedDataModule": "matting.data.mixed",
 }
 
-__all__ = ["Augment", "MatteDataModule", "MatteEvalDataset", "MatteTrainDataset", "MattingDataModule", "MixedDataModule",
-           "SyntheticDataModule", "SyntheticMattingDataset"]
+__all__ = ["Augment", "ManifestDataModule", "MatteDataModule", "MatteEvalDataset", "MatteTrainDataset", "MattingDataModule",
+           "MixedDataModule", "SyntheticDataModule", "SyntheticMattingDataset"]
 
 
 def __getattr__(name: str):

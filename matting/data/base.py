@@ -1,6 +1,6 @@
 """What every data module of the package shares: loader settings, the loaders, and a fingerprint.
 
-:class:`MattingDataModule` is the base of ``SyntheticDataModule``, ``MatteDataModule``,
+:class:`MattingDataModule` is the base of ``SyntheticDataModule``, ``ManifestDataModule``,
 ``FolderDataModule`` and ``UnlabeledImageDataModule``. Each subclass lists all of its arguments
 in its own ``__init__`` (LightningCLI reads them from there), the shared ones among them:
 
@@ -41,7 +41,7 @@ from matting.data.workers import worker_context
 __all__ = ["LOADER_KEYS", "MattingDataModule", "data_fingerprint", "file_sha256"]
 
 # Data-module arguments that change how samples are loaded, not which samples there are.
-LOADER_KEYS = frozenset({"num_workers", "worker_start_method"})
+LOADER_KEYS = frozenset({"num_workers", "worker_start_method", "cache_decoded"})
 _CHUNK = 1 << 20
 
 

@@ -1,11 +1,8 @@
-"""Training on real foregrounds mixed with procedural subjects.
-
-:class:`MixedDataModule` is :class:`matting.data.matte_datamodule.MatteDataModule` whose training
-set replaces a share ``synthetic_fraction`` of the samples by procedural ones
-(:class:`matting.data.synthetic.dataset.SyntheticMattingDataset`, at ``crop_size``)::
+"""Training on real foregrounds mixed with procedural subjects: the training set of
+:class:`matting.data.manifest_datamodule.ManifestDataModule` when ``synthetic_fraction`` > 0::
 
     data:
-      class_path: matting.data.mixed.MixedDataModule
+      class_path: matting.data.ManifestDataModule
       init_args:
         train: am2k/train
         backgrounds: bg20k/train
@@ -32,30 +29,24 @@ Both kinds carry the same keys, so the default collate batches them together:
 - ``name``: the record's name, or ``synthetic_train_<k>`` for a procedural sample.
 
 Procedural samples are not augmented: the generator draws its own variety, and they are the same
-in every epoch (real ones get new augmentations each epoch, as in ``MatteDataModule``).
+in every epoch (real ones get new augmentations each epoch).
 """
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from matting.data.augment import Augment
-from matting.data.matte_datamodule import MatteDataModule
 from matting.data.matte_dataset import MatteTrainDataset
-from matting.data.synthetic.dataset import SyntheticMattingDataset, generator_files
+from matting.data.synthetic.dataset import SyntheticMattingDataset
 from matting.data.trimap import make_trimap
 from matting.io.errors import MattingInputError
 
 __all__ = ["SYNTHETIC_PREFIX", "MixedDataModule", "MixedTrainDataset", "carries_layers", "index_uniforms"]
 
 SYNTHETIC_PREFIX = "synthetic_"
-MIN_SYNTHETIC_SIZE = 16  # SyntheticMattingDataset's smallest side
 _TRIMAP_STREAM = 14  # keeps the trimap generator's stream apart from the generator's own (seed, split, index)
 _U64 = np.uint64
 
@@ -125,97 +116,5 @@ class MixedTrainDataset(Dataset):
         return sample
 
 
-class MixedDataModule(MatteDataModule):
-    """:class:`MatteDataModule` whose training samples are partly procedural subjects.
-
-    Args:
-        train, val, test, backgrounds, root, paths, manifests, mode, foreground, augment, crop_size,
-            batch_size, num_workers, val_max_side, test_max_side, val_samples, trimap, on_error,
-            worker_start_method: as :class:`MatteDataModule` (``train`` and ``backgrounds`` may be
-            None when ``synthetic_fraction`` is 1: nothing real is read).
-        samples_per_epoch: training items per epoch, both kinds together; default: about one real
-            item per training record (``ceil(records / (1 - synthetic_fraction))``); required
-            when ``synthetic_fraction`` is 1.
-        synthetic_fraction: share of procedural training items, in [0, 1] (0: as MatteDataModule).
-        synthetic_seed: seed of the procedural generator (independent of the training seed).
-
-    Validation and test sets are the real ones of :class:`MatteDataModule` (without ``val`` there
-    is no validation loader).
-
-    Fingerprint: as :class:`MatteDataModule`, plus, when ``synthetic_fraction`` > 0, the fraction,
-    the seed and the generator's source files.
-    """
-
-    def __init__(
-        self,
-        train: str | None = None,
-        val: str | None = None,
-        test: str | None = None,
-        backgrounds: str | None = None,
-        root: str | None = None,
-        paths: dict[str, str] | None = None,
-        manifests: dict[str, str] | None = None,
-        mode: str = "auto",
-        foreground: str = "auto",
-        augment: Augment | None = None,
-        crop_size: int = 512,
-        samples_per_epoch: int | None = None,
-        batch_size: int = 8,
-        num_workers: int = 2,
-        val_max_side: int | None = 1024,
-        test_max_side: int | None = None,
-        val_samples: int | None = None,
-        trimap: str = "trimap",
-        on_error: str = "raise",
-        worker_start_method: str | None = "spawn",
-        cache_decoded: bool = False,
-        synthetic_fraction: float = 0.0,
-        synthetic_seed: int = 0,
-    ):
-        super().__init__(train=train, val=val, test=test, backgrounds=backgrounds, root=root, paths=paths,
-                         manifests=manifests, mode=mode, foreground=foreground, augment=augment,
-                         crop_size=crop_size, samples_per_epoch=samples_per_epoch, batch_size=batch_size,
-                         num_workers=num_workers, val_max_side=val_max_side, test_max_side=test_max_side,
-                         val_samples=val_samples, trimap=trimap, on_error=on_error,
-                         worker_start_method=worker_start_method, cache_decoded=cache_decoded)
-        # The base's save_hyperparameters() has saved the two synthetic_* arguments too (Lightning reads
-        # the arguments of every __init__ on the call chain).
-        fraction = synthetic_fraction
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
-            raise MattingInputError(f"synthetic_fraction must be a number in [0, 1], got {fraction!r}")
-        if isinstance(synthetic_seed, bool) or not isinstance(synthetic_seed, int) or synthetic_seed < 0:
-            raise MattingInputError(f"synthetic_seed must be an integer >= 0, got {synthetic_seed!r}")
-        if samples_per_epoch is not None and samples_per_epoch < 1:
-            raise MattingInputError(f"samples_per_epoch must be >= 1, got {samples_per_epoch}")
-        if fraction > 0 and crop_size < MIN_SYNTHETIC_SIZE:
-            raise MattingInputError(f"crop_size must be >= {MIN_SYNTHETIC_SIZE} for procedural samples, got {crop_size}")
-        if fraction == 1 and samples_per_epoch is None:
-            raise MattingInputError("samples_per_epoch must be set when synthetic_fraction is 1 "
-                                    "(there are no training records to count)")
-
-    def _train_set(self) -> MixedTrainDataset:
-        hp = self.hparams
-        fraction = float(hp.synthetic_fraction)
-        real = None
-        if fraction < 1:
-            if hp.train is None:
-                raise MattingInputError("this data config has no training split (data.init_args.train): name one, "
-                                        "or set data.init_args.synthetic_fraction: 1.0 to train on procedural subjects only")
-            real = super()._train_set()
-        length = hp.samples_per_epoch or math.ceil(len(real.records) / (1 - fraction))
-        return MixedTrainDataset(real, fraction, length, hp.crop_size, hp.synthetic_seed, self.augment.trimap)
-
-    # -- fingerprint ---------------------------------------------------------------------------
-
-    def identity_hyperparameters(self) -> dict[str, Any]:
-        hyperparameters = super().identity_hyperparameters()
-        if not self.hparams.synthetic_fraction:  # nothing procedural: the seed decides nothing
-            hyperparameters.pop("synthetic_fraction", None)
-            hyperparameters.pop("synthetic_seed", None)
-        return hyperparameters
-
-    def identity_files(self) -> dict[str, Path | None]:
-        files = super().identity_files()
-        if self.hparams.synthetic_fraction:
-            files.update(generator_files())  # the generator has no version: its sources stand for it
-        return files
+# Old configs name the manifest data module (which now mixes by itself) under this name.
+from matting.data.manifest_datamodule import ManifestDataModule as MixedDataModule  # noqa: E402

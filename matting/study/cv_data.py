@@ -1,4 +1,4 @@
-"""The data root of the real-photo cross-validation (read by :class:`matting.data.mixed.MixedDataModule`).
+"""The data root of the real-photo cross-validation (read by :class:`matting.data.manifest_datamodule.ManifestDataModule`).
 
 From the photos with alpha (``<shared>/alphamatting``: ``image/ alpha/ trimap/``) and the
 background photos (``<shared>/backgrounds``), :func:`build_cv_root` writes::
