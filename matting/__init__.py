@@ -1,7 +1,7 @@
 """Two-stage, trimap-free image matting.
 
 The package is a house of floors; a module imports only from its own floor or the floors below
-(``tests/test_layout.py`` enforces it):
+(``tests/test_layout.py`` holds the table of floors and enforces it):
 
 4. ``matting.cli`` (and ``python -m matting``): the dispatcher. It maps a command name to its
    module and turns bad input into one ``matting: error: ...`` line. Nothing imports it.
@@ -34,37 +34,3 @@ if "OPENCV_IO_MAX_IMAGE_PIXELS" not in _os.environ:
     _limit = int(_limit) if _limit.isdigit() else 200_000_000
     if _limit:
         _os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(max(_limit, 200_000_000))
-
-# Floor of each top-level part of the package; ``floor_of`` resolves a module name against it.
-FLOORS = {
-    "matting.cli": 4,
-    "matting.__main__": 4,
-    "matting.commands": 3,
-    "matting.runtime": 2,
-    "matting.bench": 2,
-    "matting.study": 2,
-    "matting.models": 1,
-    "matting.losses": 1,
-    "matting.module": 1,
-    "matting.metrics": 1,
-    "matting.data": 1,
-    "matting.soc_loss": 1,
-    "matting.soc_module": 1,
-    "matting.foreground": 1,
-    "matting.baselines": 1,
-    "matting.inference": 1,
-    "matting.evaluation": 1,
-    "matting.report": 1,
-    "matting.io": 0,
-    "matting": 0,
-}
-
-
-def floor_of(module: str) -> int | None:
-    """The floor of a ``matting`` module (``matting.io.images`` -> 0), or None for a module outside the package."""
-    parts = module.split(".")
-    for end in range(len(parts), 0, -1):
-        floor = FLOORS.get(".".join(parts[:end]))
-        if floor is not None:
-            return floor
-    return None

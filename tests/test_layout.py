@@ -1,4 +1,4 @@
-"""The package's floors (see ``matting/__init__.py``): every import points down or sideways, never up."""
+"""The package's floors (described in ``matting/__init__.py``, tabled here): every import points down or sideways, never up."""
 
 from __future__ import annotations
 
@@ -7,10 +7,42 @@ from pathlib import Path
 
 import pytest
 
-import matting
-
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "matting"
+
+# Floor of each top-level part of the package; ``floor_of`` resolves a module name against it.
+FLOORS = {
+    "matting.cli": 4,
+    "matting.__main__": 4,
+    "matting.commands": 3,
+    "matting.runtime": 2,
+    "matting.bench": 2,
+    "matting.study": 2,
+    "matting.models": 1,
+    "matting.losses": 1,
+    "matting.module": 1,
+    "matting.metrics": 1,
+    "matting.data": 1,
+    "matting.soc_loss": 1,
+    "matting.soc_module": 1,
+    "matting.foreground": 1,
+    "matting.baselines": 1,
+    "matting.inference": 1,
+    "matting.evaluation": 1,
+    "matting.report": 1,
+    "matting.io": 0,
+    "matting": 0,
+}
+
+
+def floor_of(module: str) -> int | None:
+    """The floor of a ``matting`` module (``matting.io.images`` -> 0), or None for a module outside the package."""
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        floor = FLOORS.get(".".join(parts[:end]))
+        if floor is not None:
+            return floor
+    return None
 
 
 def module_name(path: Path) -> str:
@@ -41,16 +73,16 @@ def package_files() -> list[Path]:
 
 def test_every_package_module_has_a_floor():
     for path in package_files():
-        assert matting.floor_of(module_name(path)) is not None, f"{path}: on no floor of matting.FLOORS"
+        assert floor_of(module_name(path)) is not None, f"{path}: on no floor of FLOORS"
 
 
 def test_imports_never_point_up():
     wrong = []
     for path in package_files():
         here = module_name(path)
-        own = matting.floor_of(here)
+        own = floor_of(here)
         for line, name in imported_modules(path):
-            target = matting.floor_of(name)
+            target = floor_of(name)
             if target is not None and target > own:
                 wrong.append(f"{path.relative_to(REPO)}:{line}: {here} (floor {own}) imports {name} (floor {target})")
     assert not wrong, "imports that point up a floor:\n" + "\n".join(wrong)
@@ -88,3 +120,25 @@ def test_tools_and_experiments_import_the_package_without_path_hacks():
             if isinstance(node, ast.Attribute) and node.attr == "path" and isinstance(node.value, ast.Name) and node.value.id == "sys":
                 hacks.append(f"{path.relative_to(REPO)}:{node.lineno}")
     assert not hacks, "sys.path used in: " + ", ".join(hacks)
+
+
+def test_the_lazy_import_map_names_each_class_where_it_is_defined_or_aliased():
+    import importlib
+
+    import matting.data as data
+
+    for name, module in data._WHERE.items():
+        value = getattr(importlib.import_module(module), name)
+        assert getattr(data, name) is value, name
+    assert set(data.__all__) == set(data._WHERE)
+    # Every public class a data module defines is reachable by name from matting.data.
+    from matting.data.base import MattingDataModule
+
+    defined = set()
+    for path in (PACKAGE / "data").rglob("*.py"):
+        module = importlib.import_module(module_name(path))
+        defined |= {v for v in vars(module).values() if isinstance(v, type) and issubclass(v, MattingDataModule)
+                    and v.__module__ == module.__name__ and not v.__name__.startswith("_")}
+    reachable = {getattr(data, n) for n in data._WHERE}
+    missing = {c.__name__ for c in defined - reachable}
+    assert not missing, f"data modules not in matting.data's map: {missing}"

@@ -15,13 +15,15 @@ _WHERE = {
     "MatteEvalDataset": "matting.data.matte_dataset",
     "MatteTrainDataset": "matting.data.matte_dataset",
     "SyntheticMattingDataset": "matting.data.synthetic.dataset",
+    "FolderDataModule": "matting.data.folder",
+    "UnlabeledImageDataModule": "matting.data.unlabeled",
     # Old names of ManifestDataModule, for configs and checkpoints that name them.
     "MatteDataModule": "matting.data.matte_datamodule",
     "MixedDataModule": "matting.data.mixed",
 }
 
-__all__ = ["Augment", "ManifestDataModule", "MatteDataModule", "MatteEvalDataset", "MatteTrainDataset", "MattingDataModule",
-           "MixedDataModule", "SyntheticDataModule", "SyntheticMattingDataset"]
+__all__ = ["Augment", "FolderDataModule", "ManifestDataModule", "MatteDataModule", "MatteEvalDataset", "MatteTrainDataset", "MattingDataModule",
+           "MixedDataModule", "SyntheticDataModule", "SyntheticMattingDataset", "UnlabeledImageDataModule"]
 
 
 def __getattr__(name: str):
