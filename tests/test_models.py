@@ -263,3 +263,17 @@ def test_every_network_declares_the_contract_and_strangers_are_refused():
     assert isinstance(PatchClassifier(patch=7, width=4), MattingNetwork)
     with pytest.raises(MattingInputError, match="is not a matting network of this package"):
         require_contract(torch.nn.Conv2d(3, 1, 1), "x.ckpt")
+
+
+def test_old_unet_configs_build_gfms_decoders_with_the_same_parameters():
+    from matting.models import FocusUNetHead, GlanceUNetHead
+
+    spec = TimmEncoder("test_resnet").spec
+    old_glance = GlanceHead(spec, hidden=64, classes=3, psp="full", decoder="unet")
+    new_glance = GlanceUNetHead(spec, classes=3, psp="full")
+    assert type(old_glance) is GlanceUNetHead
+    assert {k: v.shape for k, v in old_glance.state_dict().items()} == {k: v.shape for k, v in new_glance.state_dict().items()}
+    spec8 = spec.with_heads(semantic_s8=new_glance.out_channels)
+    old_focus = FocusHead(spec8, decoder="unet", semantic_context=False)
+    assert type(old_focus) is FocusUNetHead and not old_focus.use_semantic
+    assert type(GlanceHead(spec)) is GlanceHead and type(FocusHead(spec)) is FocusHead

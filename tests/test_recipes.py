@@ -112,6 +112,7 @@ def test_gfm_family_recipe_trains_its_own_network_one_step_at_64_px(recipe, tmp_
     net = cli.model.net
     assert net.encoder.spec.channels == {2: 64, 4: 64, 8: 128, 16: 256, 32: 512}
     assert net.fusion_mode == "TT" and net.semantic_head.decoder == net.detail_head.decoder == "unet"
+    assert type(net.semantic_head).__name__ == "GlanceUNetHead" and type(net.detail_head).__name__ == "FocusUNetHead"
 
 
 # --- the GFM options of the heads --------------------------------------------------------------

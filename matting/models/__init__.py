@@ -3,6 +3,7 @@
 from matting.models.detail import DetailHead, FocusHead
 from matting.models.encoder import FeatureSpec, TimmEncoder
 from matting.models.fusion import CollaborativeFusion, LearnedFusion, ModnetFusion
+from matting.models.gfm_unet import FocusUNetHead, GlanceUNetHead
 from matting.models.net import MattingNet
 from matting.models.refiner import GuidedFilterRefiner, PatchRefiner
 from matting.models.segmentation import FCDenseNet, PatchClassifier
@@ -13,8 +14,10 @@ __all__ = [
     "TimmEncoder",
     "SemanticHead",
     "GlanceHead",
+    "GlanceUNetHead",
     "DetailHead",
     "FocusHead",
+    "FocusUNetHead",
     "ModnetFusion",
     "CollaborativeFusion",
     "LearnedFusion",

@@ -119,13 +119,8 @@ class FocusHead(nn.Module):
         spec: encoder feature spec.
         hidden: width of the bridge; stages halve it down to ``min_width``.
         min_width: narrowest stage width.
-        decoder: ``compact`` (default): as above. ``unet`` (GFM's focus decoder): widths from the
-            encoder (``hidden`` and ``min_width`` unused): the bridge keeps the deepest width; a
-            stage per encoder stride from the deepest (bridge + deepest feature) to the finest,
-            each three 3x3 convs on the previous stage and that stride's encoder feature (stride
-            s works at the encoder width at s and hands the width of the next stride on); the
-            finest stage's third conv predicts the logit, upsampled to the input size (no image
-            input).
+        decoder: ``compact``: as above. GFM's own decoder at the encoder's widths is
+            :class:`FocusUNetHead` (``decoder: unet``, as older configs say, builds that class).
         semantic_context: concatenate the semantic head's ``feat_s8`` at 1/8 when there is one
             (default); False keeps the two decoders independent, sharing only the encoder (GFM).
 
@@ -134,17 +129,23 @@ class FocusHead(nn.Module):
         DetailOutput: pred_detail (B, 1, H, W) in [0, 1]; feat_s2 (B, C, H/2, W/2) hidden features.
     """
 
+    decoder = "compact"
+
+    def __new__(cls, spec: FeatureSpec | None = None, hidden: int = 128, min_width: int = 32, decoder: str = "compact",
+                semantic_context: bool = True):
+        if cls is FocusHead and decoder == "unet":  # older configs select GFM's decoder by this argument
+            from matting.models.gfm_unet import FocusUNetHead
+
+            return FocusUNetHead(spec, semantic_context=semantic_context)  # its widths come from the encoder
+        return super().__new__(cls)
+
     def __init__(self, spec: FeatureSpec, hidden: int = 128, min_width: int = 32, decoder: str = "compact",
                  semantic_context: bool = True):
         super().__init__()
         if decoder not in ("compact", "unet"):
             raise MattingInputError(f"FocusHead decoder must be compact or unet, got decoder={decoder!r}")
         self.deepest = spec.deepest
-        self.decoder = decoder
         c_sem = spec.semantic_s8 if semantic_context else 0
-        if decoder == "unet":
-            self._build_unet(spec, c_sem)
-            return
         self.bridge = nn.Sequential(
             ConvNormAct(spec.channels[self.deepest], hidden, 3, dilation=2),
             ConvNormAct(hidden, hidden, 3, dilation=2),
@@ -165,8 +166,6 @@ class FocusHead(nn.Module):
     def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor,
                 semantic: CoarseOutput | None = None, predict: bool = True) -> DetailOutput:
         h, w = image.shape[-2:]
-        if self.decoder == "unet":
-            return self._forward_unet(feats, image, semantic, predict)
         x = self.bridge(feats[self.deepest])  # (B, hidden, H/32, W/32)
         feat_s2 = None
         for s, stage in zip(self.strides, self.stages):
@@ -181,37 +180,4 @@ class FocusHead(nn.Module):
         if not predict:  # the fusion reads feat_s2 only
             return DetailOutput(pred_detail=None, feat_s2=feat_s2)
         logits = self.out(torch.cat([resize_to(x, (h, w)), image], 1))  # (B, 1, H, W)
-        return DetailOutput(pred_detail=torch.sigmoid(logits), feat_s2=feat_s2)
-
-    def _build_unet(self, spec: FeatureSpec, c_sem: int) -> None:
-        c = spec.channels
-        c_deep = c[self.deepest]
-        self.bridge = nn.Sequential(*(ConvNormAct(c_deep, c_deep, 3, dilation=2) for _ in range(3)))
-        self.strides = sorted(c, reverse=True)  # deepest first, e.g. 32, 16, 8, 4, 2
-        self.use_semantic = bool(c_sem)
-        stages = []
-        for i, s in enumerate(self.strides):
-            # Input: the previous stage (or the bridge), c[s] channels, and the encoder feature at s.
-            extra = c_sem if s == 8 else 0
-            convs = [ConvNormAct(2 * c[s] + extra, c[s], 3), ConvNormAct(c[s], c[s], 3)]
-            if i + 1 < len(self.strides):
-                convs.append(ConvNormAct(c[s], c[self.strides[i + 1]], 3))
-            stages.append(nn.Sequential(*convs))
-        self.stages = nn.ModuleList(stages)
-        self.out = nn.Conv2d(c[self.strides[-1]], 1, 3, padding=1)
-        self.out_channels = c[self.strides[-1]]
-
-    def _forward_unet(self, feats: dict[int, torch.Tensor], image: torch.Tensor, semantic: CoarseOutput | None,
-                      predict: bool) -> DetailOutput:
-        h, w = image.shape[-2:]
-        x = self.bridge(feats[self.deepest])  # (B, C_deep, H/32, W/32)
-        for s, stage in zip(self.strides, self.stages):
-            parts = [resize_to(x, feats[s].shape[-2:]), feats[s]]
-            if s == 8 and self.use_semantic:
-                parts.append(resize_to(semantic.feat_s8, feats[s].shape[-2:]))
-            x = stage(torch.cat(parts, 1))  # (B, C_next, H/s, W/s); the finest: (B, C_s, H/s, W/s)
-        feat_s2 = resize_to(x, (h // 2, w // 2))
-        if not predict:
-            return DetailOutput(pred_detail=None, feat_s2=feat_s2)
-        logits = resize_to(self.out(x), (h, w))  # (B, 1, H, W)
         return DetailOutput(pred_detail=torch.sigmoid(logits), feat_s2=feat_s2)

@@ -115,21 +115,25 @@ class GlanceHead(nn.Module):
         classes: 3 (TT) or 2 (FT / BT).
         bins: pyramid pooling bin sizes.
         psp: :class:`PyramidPooling` style, ``compact`` or ``full`` (GFM's).
-        decoder: ``compact`` (default): stages of two 3x3 convs at ``hidden`` width from 1/16 to
-            1/4, logits at 1/4. ``unet`` (GFM's glance decoder): widths from the encoder
-            (``hidden`` unused); the pooled context keeps the deepest width; a stage per encoder
-            stride from the deepest (which also reads the deepest encoder feature) to the finest,
-            each three 3x3 convs (stride s works at the encoder width at s and hands the width of
-            the next stride on), fed the pooled context projected by a 3x3 conv to its width at
-            the deepest resolution; the finest stage's third conv predicts the logits, upsampled
-            to the input size.
+        decoder: ``compact``: stages of two 3x3 convs at ``hidden`` width from 1/16 to 1/4, logits
+            at 1/4. GFM's own decoder at the encoder's widths is :class:`GlanceUNetHead`
+            (``decoder: unet``, as older configs say, builds that class).
 
     Returns:
-        GlanceOutput: pred_glance (B, classes, H/4, W/4) logits (``unet``: (B, classes, H, W));
-        pred_semantic_alpha (B, 1, same size) in [0, 1], P(foreground) (+ P(transition) / 2 for
-        TT), a coarse alpha for fusions and reports; feat_s8 (B, out_channels, H/8, W/8) hidden
-        features (``hidden`` channels; ``unet``: the 1/8 stage's output width).
+        GlanceOutput: pred_glance (B, classes, H/4, W/4) logits; pred_semantic_alpha (B, 1, H/4, W/4)
+        in [0, 1], P(foreground) (+ P(transition) / 2 for TT), a coarse alpha for fusions and
+        reports; feat_s8 (B, hidden, H/8, W/8) hidden features.
     """
+
+    decoder = "compact"
+
+    def __new__(cls, spec: FeatureSpec | None = None, hidden: int = 64, classes: int = 3,
+                bins: tuple[int, ...] = (1, 3, 5), psp: str = "compact", decoder: str = "compact"):
+        if cls is GlanceHead and decoder == "unet":  # older configs select GFM's decoder by this argument
+            from matting.models.gfm_unet import GlanceUNetHead
+
+            return GlanceUNetHead(spec, classes=classes, bins=bins, psp=psp)  # its widths come from the encoder
+        return super().__new__(cls)
 
     def __init__(self, spec: FeatureSpec, hidden: int = 64, classes: int = 3, bins: tuple[int, ...] = (1, 3, 5),
                  psp: str = "compact", decoder: str = "compact"):
@@ -140,10 +144,6 @@ class GlanceHead(nn.Module):
             raise MattingInputError(f"GlanceHead decoder must be one of {', '.join(DECODERS)}, got decoder={decoder!r}")
         self.deepest = spec.deepest
         self.classes = classes
-        self.decoder = decoder
-        if decoder == "unet":
-            self._build_unet(spec, bins, psp)
-            return
         self.psp = PyramidPooling(spec.channels[self.deepest], hidden, bins, style=psp)
         # One stage per stride from the deepest level down to 1/4, each fed the pooled context.
         self.strides = [s for s in (16, 8, 4) if s < self.deepest] or [4]
@@ -155,8 +155,6 @@ class GlanceHead(nn.Module):
 
     def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor, predict: bool = True) -> GlanceOutput:
         h, w = image.shape[-2:]
-        if self.decoder == "unet":
-            return self._forward_unet(feats, image, predict)
         global_ctx = self.psp(feats[self.deepest])  # (B, hidden, H/32, W/32)
         x, feat_s8 = global_ctx, None
         for stride, stage in zip(self.strides, self.stages):
@@ -168,45 +166,12 @@ class GlanceHead(nn.Module):
             feat_s8 = resize_to(x, (h // 8, w // 8))
         if not predict:  # the fusion reads feat_s8 only
             return GlanceOutput(pred_glance=None, pred_semantic_alpha=None, feat_s8=feat_s8)
-        logits = self.out(x)  # (B, classes, H/4, W/4)
-        probs = logits.softmax(1)
-        coarse = probs[:, 2:3] + 0.5 * probs[:, 1:2] if self.classes == 3 else probs[:, 1:2]
-        return GlanceOutput(pred_glance=logits, pred_semantic_alpha=coarse, feat_s8=feat_s8)
+        return glance_output(self.out(x), self.classes, feat_s8)  # logits (B, classes, H/4, W/4)
 
-    def _build_unet(self, spec: FeatureSpec, bins: tuple[int, ...], psp: str) -> None:
-        c = spec.channels
-        self.strides = sorted(c, reverse=True)  # deepest first, e.g. 32, 16, 8, 4, 2
-        c_deep = c[self.deepest]
-        self.psp = PyramidPooling(c_deep, c_deep, bins, style=psp)
-        self.context = nn.ModuleList(ConvNormAct(c_deep, c[s], 3) for s in self.strides[1:])
-        stages = []
-        for i, s in enumerate(self.strides):
-            # Input: the previous stage (or the pooled context) and the context (or the deepest feature), c[s] each.
-            convs = [ConvNormAct(2 * c[s], c[s], 3), ConvNormAct(c[s], c[s], 3)]
-            if i + 1 < len(self.strides):
-                convs.append(ConvNormAct(c[s], c[self.strides[i + 1]], 3))
-            stages.append(nn.Sequential(*convs))
-        self.stages = nn.ModuleList(stages)
-        self.out = nn.Conv2d(c[self.strides[-1]], self.classes, 3, padding=1)
-        # feat_s8: the output of the stage at 1/8 (or the finest stage above it).
-        self.s8 = min(s for s in self.strides if s >= 8)
-        i8 = self.strides.index(self.s8)
-        self.out_channels = c[self.strides[i8 + 1]] if i8 + 1 < len(self.strides) else c[self.s8]
 
-    def _forward_unet(self, feats: dict[int, torch.Tensor], image: torch.Tensor, predict: bool) -> GlanceOutput:
-        h, w = image.shape[-2:]
-        ctx = self.psp(feats[self.deepest])  # (B, C_deep, H/32, W/32)
-        x = self.stages[0](torch.cat([ctx, feats[self.deepest]], 1))  # (B, C_16, H/32, W/32)
-        feat_s8 = x
-        for s, proj, stage in zip(self.strides[1:], self.context, self.stages[1:]):
-            size = (h // s, w // s)
-            x = stage(torch.cat([resize_to(proj(ctx), size), resize_to(x, size)], 1))  # (B, C_next, H/s, W/s)
-            if s == self.s8:
-                feat_s8 = x
-        feat_s8 = resize_to(feat_s8, (h // 8, w // 8))
-        if not predict:
-            return GlanceOutput(pred_glance=None, pred_semantic_alpha=None, feat_s8=feat_s8)
-        logits = resize_to(self.out(x), (h, w))  # (B, classes, H, W)
-        probs = logits.softmax(1)
-        coarse = probs[:, 2:3] + 0.5 * probs[:, 1:2] if self.classes == 3 else probs[:, 1:2]
-        return GlanceOutput(pred_glance=logits, pred_semantic_alpha=coarse, feat_s8=feat_s8)
+def glance_output(logits: torch.Tensor, classes: int, feat_s8: torch.Tensor) -> GlanceOutput:
+    """Logits (B, classes, h, w) -> the glance output with its coarse alpha in [0, 1]:
+    P(foreground) (+ P(transition) / 2 with three classes)."""
+    probs = logits.softmax(1)
+    coarse = probs[:, 2:3] + 0.5 * probs[:, 1:2] if classes == 3 else probs[:, 1:2]
+    return GlanceOutput(pred_glance=logits, pred_semantic_alpha=coarse, feat_s8=feat_s8)
