@@ -240,8 +240,25 @@ def main(argv: list[str] | None = None) -> int:
     # Lightning does not call train() when fitting starts; MattingModule.train() is what puts frozen
     # BatchNorm layers (lr scale 0) in eval mode, so that their running statistics stay the checkpoint's.
     cli.model.train()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    try:
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    except Exception as exc:
+        _failed(exc, cli.trainer, out)
     callback = cli.trainer.checkpoint_callback
     best = getattr(callback, "best_model_path", "") if callback else ""
     print(f"run folder: {out}\n  config: {Path(cli.trainer.log_dir) / 'config.yaml'}\n  best checkpoint: {best or '(no validation ran)'}")
     return 0
+
+
+def _failed(exc: Exception, trainer, out: Path) -> None:
+    """A run that failed (a diverged loss, a bad setting, bad data): its folder goes, so that the same
+    command can run again without --overwrite, and a fixable failure is one line. SIGTERM keeps it: its
+    last.ckpt is saved to resume from."""
+    from matting.runtime.failures import as_input_error
+
+    if type(exc).__name__ != "SIGTERMException":
+        shutil.rmtree(out, ignore_errors=True)
+    error = as_input_error(exc, trainer)
+    if error is None:
+        raise exc
+    raise error from exc

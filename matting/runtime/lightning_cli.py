@@ -174,10 +174,17 @@ class MattingCLI(LightningCLI):
 
         from matting.runtime.sigterm import StoppedBySignal, stopped_message
 
+        from matting.runtime.failures import as_input_error
+
         try:
             super()._run_subcommand(subcommand)
         except SIGTERMException as exc:
             raise StoppedBySignal(stopped_message(getattr(self, "_sigterm", None))) from exc
+        except Exception as exc:  # a diverged loss, a setting Lightning refuses mid-run: one line
+            error = as_input_error(exc, self.trainer)
+            if error is None:
+                raise
+            raise error from exc
 
 
     def before_fit(self) -> None:
@@ -279,12 +286,26 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> MattingCLI:
     ``model``; a config that names ``model.class_path`` (``configs/adapt.yaml``: SOCModule)
     configures any LightningModule by class path instead.
     """
+    from matting.runtime.failures import as_input_error, check_option_files
+
+    quiet_defaults()
+    given = sys.argv[1:] if args is None else args
+    by_class_path = configured_model_class(given) is not None
+    check_option_files(command_line_options(given))
+    try:
+        return _build(by_class_path, args, run)
+    except Exception as exc:  # Lightning refusing a setting (--trainer.max_steps=-5) while building the trainer
+        error = as_input_error(exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _build(by_class_path: bool, args: list[str] | None, run: bool) -> MattingCLI:
     import lightning as L
 
     from matting.module import MattingModule
 
-    quiet_defaults()
-    by_class_path = configured_model_class(sys.argv[1:] if args is None else args) is not None
     return MattingCLI(
         L.LightningModule if by_class_path else MattingModule,
         L.LightningDataModule,
