@@ -10,7 +10,8 @@ file stem, it writes into DIR:
 
 - ``alpha/<stem>.png``: the alpha matte, 8-bit gray, at the image's full resolution.
 - ``cutout/<stem>.png``: RGBA, colours = the estimated foreground (:mod:`matting.foreground`, so
-  no old-background colour halos around hair), A = the matte (exactly ``alpha/<stem>.png``).
+  no old-background colour halos around hair), A = the matte with levels below
+  ``CUTOUT_CLEAR_BELOW`` (8 of 255, about 3%) set to 0, so the background is fully transparent.
 - ``composite/<stem>.png`` (with ``--background``): the subject over a solid colour (``white``,
   ``'#00ff00'``, ``0,255,0``) or over an image (scaled to cover and centre-cropped).
 
@@ -174,8 +175,16 @@ def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarra
     return scaled[top:top + height, left:left + width]
 
 
+# A cutout's alpha below this many 8-bit levels is written as 0. A network's background seldom reaches
+# exactly 0 (3-4 levels is common), and a cutout pasted anywhere would carry a faint copy of the old
+# background. Only the cutout: alpha/ keeps every level, since it is what the metrics score.
+CUTOUT_CLEAR_BELOW = 8
+
+
 def cutout_rgba(foreground: np.ndarray, alpha8: np.ndarray) -> np.ndarray:
-    """uint8 (H, W, 4): estimated foreground colours, A = the 8-bit matte; colour 0 where A is 0."""
+    """uint8 (H, W, 4): estimated foreground colours, A = the 8-bit matte with levels below
+    ``CUTOUT_CLEAR_BELOW`` set to 0; colour 0 where A is 0."""
+    alpha8 = np.where(alpha8 < CUTOUT_CLEAR_BELOW, 0, alpha8).astype(np.uint8)
     rgb = to_uint8(foreground)
     rgb[alpha8 == 0] = 0
     return np.dstack([rgb, alpha8])
