@@ -25,7 +25,9 @@ command stops and names the differences. The cosine schedule spans the whole run
 RUN_DIR (default ``runs/finetune/<ckpt stem>-<data folder name>``) receives
 ``from_checkpoint.yaml`` and ``logs/version_0/`` with ``config.yaml`` (the complete resolved
 config: ``matting fit -c`` it to repeat the run), ``metrics.csv`` and
-``checkpoints/{best-*.ckpt,last.ckpt}``. An existing RUN_DIR is replaced only with ``--overwrite``.
+``checkpoints/{best-*.ckpt,last.ckpt}``. An existing RUN_DIR is replaced only with ``--overwrite``;
+a run that fails (a diverged loss, bad data) removes its RUN_DIR. The progress bar is off when
+stdout is not a terminal (``--trainer.enable_progress_bar=true`` turns it back on).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -198,6 +201,8 @@ def cli_arguments(args: argparse.Namespace, configs: Path, out: Path, train_pair
         argv.append(f"--model.scheduler={json.dumps(cosine)}")
     else:
         argv.append("--model.scheduler=null")
+    if not sys.stdout.isatty():  # Lightning's bar writes to stdout: redirected, it would fill the log with \r lines
+        argv.append("--trainer.enable_progress_bar=false")
     return argv + passthrough, total
 
 
