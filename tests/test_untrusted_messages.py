@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import lightning.pytorch  # noqa: F401  (its log handler binds to the real stderr, not to one test's capture)
 import numpy as np
 import pytest
@@ -30,8 +31,6 @@ def test_an_onnx_file_given_as_a_checkpoint_is_named_as_one(tmp_path):
 
 
 def test_a_label_encoded_trimap_says_so_and_how_to_convert(tmp_path):
-    import cv2
-
     from matting.evaluation import evaluate_dirs
 
     for role, array in (("pred", np.full((8, 8), 128, np.uint8)), ("gt", np.full((8, 8), 128, np.uint8)),
@@ -83,3 +82,17 @@ def test_a_failed_finetune_leaves_no_run_folder(tiny_ckpt, tmp_path, capsys):
     assert not out.exists()  # the same command runs again without --overwrite
     code, err = run(capsys, *args)
     assert "exists already" not in err and "training diverged" in err
+
+
+@pytest.mark.slow  # runs the commands
+@pytest.mark.parametrize("command", ["predict", "gallery"])
+def test_base_size_has_an_upper_bound(command, tmp_path, capsys):
+    photo = tmp_path / "in" / "photo.png"
+    photo.parent.mkdir()
+    cv2.imwrite(str(photo), np.full((248, 400, 3), 90, np.uint8))
+    option = "--images" if command == "gallery" else None
+    args = [command, "--ckpt", tmp_path / "none.ckpt", *([option] if option else []), photo.parent,
+            "--out", tmp_path / "out", "--base-size", "40000"]
+    code, err = run(capsys, *args)
+    assert_clean_error(code, err, "--base-size must be at most 4096", "got 40000")
+    assert not (tmp_path / "out").exists()

@@ -44,7 +44,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from matting.io.errors import MattingInputError, NonFiniteOutput, ToolArgumentParser, positive_int
+from matting.io.errors import MattingInputError, NonFiniteOutput, ToolArgumentParser, check_base_size, positive_int
 from matting.io.files import check_output
 from matting.io.images import (
     from_uint8,
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt", required=True, type=Path, help="checkpoint: .ckpt from `matting fit`, or .safetensors")
     p.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     p.add_argument("--background", help="also write a composite over this colour (white, '#00ff00', 0,255,0) or image file")
-    p.add_argument("--base-size", type=int, default=512, help="size of the base pass on --base-side (default 512)")
+    p.add_argument("--base-size", type=int, default=512, help="size of the base pass on --base-side, 32 to 4096 (default 512)")
     p.add_argument("--base-side", choices=("long", "short"), default="long", help="side scaled to --base-size (default long)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast: faster on CPUs with native bf16, but alpha may differ from float32 by up to ~0.2 "
                    "at edges (docs/speed.md)")
@@ -230,8 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the tool. Returns 0 when every image was written, 1 when some inputs failed."""
     args = build_parser().parse_args(argv)
     apply_reader_options(args)
-    if args.base_size < 32:
-        raise MattingInputError(f"--base-size must be at least 32, got {args.base_size}")
+    check_base_size(args.base_size)
     kinds = ["alpha"] + ([] if args.no_cutout else ["cutout"]) + (["composite"] if args.background else [])
     background = load_background(args.background) if args.background else None
     paths, problems = collect_inputs(args.inputs)

@@ -58,6 +58,20 @@ def positive_int(text: str) -> int:
     return value
 
 
+# Largest --base-size: the base pass of a 4096 px long side already takes several GB on a CPU, and the
+# matte is upsampled to the photo's full resolution anyway (40000 on a 400 px photo took over 8 GB).
+MAX_BASE_SIZE = 4096
+
+
+def check_base_size(value: int, option: str = "--base-size") -> None:
+    """Refuse a base-pass size outside 32..MAX_BASE_SIZE, naming the option and the value."""
+    if value < 32:
+        raise MattingInputError(f"{option} must be at least 32, got {value}")
+    if value > MAX_BASE_SIZE:
+        raise MattingInputError(f"{option} must be at most {MAX_BASE_SIZE} (the network's pass; the matte is "
+                                f"upsampled to the photo's full size), got {value}")
+
+
 def yaml_error(name: object, exc: Exception) -> MattingInputError:
     """The one-line error for a YAML file that does not parse: ``NAME: not valid YAML at line L, column C: ...``.
 
