@@ -15,9 +15,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from matting.io.errors import MattingInputError
+from matting.io.errors import MattingInputError, WrongContent
 from matting.io.files import check_output, csv_text, staged_folder
-from matting.io.images import list_images, read_alpha, read_trimap
+from matting.io.images import TRIMAP_UNKNOWN, list_images, read_alpha, read_trimap
 from matting.io.pairing import group_by_stem
 from matting.metrics import (
     DISPLAY_SCALES,
@@ -81,10 +81,18 @@ def match_files(
     return pairs, problems
 
 
-def _load(pair: Pair) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Read one pair, checking that the sizes agree; MattingInputError names the files."""
+def _load(pair: Pair, protocol: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Read one pair, checking that the sizes agree; MattingInputError names the files.
+
+    Under ``comp1k`` a trimap without unknown pixels is refused: only they are scored, so every
+    metric would be a perfect 0 (a 0/255 mask given as the trimap).
+    """
     pred, gt = read_alpha(pair.pred), read_alpha(pair.gt)
     trimap = read_trimap(pair.trimap) if pair.trimap is not None else None
+    if protocol == "comp1k" and trimap is not None and not (trimap == TRIMAP_UNKNOWN).any():
+        raise WrongContent(f"trimap {pair.trimap} has no unknown pixel (128): comp1k scores only those, so every "
+                           "metric would be a perfect 0; give this image's trimap, or use --protocol whole",
+                           kind="no unknown region")
     size = lambda a: f"{a.shape[1]}x{a.shape[0]}"
     if pred.shape != gt.shape:
         raise MattingInputError(
@@ -104,7 +112,7 @@ def evaluate_pair(pair: Pair, protocol: str, force_known: bool = True) -> dict:
     8-bit values already, a 16-bit file keeps its 16 bits), so identical files score 0.
     ``force_known`` as in ``matting.metrics.compute_metrics``.
     """
-    pred, gt, trimap = _load(pair)
+    pred, gt, trimap = _load(pair, protocol)
     values = compute_metrics(pred, gt, trimap, protocol, quantize=False, force_known=force_known)
     return {"name": pair.name, **values}
 
@@ -133,11 +141,11 @@ def _task(job: tuple[Pair, str, bool, bool]) -> tuple[str, dict | None, Problem 
     pair, protocol, check_only, force_known = job
     try:
         if check_only:
-            _load(pair)
+            _load(pair, protocol)
             return pair.name, None, None
         return pair.name, evaluate_pair(pair, protocol, force_known), None
     except MattingInputError as exc:
-        kind = "size mismatch" if str(exc).startswith("size mismatch: ") else "unreadable"
+        kind = "size mismatch" if str(exc).startswith("size mismatch: ") else getattr(exc, "kind", "unreadable")
         # The report prints "kind: message": the message does not repeat the kind.
         message = str(exc).removeprefix(f"{kind}: ")
         return pair.name, None, Problem(kind, pair.name, message)

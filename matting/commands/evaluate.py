@@ -12,10 +12,12 @@ saved, as the official ``evaluate.m`` does.
 
 Every problem is an error that names each file: a ground truth without a prediction, a
 prediction without a ground truth, a ground truth without a trimap (when trimaps are used), a
-size mismatch, an unreadable file. All of them are gathered and reported together, and nothing
+size mismatch, an unreadable file, under ``comp1k`` a trimap without unknown pixels (a 0/255 mask:
+every metric would be a perfect 0). All of them are gathered and reported together, and nothing
 is written. With ``--allow-missing`` the images concerned are skipped and listed in the
 summary instead. Trimaps without a ground truth are ignored (a trimap folder may cover a
-larger set). ``modnet`` ignores trimaps.
+larger set). ``modnet`` ignores trimaps. ``--pred`` and ``--gt`` naming the same folder is refused;
+predictions that are all byte-for-byte copies of their ground truth are scored (0) with a warning.
 
 Output folder (default ``<pred>_eval_<protocol>`` next to the prediction folder), written
 only once everything has been computed, and never over an existing folder without
@@ -32,12 +34,15 @@ only once everything has been computed, and never over an existing folder withou
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
+import sys
 from pathlib import Path
 
 from matting.evaluation import evaluate_dirs, summary_markdown, write_report
 from matting.io.errors import MattingInputError, ToolArgumentParser
 from matting.io.files import check_output
+from matting.io.images import list_images
 from matting.io.limits import add_reader_options, apply_reader_options
 from matting.metrics import PROTOCOLS
 
@@ -78,6 +83,14 @@ def default_out_dir(pred_dir: Path, protocol: str) -> Path:
     return pred_dir.parent / f"{pred_dir.name}_eval_{protocol}"
 
 
+def _copies_of_ground_truth(pred_dir: Path, gt_dir: Path, rows: list[dict]) -> bool:
+    """Every scored prediction file is byte for byte its ground truth (only checked when every score is 0)."""
+    if not rows or any(value != 0 for row in rows for key, value in row.items() if key != "name"):
+        return False
+    preds, gts = list_images(pred_dir), list_images(gt_dir)
+    return all(filecmp.cmp(preds[row["name"]], gts[row["name"]], shallow=False) for row in rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the tool; MattingInputError (listing every problem file) on bad input."""
     args = build_parser().parse_args(argv)
@@ -86,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         raise MattingInputError(f"--workers must be at least 1, got {args.workers}")
     if args.no_force and args.protocol != "comp1k":
         raise MattingInputError(f"--no-force applies to --protocol comp1k only; '{args.protocol}' never forces")
+    if args.pred.resolve() == args.gt.resolve():
+        raise MattingInputError(f"--pred {args.pred} and --gt {args.gt} are the same folder: every prediction would "
+                                "score a perfect 0")
     out_dir = args.out if args.out is not None else default_out_dir(args.pred, args.protocol)
     # Before the work, not after; --overwrite replaces a report folder, never a file.
     check_output(out_dir, label="--out", overwrite=args.overwrite)
@@ -94,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         args.pred, args.gt, args.trimap, args.protocol, args.workers, args.allow_missing, not args.no_progress,
         force_known=force_known,
     )
+    if _copies_of_ground_truth(args.pred, args.gt, rows):
+        print(f"matting evaluate: warning: every prediction in {args.pred} is a copy of its ground truth in {args.gt}, "
+              "so every score is 0 and says nothing about a model", file=sys.stderr)
     sources = {"predictions": args.pred, "ground truth": args.gt}
     if args.trimap is not None and args.protocol != "modnet":
         sources["trimaps"] = args.trimap

@@ -25,7 +25,9 @@ command stops and names the differences. The cosine schedule spans the whole run
 RUN_DIR (default ``runs/finetune/<ckpt stem>-<data folder name>``) receives
 ``from_checkpoint.yaml`` and ``logs/version_0/`` with ``config.yaml`` (the complete resolved
 config: ``matting fit -c`` it to repeat the run), ``metrics.csv`` and
-``checkpoints/{best-*.ckpt,last.ckpt}``. An existing RUN_DIR is replaced only with ``--overwrite``.
+``checkpoints/{best-*.ckpt,last.ckpt}``. An existing RUN_DIR is replaced only with ``--overwrite``;
+a run that fails (a diverged loss, bad data) removes its RUN_DIR. The progress bar is off when
+stdout is not a terminal (``--trainer.enable_progress_bar=true`` turns it back on).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -198,6 +201,8 @@ def cli_arguments(args: argparse.Namespace, configs: Path, out: Path, train_pair
         argv.append(f"--model.scheduler={json.dumps(cosine)}")
     else:
         argv.append("--model.scheduler=null")
+    if not sys.stdout.isatty():  # Lightning's bar writes to stdout: redirected, it would fill the log with \r lines
+        argv.append("--trainer.enable_progress_bar=false")
     return argv + passthrough, total
 
 
@@ -240,8 +245,25 @@ def main(argv: list[str] | None = None) -> int:
     # Lightning does not call train() when fitting starts; MattingModule.train() is what puts frozen
     # BatchNorm layers (lr scale 0) in eval mode, so that their running statistics stay the checkpoint's.
     cli.model.train()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    try:
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    except Exception as exc:
+        _failed(exc, cli.trainer, out)
     callback = cli.trainer.checkpoint_callback
     best = getattr(callback, "best_model_path", "") if callback else ""
     print(f"run folder: {out}\n  config: {Path(cli.trainer.log_dir) / 'config.yaml'}\n  best checkpoint: {best or '(no validation ran)'}")
     return 0
+
+
+def _failed(exc: Exception, trainer, out: Path) -> None:
+    """A run that failed (a diverged loss, a bad setting, bad data): its folder goes, so that the same
+    command can run again without --overwrite, and a fixable failure is one line. SIGTERM keeps it: its
+    last.ckpt is saved to resume from."""
+    from matting.runtime.failures import as_input_error
+
+    if type(exc).__name__ != "SIGTERMException":
+        shutil.rmtree(out, ignore_errors=True)
+    error = as_input_error(exc, trainer)
+    if error is None:
+        raise exc
+    raise error from exc

@@ -46,7 +46,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from matting.io.errors import MattingInputError, ToolArgumentParser, positive_int
+from matting.io.errors import MattingInputError, ToolArgumentParser, check_base_size, positive_int
 from matting.io.files import atomic_write, check_output, could_not_write, staged_folder
 from matting.io.images import (
     from_uint8,
@@ -128,8 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_args(args) -> None:
     """Option combinations that cannot work, before anything is loaded."""
-    if args.base_size < 32:
-        raise MattingInputError(f"--base-size must be at least 32, got {args.base_size}")
+    check_base_size(args.base_size)
     if args.size < 16:
         raise MattingInputError(f"--size must be at least 16, got {args.size}")
     if args.names is not None and len(args.names) != len(args.ckpt):

@@ -10,7 +10,8 @@ file stem, it writes into DIR:
 
 - ``alpha/<stem>.png``: the alpha matte, 8-bit gray, at the image's full resolution.
 - ``cutout/<stem>.png``: RGBA, colours = the estimated foreground (:mod:`matting.foreground`, so
-  no old-background colour halos around hair), A = the matte (exactly ``alpha/<stem>.png``).
+  no old-background colour halos around hair), A = the matte with levels below
+  ``CUTOUT_CLEAR_BELOW`` (8 of 255, about 3%) set to 0, so the background is fully transparent.
 - ``composite/<stem>.png`` (with ``--background``): the subject over a solid colour (``white``,
   ``'#00ff00'``, ``0,255,0``) or over an image (scaled to cover and centre-cropped).
 
@@ -43,7 +44,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from matting.io.errors import MattingInputError, NonFiniteOutput, ToolArgumentParser, positive_int
+from matting.io.errors import MattingInputError, NonFiniteOutput, ToolArgumentParser, check_base_size, positive_int
 from matting.io.files import check_output
 from matting.io.images import (
     from_uint8,
@@ -83,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt", required=True, type=Path, help="checkpoint: .ckpt from `matting fit`, or .safetensors")
     p.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     p.add_argument("--background", help="also write a composite over this colour (white, '#00ff00', 0,255,0) or image file")
-    p.add_argument("--base-size", type=int, default=512, help="size of the base pass on --base-side (default 512)")
+    p.add_argument("--base-size", type=int, default=512, help="size of the base pass on --base-side, 32 to 4096 (default 512)")
     p.add_argument("--base-side", choices=("long", "short"), default="long", help="side scaled to --base-size (default long)")
     precision = p.add_mutually_exclusive_group()
     precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast: faster on CPUs with native bf16 and on GPUs, but alpha may "
@@ -177,8 +178,16 @@ def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarra
     return scaled[top:top + height, left:left + width]
 
 
+# A cutout's alpha below this many 8-bit levels is written as 0. A network's background seldom reaches
+# exactly 0 (3-4 levels is common), and a cutout pasted anywhere would carry a faint copy of the old
+# background. Only the cutout: alpha/ keeps every level, since it is what the metrics score.
+CUTOUT_CLEAR_BELOW = 8
+
+
 def cutout_rgba(foreground: np.ndarray, alpha8: np.ndarray) -> np.ndarray:
-    """uint8 (H, W, 4): estimated foreground colours, A = the 8-bit matte; colour 0 where A is 0."""
+    """uint8 (H, W, 4): estimated foreground colours, A = the 8-bit matte with levels below
+    ``CUTOUT_CLEAR_BELOW`` set to 0; colour 0 where A is 0."""
+    alpha8 = np.where(alpha8 < CUTOUT_CLEAR_BELOW, 0, alpha8).astype(np.uint8)
     rgb = to_uint8(foreground)
     rgb[alpha8 == 0] = 0
     return np.dstack([rgb, alpha8])
@@ -224,8 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the tool. Returns 0 when every image was written, 1 when some inputs failed."""
     args = build_parser().parse_args(argv)
     apply_reader_options(args)
-    if args.base_size < 32:
-        raise MattingInputError(f"--base-size must be at least 32, got {args.base_size}")
+    check_base_size(args.base_size)
     kinds = ["alpha"] + ([] if args.no_cutout else ["cutout"]) + (["composite"] if args.background else [])
     background = load_background(args.background) if args.background else None
     paths, problems = collect_inputs(args.inputs)

@@ -220,6 +220,8 @@ def _file_kind(path: Path) -> str:
             return "pickle"
         except Exception:  # not a pickle stream: bytes pickletools cannot parse
             pass
+    if path.suffix.lower() == ".onnx" or head[:1] == b"\x08" and head[2:3] == b"\x12":  # ONNX ModelProto's first fields
+        return "an ONNX graph, run by onnxruntime: give the .ckpt of `matting fit` or a `matting export --safetensors` file"
     if not head.strip():
         return "an empty file"
     try:

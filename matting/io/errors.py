@@ -12,6 +12,15 @@ class MattingInputError(Exception):
     """
 
 
+class WrongContent(MattingInputError):
+    """A file that decodes but holds what it cannot be (a label-encoded trimap): ``kind`` says what, for
+    reports that group problems (``matting evaluate``), instead of calling it unreadable."""
+
+    def __init__(self, message: str, kind: str = "wrong values"):
+        super().__init__(message)
+        self.kind = kind
+
+
 class NonFiniteOutput(MattingInputError):
     """A network's output holds NaN or infinite values: every later input would fail the same way,
     so a command stops at the first instead of reporting each one."""
@@ -49,6 +58,20 @@ def positive_int(text: str) -> int:
     return value
 
 
+# Largest --base-size: the base pass of a 4096 px long side already takes several GB on a CPU, and the
+# matte is upsampled to the photo's full resolution anyway (40000 on a 400 px photo took over 8 GB).
+MAX_BASE_SIZE = 4096
+
+
+def check_base_size(value: int, option: str = "--base-size") -> None:
+    """Refuse a base-pass size outside 32..MAX_BASE_SIZE, naming the option and the value."""
+    if value < 32:
+        raise MattingInputError(f"{option} must be at least 32, got {value}")
+    if value > MAX_BASE_SIZE:
+        raise MattingInputError(f"{option} must be at most {MAX_BASE_SIZE} (the network's pass; the matte is "
+                                f"upsampled to the photo's full size), got {value}")
+
+
 def yaml_error(name: object, exc: Exception) -> MattingInputError:
     """The one-line error for a YAML file that does not parse: ``NAME: not valid YAML at line L, column C: ...``.
 
@@ -58,6 +81,11 @@ def yaml_error(name: object, exc: Exception) -> MattingInputError:
         return f"line {mark.line + 1}, column {mark.column + 1}"
 
     problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    tag = re.search(r"could not determine a constructor for the tag '([^']+)'", problem or "")
+    if tag:  # safe_load refuses tags that build Python objects: say so, not "not accessible" or "invalid"
+        where = f" at {at(mark)}" if mark is not None else ""
+        return MattingInputError(f"{name}: unsafe YAML tag {tag.group(1).replace('tag:yaml.org,2002:', '!!')!r}{where}; "
+                                 "configs are read as plain YAML, and tags that build Python objects are refused")
     if not problem:
         return MattingInputError(f"{name}: not valid YAML ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})")
     context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)

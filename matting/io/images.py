@@ -49,7 +49,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from matting.io.errors import MattingInputError
+from matting.io.errors import MattingInputError, WrongContent
 from matting.io.files import atomic_write, could_not_write
 from matting.io.limits import (
     ENV_MAX_PIXELS,
@@ -272,9 +272,9 @@ def normalise_trimap(trimap: np.ndarray, name: str = "trimap") -> np.ndarray:
     if np.issubdtype(trimap.dtype, np.integer):
         high = int(trimap.max())
         if 0 < high <= 2 and int(trimap.min()) >= 0:
-            raise MattingInputError(
-                f"{name}: trimap values {np.unique(trimap).tolist()} look label-encoded (0/1/2); "
-                "expected gray levels 0 (background), 128 (unknown), 255 (foreground)"
+            raise WrongContent(
+                f"{name}: trimap values {np.unique(trimap).tolist()} look label-encoded (0/1/2), not gray levels 0/128/255; "
+                "convert it, e.g. numpy.array([0, 128, 255], numpy.uint8)[labels] if 1 is unknown and 2 foreground"
             )
     if trimap.dtype == np.uint8:
         return cv2.LUT(trimap, _TRIMAP_LUT)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import struct
 import zlib
 from dataclasses import dataclass
@@ -163,14 +164,47 @@ def apply_reader_options(args: argparse.Namespace) -> None:
 
 
 def missing_file(path: Path) -> MattingInputError:
-    """The error for a path that is not a readable file: a dangling link is named with its target."""
+    """The error for a path that is not a readable file: a dangling link is named with its target, and
+    what exists but is no regular file (a folder, a FIFO, a device) is named as what it is, never opened."""
+    path = Path(path)
+    target = "?"
     if path.is_symlink():
         try:
             target = os.readlink(path)
         except OSError:
-            target = "?"
-        return MattingInputError(f"{path}: dangling symbolic link to {target} (the target does not exist)")
-    return MattingInputError(f"{path}: file not found")
+            pass
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # missing, or a link to nothing
+        if path.is_symlink():
+            return MattingInputError(f"{path}: dangling symbolic link to {target} (the target does not exist)")
+        return MattingInputError(f"{path}: file not found")
+    kind = next((name for test, name in _SPECIAL_KINDS if test(mode)), "not a regular file")
+    link = f"a symbolic link to {target}, which is " if path.is_symlink() else ""
+    return MattingInputError(f"{path}: {link}{kind}, not an image file")
+
+
+_SPECIAL_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+                  (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+# Formats whose files may hold several images (animations, pages); OpenCV decodes the first without a word.
+_MULTI_FRAME_FORMATS = ("GIF", "TIFF", "PNG", "WEBP")
+
+
+def check_single_frame(path: Path, header_format: str) -> None:
+    """Refuse an animation or multi-page file: reading its first frame silently would score or cut out
+    one image of many. Called after the pixel check, since counting frames walks the file."""
+    if header_format not in _MULTI_FRAME_FORMATS:
+        return
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            frames = int(getattr(im, "n_frames", 1) or 1)
+    except Exception:  # Pillow does not open it (a float TIFF): OpenCV reads it as one image
+        return
+    if frames > 1:
+        raise MattingInputError(f"{path}: holds {frames} frames (an animation or a multi-page file), and only single "
+                                "images are read; save the frame you mean as a file of its own")
 
 
 def check_pixels(path: Path, width: int, height: int) -> None:
@@ -282,6 +316,7 @@ def read_header(path: str | os.PathLike) -> Header:
         )
     width, height = size
     check_pixels(path, width, height)
+    check_single_frame(path, header_format)
     return Header(header_format, width, height, orientation if orientation in range(1, 9) else 1)
 
 

@@ -30,8 +30,9 @@ def collect_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
     """Expand files, folders and globs into image paths (in order, without repeats).
 
     Returns:
-        (paths, problems): the images found, and one message per input that matched nothing and
-        per dangling symbolic link (named with its target) found in a folder or by a pattern.
+        (paths, problems): the images found, and one message per input that matched nothing, per
+        dangling symbolic link (named with its target) found in a folder or by a pattern, and per
+        entry of a folder skipped although it looks like an image (``skipped_entries``).
     """
     paths: list[Path] = []
     problems: list[str] = []
@@ -49,15 +50,19 @@ def collect_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
             except MattingInputError as exc:
                 problems.append(str(exc))
                 continue
+            problems.extend(skipped_entries(path))
             if not found:
                 problems.append(f"{path}: folder has no images ({', '.join(IMAGE_EXTENSIONS)})")
             add(found)
+        elif path.exists() and not path.is_file():  # a FIFO or device: named as given, never opened
+            problems.append(str(missing_file(path)))
         elif path.exists():
             paths.append(path)
         elif _is_glob(item):
             found = [Path(p) for p in sorted(glob.glob(item, recursive=True))]
-            found = [p for p in found if (p.is_file() or is_dangling_link(p))
-                     and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
+            found = [p for p in found if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
+            problems.extend(f"{missing_file(p)}; skipped" for p in found if not p.is_file() and not is_dangling_link(p))
+            found = [p for p in found if p.is_file() or is_dangling_link(p)]
             if not found:
                 problems.append(f"{item}: pattern matches no image")
             add(found)
@@ -65,6 +70,28 @@ def collect_inputs(items: list[str]) -> tuple[list[Path], list[str]]:
             problems.append(str(missing_file(path)))
     unique = list(dict.fromkeys(p.resolve() for p in paths))
     return [Path(p) for p in unique], problems
+
+
+# Image formats a folder may hold that are not listed from folders (IMAGE_EXTENSIONS): reported, not
+# skipped in silence, so that a folder of photos is never processed short of some without a word.
+OTHER_IMAGE_EXTENSIONS = (".gif", ".avif", ".heic", ".heif", ".jxl", ".jp2", ".exr", ".pfm", ".ppm", ".pgm", ".tga")
+
+
+def skipped_entries(directory: Path) -> list[str]:
+    """One message per entry of ``directory`` that looks like an image but is not listed: a folder or a
+    special file (FIFO, device, link to one) with an image name, a file of an image format not listed
+    from folders. Hidden entries are ignored, as ``list_images`` ignores them."""
+    messages = []
+    for entry in sorted(directory.iterdir()):
+        suffix = entry.suffix.lower()
+        if entry.name.startswith("."):
+            continue
+        if suffix in IMAGE_EXTENSIONS and not entry.is_file() and not is_dangling_link(entry):
+            messages.append(f"{missing_file(entry)}; skipped")
+        elif suffix in OTHER_IMAGE_EXTENSIONS:
+            messages.append(f"{entry}: skipped: {suffix} files are not read from a folder (only "
+                            f"{' '.join(IMAGE_EXTENSIONS)}); convert it to PNG")
+    return messages
 
 
 def check_stems(paths: list[Path]) -> dict[str, Path]:

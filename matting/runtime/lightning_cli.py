@@ -174,10 +174,17 @@ class MattingCLI(LightningCLI):
 
         from matting.runtime.sigterm import StoppedBySignal, stopped_message
 
+        from matting.runtime.failures import as_input_error
+
         try:
             super()._run_subcommand(subcommand)
         except SIGTERMException as exc:
             raise StoppedBySignal(stopped_message(getattr(self, "_sigterm", None))) from exc
+        except Exception as exc:  # a diverged loss, a setting Lightning refuses mid-run: one line
+            error = as_input_error(exc, self.trainer)
+            if error is None:
+                raise
+            raise error from exc
 
 
     def before_fit(self) -> None:
@@ -186,14 +193,18 @@ class MattingCLI(LightningCLI):
         Lightning looks only in the checkpoint folder of the new logger version, which a
         restarted run has just created empty, and would silently train from scratch.
         """
+        from matting.runtime.console import quiet_resume
+
         self._check_output_folders()
+        quiet_resume(self.datamodule)
         config = self.config_init[self.subcommand]
         if config.get("ckpt_path") == "last":
             newest = find_last_checkpoint(self.trainer)
             if newest is None:
                 print(f"--ckpt_path last: no last*.ckpt under {self.trainer.default_root_dir}; starting from scratch")
             else:
-                print(f"--ckpt_path last: resuming from {newest}")
+                print(f"--ckpt_path last: resuming from {newest} (weights, optimizer and batch position exactly; the "
+                      "ranking of best checkpoints starts afresh in this run's checkpoint folder)")
                 remove_stale_temps(newest.parent)  # a write the kill interrupted
                 config["ckpt_path"] = str(newest)
         self._check_checkpoint_fits()
@@ -201,11 +212,12 @@ class MattingCLI(LightningCLI):
     def after_fit(self) -> None:
         """Say when ``trainer.max_time`` stopped training before its step or epoch budget: Lightning
         logs only "Time limit reached", and the checkpoints look like those of a finished run."""
+        from matting.runtime.console import fit_summary
         from matting.runtime.time_limit import time_limit_message
 
         message = time_limit_message(self.trainer)
-        if message and self.trainer.is_global_zero:
-            print(f"warning: {message}", flush=True)
+        if self.trainer.is_global_zero:
+            print(f"warning: {message}\n" * bool(message) + fit_summary(self.trainer), flush=True)
 
     def before_validate(self) -> None:
         self._check_output_folders()
@@ -279,24 +291,29 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> MattingCLI:
     ``model``; a config that names ``model.class_path`` (``configs/adapt.yaml``: SOCModule)
     configures any LightningModule by class path instead.
     """
+    from matting.runtime.failures import as_input_error, check_option_files
+
+    quiet_defaults()
+    given = sys.argv[1:] if args is None else args
+    by_class_path = configured_model_class(given) is not None
+    check_option_files(command_line_options(given))
     import lightning as L
 
     from matting.module import MattingModule
 
-    quiet_defaults()
-    by_class_path = configured_model_class(sys.argv[1:] if args is None else args) is not None
-    return MattingCLI(
-        L.LightningModule if by_class_path else MattingModule,
-        L.LightningDataModule,
-        subclass_mode_model=by_class_path,
-        subclass_mode_data=True,
-        args=args,
-        run=run,
-        save_config_callback=MattingSaveConfigCallback,
-        save_config_kwargs={"overwrite": False},
-        # Raise instead of printing the whole usage text, so main() can name just the bad key.
-        parser_kwargs={"exit_on_error": False},
-    )
+    try:
+        return MattingCLI(
+            L.LightningModule if by_class_path else MattingModule, L.LightningDataModule,
+            subclass_mode_model=by_class_path, subclass_mode_data=True, args=args, run=run,
+            save_config_callback=MattingSaveConfigCallback, save_config_kwargs={"overwrite": False},
+            # Raise instead of printing the whole usage text, so main() can name just the bad key.
+            parser_kwargs={"exit_on_error": False},
+        )
+    except Exception as exc:  # Lightning refusing a setting (--trainer.max_steps=-5) while building the trainer
+        error = as_input_error(exc)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def configured_net(args: list[str]):
