@@ -194,7 +194,8 @@ def summary_html(models: list[Model], rows: list[Row], keys: tuple[str, ...]) ->
             wins = sum(i in r.best for r in rows)
             cells.append(f'<td class="num">{wins} / {len(rows)}</td>')
         cells.append(f'<td class="num">{model.params:,}</td>')
-        cells.append(f'<td class="path">{_e(model.path.resolve())}</td>')
+        # The file name only: the page is shared, and where it was made says nothing to its reader.
+        cells.append(f'<td class="path">{_e(model.path.name)}</td>')
         lines.append(f'<tr data-model="{_e(model.slug)}">' + "".join(cells) + "</tr>")
     lines.append("</table>")
     return "\n".join(lines)
@@ -245,7 +246,7 @@ def render_html(models: list[Model], rows: list[Row], keys: tuple[str, ...], ski
         order = "by the mean absolute difference between the models' predictions, largest first"
     about = [f"{len(rows)} image(s), {len(models)} model(s); inference as <code>matting predict</code>: {_e(inference)}."]
     if with_gt:
-        about.append(f"Ground truth: <span class=\"path\">{_e(Path(gt_dir).resolve())}</span>, protocol "
+        about.append(f"Ground truth: <span class=\"path\">{_e(Path(gt_dir).resolve().name)}/</span>, protocol "
                      f"<code>{_e(protocol)}</code>; metrics of the 8-bit predictions as saved "
                      "(<code>matting evaluate</code> on <code>alpha/&lt;model&gt;/</code> gives the same; "
                      "per-image values in <a href=\"metrics.csv\">metrics.csv</a>). "
