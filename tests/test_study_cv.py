@@ -108,7 +108,7 @@ def test_cv_spec_errors_name_the_file_and_the_key(tmp_path):
     spec = {"folds": str(FOLDS), "base": [str(REPO / "configs" / "default.yaml")],
             "real_data": str(REPO / "configs" / "data" / "alphamatting_cv.yaml"), "arms": {"a": {"data": "folds"}}}
     (study / "cv.yaml").write_text(yaml.safe_dump(spec))
-    with pytest.raises(MattingInputError, match=r"cv.yaml: arms.a.steps: a positive integer"):
+    with pytest.raises(MattingInputError, match=r"cv.yaml: arms.a: give steps"):
         cv.read_cv_spec(study)
     spec["arms"] = {"a": {"data": "photos", "steps": 1}}
     (study / "cv.yaml").write_text(yaml.safe_dump(spec))
@@ -118,6 +118,44 @@ def test_cv_spec_errors_name_the_file_and_the_key(tmp_path):
     (study / "cv.yaml").write_text(yaml.safe_dump(spec))
     with pytest.raises(MattingInputError, match=r"arms.a.configs: .*missing.yaml not found"):
         cv.read_cv_spec(study)
+
+
+def test_cpu_budgets_become_steps_from_the_measured_cost(tmp_path, data_root):
+    from matting.study.calibrate import calibrated_steps
+
+    assert calibrated_steps(9.7, {"cpu_seconds_per_step": 0.97}) == 600
+    spec = cv.read_cv_spec(REPO / "experiments" / "decoder_heads")
+    assert spec.arms["semantic_only"].steps is None and spec.arms["semantic_only"].cpu_minutes == 9.7
+    with pytest.raises(MattingInputError, match="calibrate its steps first"):
+        cv.plan_runs(spec, tmp_path, data_root, ["semantic_only"])
+    # A measurement kept for this stack on this CPU is reused: no training run.
+    arm = spec.arms["semantic_only"]
+    from matting.study import calibrate
+
+    key = calibrate._key(cv.arm_files(spec, arm), [f"--data.init_args.root={data_root.resolve()}",
+                                                    "--data.init_args.train=alphamatting/fold0_train"], cv._cpu_name())
+    (tmp_path / "calibration").mkdir()
+    (tmp_path / "calibration" / f"{key}.json").write_text(json.dumps({"cpu_seconds_per_step": 1.94}))
+    done = cv.calibrate_arms(spec, tmp_path, data_root, ["two_decoder", "semantic_only"], log=lambda *_: None)
+    assert list(done) == ["semantic_only"] and arm.steps == 300
+    assert [p.arm.steps for p in cv.plan_runs(spec, tmp_path, data_root, ["semantic_only"])] == [300] * 4
+    bad = tmp_path / "study"
+    bad.mkdir()
+    (bad / "cv.yaml").write_text(yaml.safe_dump({"folds": str(FOLDS), "base": [], "real_data": str(FOLDS),
+                                                 "arms": {"a": {"steps": 5, "cpu_minutes": 1.0}}}))
+    with pytest.raises(MattingInputError, match="give steps .* or cpu_minutes"):
+        cv.read_cv_spec(bad)
+
+
+@pytest.mark.slow
+def test_calibration_measures_a_positive_cost_and_keeps_it(tmp_path, data_root):
+    from matting.study.calibrate import step_cpu_seconds
+
+    files = [REPO / "configs" / "default.yaml", REPO / "configs" / "study" / "real_cv.yaml"]
+    options = TINY + ["--data.init_args.size=32"]
+    record = step_cpu_seconds(files, options, tmp_path, cv.TRAIN_ENV, "test CPU", log=lambda *_: None)
+    assert record["cpu_seconds_per_step"] > 0 and record["long"] > record["short"] > 0
+    assert step_cpu_seconds(files, options, tmp_path, cv.TRAIN_ENV, "test CPU", log=lambda *_: None) == record
 
 
 def test_runs_are_keyed_by_their_inputs(tmp_path, data_root):
@@ -140,11 +178,14 @@ def test_runs_are_keyed_by_their_inputs(tmp_path, data_root):
 @pytest.mark.parametrize("study", STUDIES, ids=lambda p: p.name)
 def test_every_cv_arm_builds_and_trains_one_step(study, data_root, tmp_path):
     spec = cv.read_cv_spec(study)
+    for arm in spec.arms.values():
+        arm.steps = arm.steps or 1  # a CPU budget's steps are calibrated on the machine that runs the study
     for plan in cv.plan_runs(spec, tmp_path, data_root):
         if plan.fold not in (None, 0) or plan.source is not None:  # adapt arms run matting adapt (the end-to-end test)
             continue
         size = "--data.init_args.size=64" if plan.fold is None else "--data.init_args.crop_size=64"
-        args = [a for f in plan.files for a in ("-c", str(f))] + plan.options + TINY + [
+        tiny = TINY[1:] if any("segmentation.FCDenseNet" in f.read_text() for f in plan.files) else TINY  # no encoder
+        args = [a for f in plan.files for a in ("-c", str(f))] + plan.options + tiny + [
             "--trainer.max_steps=1", size, "--trainer.logger=false", "--trainer.enable_checkpointing=false",
             "--trainer.callbacks=[]", f"--trainer.default_root_dir={tmp_path / plan.fingerprint}"]
         built = build_cli(args, run=False)

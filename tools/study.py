@@ -58,13 +58,15 @@ def cmd_cv(args, argv: list[str]) -> int:
     import numpy as np
 
     from matting.io.errors import MattingInputError
-    from matting.study.cv import plan_runs, read_cv_spec, score_plans, train_record, train_runs
+    from matting.study.cv import calibrate_arms, plan_runs, read_cv_spec, score_plans, train_record, train_runs
     from matting.study.cv_report import write_cv_results
 
     spec = read_cv_spec(args.study)
     if not (args.data / "heldout").is_dir():
         raise MattingInputError(f"{args.data}: no cross-validation data root; run `python tools/study.py cv-data` first")
     arms = args.arms or list(spec.arms)
+    sources = [spec.arms[a].adapt for a in arms if a in spec.arms and spec.arms[a].adapt]
+    calibration = calibrate_arms(spec, args.runs, args.data, [a for a in dict.fromkeys(arms + sources) if a in spec.arms])
     plans = plan_runs(spec, args.runs, args.data, arms, args.seeds, args.options)
     failed = [] if args.score_only else train_runs(plans, args.jobs, args.data)
     results = score_plans(spec, plans, args.runs, args.data, arms)
@@ -86,6 +88,9 @@ def cmd_cv(args, argv: list[str]) -> int:
             for score in (args.runs / "constant" / f"{spec.arms[arm].constant:g}").glob("fold*/alpha"):
                 mattes[arm].update({f.stem: f for f in score.glob("*.png")})
     machine = next((c["machine"] for c in costs.values()), "this machine")
+    for arm, record in calibration.items():
+        if arm in costs:
+            costs[arm]["calibration"] = record
     command = shlex.join(["python", "tools/study.py", *argv])
     header = [f"Made by `{command}` after `python tools/study.py cv-data`, on {machine} (2 cores, no GPU); "
               f"folds: `{_shown(spec.folds_file)}`. {spec.budget}",
@@ -95,6 +100,9 @@ def cmd_cv(args, argv: list[str]) -> int:
               "`matting evaluate` on its held-out photos as photographed. Figures: the mean over a fold's photos "
               "(SAD and Grad / 1000, MSE x 1e-3, comp1k with the benchmark's Trimap1; IoU, precision and recall of "
               "alpha > 0.5 pooled over the fold's pixels), then mean +- std (ddof 1) over folds and seeds."]
+    if calibration:
+        header.append("Steps calibrated to each arm's CPU budget (`cpu_minutes`, matting/study/calibrate.py): " + "; ".join(
+            f"{arm} {c['cpu_seconds_per_step']:.2f} CPU-s per step, {c['steps']} steps" for arm, c in calibration.items()) + ".")
     page = write_cv_results(args.study, f"{spec.study.resolve().name}: real photos, {len(spec.folds)}-fold cross-validation",
                             results, mattes, costs, header)
     print(f"study: wrote {page}")

@@ -46,9 +46,10 @@ from matting.io.errors import MattingInputError
 from matting.io.files import atomic_write
 from matting.study.cv_data import heldout_folder
 from matting.study.folds import Folds, read_folds
+from matting.study.cv_score import mask_counts, score_run
 from matting.study.jobs import Finished, Job, run_jobs
 
-__all__ = ["CvArm", "CvSpec", "RunPlan", "plan_runs", "read_cv_spec", "score_run", "train_runs"]
+__all__ = ["CvArm", "CvSpec", "RunPlan", "calibrate_arms", "mask_counts", "plan_runs", "read_cv_spec", "score_plans", "train_runs"]
 
 DATA_KINDS = ("folds", "none")
 # One torch thread per training process: ``jobs`` of them share the machine.
@@ -66,6 +67,7 @@ class CvArm:
     constant: float | None = None
     adapt: str | None = None
     epochs: int | None = None
+    cpu_minutes: float | None = None  # the budget, when the steps are calibrated (matting.study.calibrate)
 
 
 @dataclass
@@ -108,7 +110,7 @@ def read_cv_spec(study: Path) -> CvSpec:
         at = f"{where}: arms.{name}"
         if not isinstance(entry, dict):
             raise MattingInputError(f"{at}: expected a mapping")
-        unknown = set(entry) - {"configs", "options", "data", "steps", "constant", "adapt", "epochs"}
+        unknown = set(entry) - {"configs", "options", "data", "steps", "constant", "adapt", "epochs", "cpu_minutes"}
         if unknown:
             raise MattingInputError(f"{at}: unknown keys {sorted(unknown)}")
         if "constant" in entry:
@@ -125,14 +127,19 @@ def read_cv_spec(study: Path) -> CvSpec:
         data = entry.get("data", "folds")
         if data not in DATA_KINDS:
             raise MattingInputError(f"{at}.data: {data!r}; choose one of {', '.join(DATA_KINDS)}")
-        steps = entry.get("steps")
-        if not isinstance(steps, int) or steps < 1:
+        steps, cpu_minutes = entry.get("steps"), entry.get("cpu_minutes")
+        if (steps is None) == (cpu_minutes is None):
+            raise MattingInputError(f"{at}: give steps (a step count) or cpu_minutes (a CPU budget the steps are "
+                                    "calibrated to), one of them")
+        if steps is not None and (not isinstance(steps, int) or steps < 1):
             raise MattingInputError(f"{at}.steps: a positive integer is required (the arm's training budget)")
+        if cpu_minutes is not None and (not isinstance(cpu_minutes, (int, float)) or cpu_minutes <= 0):
+            raise MattingInputError(f"{at}.cpu_minutes: a positive number is required (the arm's CPU budget per run)")
         options = entry.get("options") or []
         if not all(isinstance(o, str) and o.startswith("--") for o in options):
             raise MattingInputError(f"{at}.options: LightningCLI options look like --trainer.max_steps=10")
         arms[name] = CvArm(name, [_path(study, c, f"{at}.configs") for c in entry.get("configs") or []],
-                           list(options), data, steps)
+                           list(options), data, steps, cpu_minutes=None if cpu_minutes is None else float(cpu_minutes))
     if not arms:
         raise MattingInputError(f"{where}: no arms")
     return CvSpec(study, read_folds(folds_file), folds_file, base, real_data, list(seeds), str(spec.get("budget", "")), arms)
@@ -191,7 +198,9 @@ def plan_runs(spec: CvSpec, runs: Path, data_root: Path, arms: list[str] | None 
                 fp = _fingerprint([], ["adapt", src.fingerprint, f"--epochs={arm.epochs}"], src.seed, photos)
                 plans.append(RunPlan(arm, src.seed, src.fold, [], [f"--epochs={arm.epochs}"], fp, runs / "train" / fp, src))
             continue
-        files = spec.base + ([spec.real_data] if arm.data == "folds" else []) + arm.configs
+        files = arm_files(spec, arm)
+        if arm.steps is None:
+            raise MattingInputError(f"arm {name!r} states cpu_minutes: calibrate its steps first (calibrate_arms)")
         for seed in seeds or spec.seeds:
             for fold in (range(len(spec.folds)) if arm.data == "folds" else [None]):
                 options = [f"--trainer.max_steps={arm.steps}", f"--model.scheduler.init_args.total_steps={arm.steps}"]
@@ -204,6 +213,29 @@ def plan_runs(spec: CvSpec, runs: Path, data_root: Path, arms: list[str] | None 
                 fp = _fingerprint(files, options, seed, photos)
                 plans.append(RunPlan(arm, seed, fold, files, options, fp, runs / "train" / fp))
     return plans
+
+
+def arm_files(spec: CvSpec, arm: CvArm) -> list[Path]:
+    """The ``-c`` files of an arm's training stack: the base, the real recipe for a fold arm, its own."""
+    return spec.base + ([spec.real_data] if arm.data == "folds" else []) + arm.configs
+
+
+def calibrate_arms(spec: CvSpec, runs: Path, data_root: Path, arms: list[str], log=print) -> dict[str, dict]:
+    """Set the steps of every chosen arm that states ``cpu_minutes``; returns each one's calibration."""
+    from matting.study.calibrate import calibrated_steps, step_cpu_seconds
+
+    done = {}
+    for name in arms:
+        arm = spec.arms[name]
+        if arm.cpu_minutes is None:
+            continue
+        data = [] if arm.data == "none" else [f"--data.init_args.root={data_root.resolve()}",
+                                              "--data.init_args.train=alphamatting/fold0_train"]
+        record = step_cpu_seconds(arm_files(spec, arm), data + arm.options, runs, TRAIN_ENV, _cpu_name(), log)
+        arm.steps = calibrated_steps(arm.cpu_minutes, record)
+        done[name] = {**record, "cpu_minutes": arm.cpu_minutes, "steps": arm.steps}
+        log(f"[{name}] {record['cpu_seconds_per_step']:.2f} CPU-s per step: {arm.steps} steps for {arm.cpu_minutes:g} CPU-min")
+    return done
 
 
 def fit_command(plan: RunPlan, data_root: Path | None = None) -> list[str]:
@@ -286,64 +318,6 @@ def _train(plans: list[RunPlan], chosen: list[RunPlan], parallel: int, data_root
 
 
 # ---------------------------------------------------------------------------- scoring
-
-
-def _matting(args: list[str]) -> None:
-    import subprocess
-
-    env = {**TRAIN_ENV, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
-    import os
-
-    subprocess.run([sys.executable, "-m", "matting", *args], env={**os.environ, **env}, check=True,
-                   stdout=subprocess.DEVNULL)
-
-
-def score_run(checkpoint: Path | None, constant: float | None, heldout: Path, out: Path) -> dict:
-    """Predict the held-out photos (or write the constant matte) into ``out/alpha`` and score them.
-
-    Returns ``{"whole": per-photo rows, "comp1k": per-photo rows, "mask": per-photo IoU / precision /
-    recall counts}``; cached in ``out/scores.json``.
-    """
-    cached = out / "scores.json"
-    if cached.is_file():
-        return json.loads(cached.read_text())
-    pred = out / "alpha"
-    if constant is not None:
-        import numpy as np
-
-        from matting.io.images import read_alpha, write_png
-
-        pred.mkdir(parents=True, exist_ok=True)
-        for gt in sorted((heldout / "alpha").glob("*.png")):
-            write_png(pred / gt.name, np.full_like(read_alpha(gt), constant), overwrite=True)
-    else:
-        _matting(["predict", "--ckpt", str(checkpoint), "--out", str(out), "--no-cutout", "--no-progress",
-                  "--overwrite", "--threads", "2", str(heldout / "image")])
-    scores = {}
-    for protocol, extra in (("whole", []), ("comp1k", ["--trimap", str(heldout / "trimap")])):
-        folder = out / f"eval_{protocol}"
-        _matting(["evaluate", "--pred", str(pred), "--gt", str(heldout / "alpha"), "--protocol", protocol,
-                  "--out", str(folder), "--overwrite", "--no-progress", *extra])
-        scores[protocol] = json.loads((folder / "summary.json").read_text())["per_image"]
-    scores["mask"] = mask_counts(pred, heldout / "alpha")
-    atomic_write(cached, json.dumps(scores, indent=2) + "\n")
-    return scores
-
-
-def mask_counts(pred: Path, gt: Path) -> list[dict]:
-    """Per photo: true-positive, false-positive and false-negative pixel counts of alpha > 0.5.
-
-    Counts, not ratios, so that IoU, precision and recall can be pooled over any set of photos.
-    """
-    import numpy as np
-
-    from matting.io.images import read_alpha
-
-    rows = []
-    for path in sorted(gt.glob("*.png")):
-        p, t = read_alpha(pred / path.name) > 0.5, read_alpha(path) > 0.5
-        rows.append({"name": path.stem, "tp": int(np.sum(p & t)), "fp": int(np.sum(p & ~t)), "fn": int(np.sum(~p & t))})
-    return rows
 
 
 def score_plans(spec: CvSpec, plans: list[RunPlan], runs: Path, data_root: Path, arms: list[str], log=print) -> dict:

@@ -184,7 +184,6 @@ def run_network(files: list[Path], seed: int, options: list[str], partial: Path,
 def run_color_threshold(files: list[Path], seed: int, options: list[str], partial: Path, args) -> dict:
     """The colour-threshold remover: threshold searched on val, scored on test by MattingModule."""
     import torch
-    from torch import nn
 
     from matting.baselines.color_threshold import ColorThresholdRemover
     from matting.baselines.threshold_search import (
