@@ -55,8 +55,7 @@ def graphs(tmp_path_factory) -> dict[str, Path]:
     files = {}
     for kind, net in KINDS.items():
         files[kind] = folder / f"{kind}.onnx"
-        export_onnx(net.eval(), files[kind], base_size=BASE, metadata={"contract": "full-size photo in, full-size alpha out",
-                                                                       "base_size": str(BASE)})
+        export_onnx(net.eval(), files[kind], base_size=BASE)
     return files
 
 

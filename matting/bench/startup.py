@@ -164,12 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     result = {"load_average": os.getloadavg(), "threads": args.threads}
-    meta = {"contract": "full-size photo in, full-size alpha out"}
     with tempfile.TemporaryDirectory(prefix="bench_startup_") as tmp:
         tmp = Path(tmp)
         net = load_net(args.ckpt)
         models = {"checkpoint": args.ckpt, "graph": tmp / "net.onnx"}
-        export_onnx(net, models["graph"], metadata={**meta, "base_size": "512"})
+        export_onnx(net, models["graph"])
         import yaml
 
         from matting.inference.loading import build_net
@@ -180,19 +179,19 @@ def main(argv: list[str] | None = None) -> int:
         models["reference checkpoint"] = tmp / "reference.safetensors"
         export_safetensors(ref, ref_config, models["reference checkpoint"])
         models["reference graph"] = tmp / "reference.onnx"
-        export_onnx(ref, models["reference graph"], metadata={**meta, "base_size": "512"})
+        export_onnx(ref, models["reference graph"])
         walls = {name: [] for name in models}
         for _ in range(args.rounds):
             for name, model in models.items():
                 walls[name].append(_run_predict(model, args.photo, tmp / "out"))
-        result["startup"] = {name: {"wall_s": float(np.median([w for w, _ in v])), "peak_mb": float(max(m for _, m in v))}
+        result["startup"] = {} if not args.rounds else {name: {"wall_s": float(np.median([w for w, _ in v])), "peak_mb": float(max(m for _, m in v))}
                              for name, v in walls.items()}
         print(json.dumps(result["startup"]), file=sys.stderr)
         result["per_image"] = {}
         photo = read_image(args.photo)
         for size in args.sizes:
             graphs = {"fp32": tmp / f"net{size}.onnx", "int8": tmp / f"net{size}.int8.onnx"}
-            export_onnx(net, graphs["fp32"], metadata={**meta, "base_size": str(size)})
+            export_onnx(net, graphs["fp32"], base_size=size)
             _quantize(graphs["fp32"], graphs["int8"], args.calibration, size)
             import cv2
 

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from matting.inference.graph import CONTRACT_KEY, FULL_SIZE
 from matting.inference.predict import base_shape, downsample_photo, traced_base_shape
 from matting.io.checkpoints import METADATA_KEY
 from matting.io.errors import MattingInputError
@@ -125,7 +126,9 @@ def export_onnx(net: nn.Module, target: Path, opset: int = DEFAULT_OPSET, metada
             )
         model = onnx.load(str(tmp))
         onnx.checker.check_model(model)
-        for key, value in (metadata or {}).items():
+        # What the graph computes, always recorded: AlphaGraph reads it (a caller cannot get it wrong).
+        own = {CONTRACT_KEY: FULL_SIZE, "base_size": str(base_size), "base_side": base_side}
+        for key, value in {**(metadata or {}), **own}.items():
             entry = model.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(model, str(tmp))
