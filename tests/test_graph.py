@@ -87,6 +87,7 @@ def test_graph_is_told_apart_by_suffix_and_an_old_graph_is_refused(graphs, tmp_p
         AlphaGraph(tmp_path / "junk.onnx")
 
 
+@pytest.mark.slow
 def test_predict_refuses_options_a_graph_cannot_honour(graphs, tmp_path):
     (tmp_path / "in").mkdir()
     import cv2

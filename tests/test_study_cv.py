@@ -211,6 +211,7 @@ def test_trains_scores_and_reports_keeping_the_analysis(data_root, tmp_path):
     assert all(p.trained for p in cv.plan_runs(spec, runs, data_root))
 
 
+@pytest.mark.slow
 def test_decoded_cache_gives_the_same_samples_and_stays_untouched(data_root):
     def dataset(cache: bool):
         built = build_cli(["-c", str(REPO / "configs" / "default.yaml"), "-c", str(REPO / "configs" / "data" / "alphamatting_cv.yaml"),
