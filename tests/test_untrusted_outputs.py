@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from matting.io.errors import MattingInputError, NonFiniteOutput
+from matting.models.contract import MattingNetwork
 
 from .test_bad_input import _tool_args, assert_clean_error, run
 from .tiny_checkpoint import tiny_net, write_checkpoint, write_pairs
@@ -39,7 +40,7 @@ def test_a_checkpoint_with_nan_weights_is_refused_naming_it(command, nan_ckpt, p
     assert not out.exists() and not out.with_name("out.partial").exists()
 
 
-class _NanNet(torch.nn.Module):
+class _NanNet(MattingNetwork):  # a network of the family (the contract predict_alpha reads), gone bad
     def __init__(self):
         super().__init__()
         self.scale = torch.nn.Parameter(torch.ones(1))
