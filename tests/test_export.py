@@ -32,23 +32,22 @@ def ckpt(net_ckpt) -> Path:
 @pytest.fixture(scope="module")
 def onnx_file(ckpt, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    assert export.main(["--ckpt", str(ckpt), "--onnx", str(out)]) == 0
+    assert export.main(["--ckpt", str(ckpt), "--onnx", str(out), "--base-size", "64"]) == 0
     return out
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("height,width", [(64, 96), (75, 41)])  # a multiple of the stride, and an odd size
-def test_onnx_matches_pytorch_at_two_sizes(ckpt, onnx_file, height, width):
+@pytest.mark.parametrize("height,width", [(128, 192), (75, 41)])  # above the base size, and below it (enlarged)
+def test_onnx_takes_the_full_size_photo_as_predict_does(ckpt, onnx_file, height, width):
     net = load_net(ckpt)
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     assert [d for d in session.get_inputs()[0].shape[2:]] == ["height", "width"]  # symbolic, not fixed
-    image = np.random.default_rng(height).random((1, 3, height, width), dtype=np.float32)
-    (alpha,) = session.run(["alpha"], {"image": image})
-    with torch.no_grad():
-        expected = net(torch.from_numpy(image))["pred_alpha"].numpy()
+    image = np.random.default_rng(height).random((height, width, 3), dtype=np.float32)
+    (alpha,) = session.run(["alpha"], {"image": image.transpose(2, 0, 1)[None].copy()})
+    expected = predict_alpha(net, image, base_size=64)
     assert alpha.shape == (1, 1, height, width)
     assert expected.std() > 1e-4  # the comparison is not between two constant maps
-    assert np.abs(alpha - expected).max() <= 1e-4
+    assert np.abs(alpha[0, 0] - expected).max() <= 1e-4
 
 
 @pytest.mark.slow
@@ -59,6 +58,8 @@ def test_onnx_metadata_and_batch(onnx_file, ckpt):
     model = onnx.load(str(onnx_file))
     meta = {p.key: p.value for p in model.metadata_props}
     assert json.loads(meta["net_config"]) == NET_CONFIG
+    assert meta["contract"] == "full-size photo in, full-size alpha out" and meta["base_size"] == "64"
+    assert int(meta["parameters"]) == sum(p.numel() for p in load_net(ckpt).parameters())
     assert model.opset_import[0].version >= 17
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     image = np.random.default_rng(0).random((2, 3, 40, 56), dtype=np.float32)

@@ -74,10 +74,12 @@ def test_predict_alpha_full_resolution_and_range():
     alpha = predict_alpha(net, image, base_size=64)
     assert alpha.shape == (37, 53) and alpha.dtype == np.float32
     assert 0.0 <= alpha.min() and alpha.max() <= 1.0 and alpha.std() > 0
-    # The base pass: the network on the image resized to (long side 64, multiples of 32), then bilinear upsampling.
+    # The base pass: the network on the image resized to (long side 64, multiples of 32) with PyTorch's
+    # antialiased bilinear filter (here 37 -> 32 rows shrink, 53 -> 64 columns grow), then bilinear upsampling.
     bh, bw = base_shape(37, 53, 64)
     with torch.no_grad():
-        small = torch.from_numpy(cv2.resize(image, (bw, bh), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1))[None]
+        full = torch.from_numpy(image.transpose(2, 0, 1).copy())[None]
+        small = torch.nn.functional.interpolate(full, size=(bh, bw), mode="bilinear", align_corners=False, antialias=True)
         direct = net(small)["pred_alpha"][0, 0].numpy()
     expected = cv2.resize(direct, (53, 37), interpolation=cv2.INTER_LINEAR)
     assert np.abs(alpha - expected).max() < 1e-5
@@ -254,7 +256,7 @@ def test_predict_writes_matte_cutout_and_composite(tmp_path, ckpt):
 
 
 @pytest.mark.slow
-def test_eager_and_frozen_runs_write_the_same_matte(tmp_path, ckpt):
+def test_eager_and_folded_runs_write_the_same_matte(tmp_path, ckpt):
     _photos(tmp_path / "in")
     common = ["--ckpt", ckpt, tmp_path / "in" / "plain.png", "--base-size", "64", "--no-cutout", "--no-progress"]
     assert run(common + ["--out", tmp_path / "a"]) == 0

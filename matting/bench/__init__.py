@@ -3,6 +3,8 @@
 ``python tools/benchmark.py TASK ...`` (or ``python -m matting.bench TASK ...``):
 
 - ``infer``: inference speed and memory of a config or checkpoint per execution mode (docs/speed.md);
+- ``startup``: start-up wall and per-image ms of ``matting predict`` from a checkpoint and from its graph (fp32,
+  bf16, int8), against the MODNet-sized reference (docs/speed.md);
 - ``frontier``: latency of a study's arms against its reference, interleaved, in predict's path;
 - ``refiner``: ms per image and peak memory of the refiners at 512 px to 4K;
 - ``train``: training throughput of a study's arms against its reference, in ``matting fit``'s loop;
@@ -22,7 +24,7 @@ import importlib
 import importlib.util
 import sys
 
-TASKS = ("infer", "frontier", "refiner", "train", "data", "synthetic", "metrics", "commands", "flops")
+TASKS = ("infer", "startup", "frontier", "refiner", "train", "data", "synthetic", "metrics", "commands", "flops")
 
 
 def main(argv: list[str] | None = None) -> int:

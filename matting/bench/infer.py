@@ -11,11 +11,14 @@ square image per size, batch 1, in each mode:
 
 - ``fp32``: float32, NCHW tensors.
 - ``channels_last``: float32, NHWC memory format (same arithmetic, faster convolutions).
-- ``torchscript``: what ``matting predict`` runs: channels_last, BatchNorm folded, traced and
-  frozen TorchScript graph (``matting.inference.prepare_for_inference``), float32.
+- ``torchscript``: what ``matting predict`` ran before its graphs: channels_last, BatchNorm folded,
+  traced and frozen TorchScript graph (``prepare_for_inference(jit=True)``), float32. Today a
+  checkpoint runs as ``channels_last`` with BatchNorm folded, and an exported graph as
+  ``onnxruntime``; start-up and the full-size path: ``python tools/benchmark.py startup``.
 - ``bf16``: bfloat16 autocast, NCHW.
 - ``bf16_channels_last``: bfloat16 autocast, NHWC.
-- ``onnxruntime``: the network exported to ONNX (``matting.inference.export``), float32, onnxruntime CPU.
+- ``onnxruntime``: the network exported to ONNX (``matting.inference.export``, base size = the
+  input size, so the graph's resize is an identity), float32, onnxruntime CPU.
 
 Each (mode, size) runs in a fresh process, so that memory is measured alone: ``peak MB`` is the
 peak resident memory during the timed runs minus the resident memory just before the first run
@@ -125,9 +128,9 @@ def worker(args) -> dict:
 
         from matting.inference.export import export_onnx
 
-        onnx_path = Path(args.tmp) / "model.onnx"
+        onnx_path = Path(args.tmp) / f"model{size}.onnx"
         if not onnx_path.exists():
-            export_onnx(net, onnx_path)
+            export_onnx(net, onnx_path, base_size=size)
         options = ort.SessionOptions()
         options.intra_op_num_threads = args.threads
         options.inter_op_num_threads = 1
@@ -333,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
             text,
             "",
             "Modes: `fp32` float32 NCHW; `channels_last` float32 NHWC; `torchscript` channels_last with BatchNorm "
-            "folded, traced and frozen per input shape (what `matting predict` runs; `--eager` turns it off); "
+            "folded, traced and frozen per input shape (what `matting predict` ran before exported graphs); "
             "`bf16` bfloat16 autocast; `bf16_channels_last` both (`matting predict --bf16`); `onnxruntime` the ONNX "
             "export (`matting export`) run by onnxruntime, float32.",
             "",

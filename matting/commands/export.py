@@ -1,25 +1,25 @@
-"""``matting export``: a trained network as an ONNX model (and/or safetensors weights) to ship.
+"""``matting export``: a trained network as an ONNX graph (and/or safetensors weights) to ship.
 
     matting export --ckpt CKPT --onnx OUT.onnx [--opset 17] [--no-verify] [--overwrite]
-                   [--base-size 512] [--base-side long|short]      (networks with a refiner)
+                   [--base-size 512] [--base-side long|short]
     matting export --ckpt CKPT --safetensors OUT.safetensors [--overwrite]
 
-ONNX: one input ``image`` float32 (N, 3, H, W), RGB in [0, 1], and one output ``alpha`` float32
-(N, 1, H, W) in [0, 1]; N, H and W are dynamic (any size: the network pads to its stride
-inside the graph). Run it on the image resized as ``matting predict`` does (long side 512,
-multiples of 32) for the trained behaviour. A network with a refiner takes the full-resolution
-image instead and returns the full-resolution alpha, as ``matting predict`` runs it: the graph
-computes the base size from H and W (``--base-side`` scaled to ``--base-size``, multiples of 32;
-predict's defaults), downsamples, runs the base pass and the refiner. The graph's metadata
-holds the network config (``net_config``, JSON) and these conventions.
+ONNX: one input ``image`` float32 (N, 3, H, W), RGB in [0, 1], the full-size photo, and one
+output ``alpha`` float32 (N, 1, H, W) in [0, 1] at the same size; N, H and W are dynamic. The
+graph is ``matting predict`` whole: it computes the base size from H and W (``--base-side``
+scaled to ``--base-size``, multiples of 32; predict's defaults), downsamples the photo
+(antialiased bilinear), runs the network (and its refiner, if it has one) and returns alpha at
+full size. Nothing is left to the caller: ``matting predict --ckpt OUT.onnx``, ``gallery`` and
+``evaluate`` run it with onnxruntime alone (:mod:`matting.inference.graph`), and the graph's
+metadata holds the network config (``net_config``, JSON), the base size and these conventions.
 
 It is written with PyTorch's TorchScript-based exporter (``torch.onnx.export(dynamo=False)``),
-which traces the network once at a size that needs padding in both directions and keeps
-height and width symbolic. (The dynamo exporter needs the ``onnxscript`` package, which this
-project does not depend on.) After writing, the file is checked: onnxruntime runs it at two
-sizes other than the traced one (for a refiner network, two full-resolution sizes above the base
-size) and its alpha must match PyTorch's within ``--tolerance``
-(default 1e-4 max absolute difference); a mismatch removes the file and exits non-zero.
+which traces the network once at a size that keeps height and width symbolic. (The dynamo
+exporter needs the ``onnxscript`` package, which this project does not depend on; why ONNX and not
+``torch.export`` with AOTInductor: docs/speed.md.) After writing, the file is checked:
+onnxruntime runs it at three sizes other than the traced one (two above the base size, one
+below) and its alpha must match PyTorch's within ``--tolerance`` (default 1e-4 max absolute
+difference); a mismatch removes the file and exits non-zero.
 
 safetensors: the network's weights, with its config in the file metadata, so
 ``matting predict --ckpt OUT.safetensors`` loads it with no pickle at all.
@@ -43,8 +43,8 @@ from matting.inference.export import (
     export_safetensors,
     refined_verify_shapes,
     verify_onnx,
-    verify_shapes,
 )
+from matting.inference.graph import CONTRACT_KEY, FULL_SIZE
 from matting.inference.loading import net_from_parts
 from matting.inference.predict import BASE_MULTIPLE
 from matting.io.checkpoints import METADATA_KEY, load_net_parts
@@ -63,10 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (>= 17; default {DEFAULT_OPSET})")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime-vs-PyTorch check")
     p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="max |alpha difference| accepted by the check")
-    p.add_argument("--base-size", type=int, help=f"networks with a refiner: base pass size on --base-side, as in "
+    p.add_argument("--base-size", type=int, default=DEFAULT_BASE_SIZE, help=f"base pass size on --base-side, as in "
                    f"`matting predict` (default {DEFAULT_BASE_SIZE})")
-    p.add_argument("--base-side", choices=("long", "short"), help=f"networks with a refiner: side scaled to --base-size "
-                   f"(default {DEFAULT_BASE_SIDE})")
+    p.add_argument("--base-side", choices=("long", "short"), default=DEFAULT_BASE_SIDE,
+                   help=f"side scaled to --base-size (default {DEFAULT_BASE_SIDE})")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return p
 
@@ -82,38 +82,31 @@ def main(argv: list[str] | None = None) -> int:
             raise MattingInputError(f"--opset must be at least 17, got {args.opset}")
     if args.safetensors is not None:
         check_output(args.safetensors, label="--safetensors", overwrite=args.overwrite, kind="file")
-    if args.base_size is not None and args.base_size < BASE_MULTIPLE:
+    if args.base_size < BASE_MULTIPLE:
         raise MattingInputError(f"--base-size must be at least {BASE_MULTIPLE}, got {args.base_size}")
     config, state = load_net_parts(args.ckpt)
     net = net_from_parts(config, state, args.ckpt)
     refined = net.refiner is not None
-    if not refined and (args.base_size is not None or args.base_side is not None):
-        raise MattingInputError(f"{args.ckpt}: --base-size and --base-side apply to networks with a refiner only; "
-                                "this network's graph takes the image already resized to the base size")
-    base_size, base_side = args.base_size or DEFAULT_BASE_SIZE, args.base_side or DEFAULT_BASE_SIDE
+    base_size, base_side = args.base_size, args.base_side
     if args.safetensors is not None:
         export_safetensors(net, config, args.safetensors)
         print(f"written: {args.safetensors}")
     if args.onnx is not None:
+        how = "the refiner at full resolution" if refined else "alpha upsampled bilinearly to full size"
         metadata = {
             METADATA_KEY: json.dumps(config),
-            "input": "image: float32 (N, 3, H, W) RGB in [0, 1]; any H, W",
-            "output": "alpha: float32 (N, 1, H, W) in [0, 1]",
-            "preprocess": "resize so the long side is 512, both sides multiples of 32; upsample alpha to full size",
+            CONTRACT_KEY: FULL_SIZE,
+            "input": "image: float32 (N, 3, H, W) RGB in [0, 1] at full resolution; any H, W",
+            "output": "alpha: float32 (N, 1, H, W) in [0, 1] at full resolution",
+            "preprocess": f"none: the graph runs the base pass with the {base_side} side scaled to {base_size} "
+                          f"(multiples of 32, antialiased bilinear downsampling), then {how}",
+            "base_size": str(base_size),
+            "base_side": base_side,
+            "parameters": str(sum(p.numel() for p in net.parameters())),
         }
-        if refined:
-            metadata.update({
-                "input": "image: float32 (N, 3, H, W) RGB in [0, 1] at full resolution; any H, W",
-                "output": "alpha: float32 (N, 1, H, W) in [0, 1] at full resolution",
-                "preprocess": f"none: the graph runs the base pass with the {base_side} side scaled to {base_size} "
-                              "(multiples of 32) and the refiner at full resolution",
-                "base_size": str(base_size),
-                "base_side": base_side,
-            })
         export_onnx(net, args.onnx, args.opset, metadata, base_size=base_size, base_side=base_side)
         if not args.no_verify:
-            shapes = refined_verify_shapes(base_size) if refined else verify_shapes(net.pad_multiple)
-            results = verify_onnx(net, args.onnx, shapes, base_size=base_size, base_side=base_side)
+            results = verify_onnx(net, args.onnx, refined_verify_shapes(base_size), base_size=base_size, base_side=base_side)
             for (h, w), diff in results:
                 print(f"check {h}x{w}: max |onnxruntime - pytorch| = {diff:.2e}")
             worst = max(diff for _, diff in results)

@@ -5,9 +5,10 @@
                     [--names NAME ...] [--size 512] [--sort sad-spread|name] [--allow-missing]
                     [--base-size 512] [--base-side long|short] [--bf16] [--eager] [--overwrite]
 
-Every checkpoint (anything :func:`matting.inference.load_net` accepts) runs on every image with
-the settings of ``matting predict`` (same options, same defaults), so each prediction is exactly
-the ``alpha/<stem>.png`` that ``matting predict`` writes. The folder DIR then holds:
+Every checkpoint (anything :func:`matting.inference.load_net` accepts, or a graph from ``matting
+export``, ``.onnx``, run by onnxruntime) runs on every image with the settings of ``matting
+predict`` (same options, same defaults, :func:`matting.inference.runner.open_network`), so each
+prediction is exactly the ``alpha/<stem>.png`` that ``matting predict`` writes. The folder DIR then holds:
 
 - ``index.html``: a summary table (per model: mean metrics, how often it is best, parameters,
   checkpoint), then one row per image: the input, the ground truth, and per model its
@@ -102,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Side-by-side HTML gallery of several checkpoints' alpha mattes on the same images, "
         "with per-image metrics when ground truth is given.",
     )
-    p.add_argument("--ckpt", required=True, nargs="+", type=Path, help="checkpoints: .ckpt from `matting fit`, or .safetensors")
+    p.add_argument("--ckpt", required=True, nargs="+", type=Path, help="checkpoints: .ckpt from `matting fit`, or .safetensors; or graphs from `matting export` (.onnx)")
     p.add_argument("--images", required=True, nargs="+", metavar="DIR_OR_GLOB", help="image files, folders or glob patterns")
     p.add_argument("--out", required=True, type=Path, help="gallery folder (index.html, metrics.csv, alpha/, images/)")
     p.add_argument("--alpha", type=Path, default=None, help="folder of ground-truth alpha mattes, matched by file stem")
@@ -116,11 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "difference between the models' predictions), or by image name (default sad-spread)")
     p.add_argument("--allow-missing", action="store_true", help="skip (and list) images that have no ground truth")
     p.add_argument("--overwrite", action="store_true", help="replace an existing gallery once the new one is complete")
-    p.add_argument("--base-size", type=int, default=512, help="as `matting predict`: size of the base pass (default 512)")
-    p.add_argument("--base-side", choices=("long", "short"), default="long", help="as `matting predict` (default long)")
+    p.add_argument("--base-size", type=int, help="as `matting predict`: size of the base pass (default 512; a graph's own)")
+    p.add_argument("--base-side", choices=("long", "short"), help="as `matting predict` (default long; a graph's own)")
     p.add_argument("--bf16", action="store_true", help="as `matting predict`: bfloat16 autocast")
-    p.add_argument("--eager", action="store_true", help="as `matting predict`: no frozen TorchScript graphs")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads, at least 1 (default: torch's choice)")
+    p.add_argument("--eager", action="store_true", help="as `matting predict`: no BatchNorm folding, no channels_last")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads, at least 1 (default: torch's or onnxruntime's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_reader_options(p, mattes=True)
     return p
@@ -128,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_args(args) -> None:
     """Option combinations that cannot work, before anything is loaded."""
-    check_base_size(args.base_size)
+    if args.base_size is not None:
+        check_base_size(args.base_size)
     if args.size < 16:
         raise MattingInputError(f"--size must be at least 16, got {args.size}")
     if args.names is not None and len(args.names) != len(args.ckpt):
@@ -224,16 +226,15 @@ def collect_items(args) -> tuple[list[Item], list[str]]:
     return items, missing
 
 
-def load_models(paths: list[Path], names: list[str], eager: bool) -> list[Model]:
-    """Load every checkpoint (all of them before any work, so a bad one fails fast)."""
-    from matting.inference.frozen import prepare_for_inference
-    from matting.inference.loading import load_net
+def load_models(paths: list[Path], names: list[str], args) -> list[Model]:
+    """Load every checkpoint or graph (all of them before any work, so a bad one fails fast)."""
+    from matting.inference.runner import open_network
 
     models = []
     for path, name, slug in zip(paths, names, slugs(names)):
-        net = load_net(path)
-        params = sum(p.numel() for p in net.parameters())
-        models.append(Model(name, slug, path, params, prepare_for_inference(net, jit=not eager)))
+        alpha_of = open_network(path, "matting gallery", base_size=args.base_size, base_side=args.base_side,
+                                bf16=args.bf16, eager=args.eager, threads=args.threads)
+        models.append(Model(name, slug, path, alpha_of.parameters, alpha_of))
     return models
 
 
@@ -258,8 +259,6 @@ def _read_same_size(path: Path, reader, shape: tuple[int, int], what: str, image
 
 def process_image(item: Item, models: list[Model], args, keys: tuple[str, ...], root: Path) -> Row:
     """Predict with every model, write the full-size mattes and thumbnails, score against the ground truth."""
-    from matting.inference.predict import predict_alpha
-
     image = read_image(item.image)
     shape = image.shape[:2]
     gt = _read_same_size(item.gt, read_alpha, shape, "ground truth", item.image) if item.gt else None
@@ -271,8 +270,7 @@ def process_image(item: Item, models: list[Model], args, keys: tuple[str, ...], 
     row = Row(item.name, small.shape[:2])
     alphas = []
     for model in models:
-        alpha = predict_alpha(model.net, image, base_size=args.base_size, base_side=args.base_side, bf16=args.bf16,
-                              source=f"{model.path} (on {item.image})")
+        alpha = model.net(image, item.image)
         alpha8 = to_uint8(alpha)  # exactly what `matting predict` writes
         write_png(root / alpha_file(model.slug, item.name), alpha8)
         quantised = from_uint8(alpha8)
@@ -294,7 +292,7 @@ def process_image(item: Item, models: list[Model], args, keys: tuple[str, ...], 
 
 def inference_settings(args) -> str:
     """The options shared with ``matting predict``, as the page states them."""
-    return (f"base size {args.base_size} ({args.base_side} side){', bf16' if args.bf16 else ''}"
+    return (f"base size {args.base_size or 512} ({args.base_side or 'long'} side){', bf16' if args.bf16 else ''}"
             f"{', eager' if args.eager else ''}")
 
 
@@ -323,13 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     check_out(args.out, args.overwrite)
     items, skipped = collect_items(args)
     keys = BASE_METRICS + (("conn",) if args.conn else ())
-
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)  # as `matting predict`: denormals make CPU convolutions slow
-    models = load_models(list(args.ckpt), model_names(list(args.ckpt), args.names), args.eager)
+    models = load_models(list(args.ckpt), model_names(list(args.ckpt), args.names), args)
 
     for message in skipped:
         print(f"matting gallery: skipped: {message}", file=sys.stderr)

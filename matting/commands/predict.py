@@ -1,6 +1,6 @@
 """``matting predict``: alpha mattes and cutouts of your own photos.
 
-    matting predict --ckpt CKPT INPUT... --out DIR [--background COLOUR|IMAGE]
+    matting predict --ckpt CKPT|GRAPH.onnx INPUT... --out DIR [--background COLOUR|IMAGE]
                     [--base-size 512] [--base-side long|short] [--bf16 | --fp16] [--device cuda]
                     [--overwrite | --skip-existing] [--no-cutout] [--no-progress]
 
@@ -18,12 +18,16 @@ file stem, it writes into DIR:
 Images are read with :mod:`matting.io.images` (EXIF orientation applied; gray, RGBA, 16-bit; any
 size). The network runs on the image resized to ``--base-size`` on its long (or short) side,
 rounded to multiples of 32, and alpha is upsampled to full resolution (see
-:func:`matting.inference.predict_alpha`). The network runs channels_last with BatchNorm folded
-(:func:`matting.inference.prepare_for_inference`), and a base shape seen in 8 images or more runs
-as one frozen TorchScript graph (the same alpha up to float rounding, about 1.3x faster per image
-on CPU, but tracing it costs about 20 images' worth of that saving, so a folder of photos of many
-sizes runs eagerly and is as fast as ``--eager``); ``--eager`` turns the graph off. Checkpoints are loaded without unpickling objects
-(:func:`matting.inference.load_net`).
+:func:`matting.inference.predict_alpha`).
+
+``--ckpt`` takes a checkpoint (``.ckpt``, ``.safetensors``) or, told apart by its ``.onnx``
+suffix, a graph written by ``matting export``. A graph is the fast start: it runs with
+onnxruntime alone (:class:`matting.inference.graph.AlphaGraph`; no torch, timm or jsonargparse to
+import), about a second for one photo, and carries its base size (``--base-size`` may only
+repeat it). A checkpoint rebuilds the network with PyTorch, channels_last with BatchNorm folded
+(:func:`matting.inference.prepare_for_inference`; ``--eager`` runs it as trained, without
+either), loaded without unpickling objects (:func:`matting.inference.load_net`). docs/speed.md
+has the figures of both.
 
 Every file is written atomically (temporary file, then rename), and an existing output is never
 replaced without ``--overwrite``; ``--skip-existing`` skips images whose outputs all exist (to
@@ -57,9 +61,6 @@ from matting.io.limits import add_reader_options, apply_reader_options
 from matting.io.pairing import check_stems, collect_inputs
 
 OUTPUT_KINDS = ("alpha", "cutout", "composite")
-# A base shape runs eagerly until this many images of it were seen, then as a frozen graph: a graph
-# costs about 20 images' worth of its saving to trace, which a folder of photos of many sizes never repays.
-FROZEN_MIN_REPEATS = 8
 
 
 NAMED_COLOURS = {
@@ -81,23 +82,26 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Outputs: DIR/alpha/<stem>.png, DIR/cutout/<stem>.png, DIR/composite/<stem>.png (with --background).",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
-    p.add_argument("--ckpt", required=True, type=Path, help="checkpoint: .ckpt from `matting fit`, or .safetensors")
+    p.add_argument("--ckpt", required=True, type=Path, help="checkpoint: .ckpt from `matting fit`, or .safetensors; or a graph "
+                   "from `matting export` (.onnx: the fast start, onnxruntime only)")
     p.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     p.add_argument("--background", help="also write a composite over this colour (white, '#00ff00', 0,255,0) or image file")
-    p.add_argument("--base-size", type=int, default=512, help="size of the base pass on --base-side, 32 to 4096 (default 512)")
-    p.add_argument("--base-side", choices=("long", "short"), default="long", help="side scaled to --base-size (default long)")
+    p.add_argument("--base-size", type=int, help="size of the base pass on --base-side, 32 to 4096 (default 512; a graph's own)")
+    p.add_argument("--base-side", choices=("long", "short"), help="side scaled to --base-size (default long; a graph's own)")
     precision = p.add_mutually_exclusive_group()
     precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast: faster on CPUs with native bf16 and on GPUs, but alpha may "
                            "differ from float32 by up to ~0.2 at edges (docs/speed.md)")
     precision.add_argument("--fp16", action="store_true", help="float16 autocast, for GPUs (without --bf16 or --fp16 a GPU computes in IEEE "
                            "float32, not TF32, so alpha matches the CPU's; docs/gpu.md)")
-    p.add_argument("--eager", action="store_true", help="run the network eagerly, not as frozen TorchScript graphs")
+    p.add_argument("--eager", action="store_true", help="checkpoints: run the network as trained (no BatchNorm folding, "
+                   "no channels_last)")
     p.add_argument("--no-cutout", action="store_true", help="write only the alpha matte (and composite), no RGBA cutout")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     group.add_argument("--skip-existing", action="store_true", help="skip images whose outputs all exist")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads, at least 1 (default: torch's choice)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads, at least 1 (default: torch's or "
+                   "onnxruntime's choice)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu; a graph runs on the CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_reader_options(p)
     return p
@@ -201,14 +205,13 @@ def composite(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray)
     return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
 
 
-def process_image(net, path: Path, out: Path, kinds: list[str], args, background) -> None:
-    """Predict and write the outputs of one image (those in ``kinds``)."""
+def process_image(alpha_of, path: Path, out: Path, kinds: list[str], args, background) -> None:
+    """Predict and write the outputs of one image (those in ``kinds``); ``alpha_of(image, path)`` gives
+    the full-size alpha, float32 (H, W) in [0, 1], of an (H, W, 3) image."""
     from matting.foreground import estimate_foreground
-    from matting.inference.predict import predict_alpha
 
     image = read_image(path)
-    alpha = predict_alpha(net, image, base_size=args.base_size, base_side=args.base_side, bf16=args.bf16, fp16=args.fp16,
-                          source=f"{args.ckpt} (on {path})")
+    alpha = alpha_of(image, path)
     alpha8 = to_uint8(alpha)
     quantised = from_uint8(alpha8)
     foreground = None
@@ -233,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the tool. Returns 0 when every image was written, 1 when some inputs failed."""
     args = build_parser().parse_args(argv)
     apply_reader_options(args)
-    check_base_size(args.base_size)
+    if args.base_size is not None:
+        check_base_size(args.base_size)
     kinds = ["alpha"] + ([] if args.no_cutout else ["cutout"]) + (["composite"] if args.background else [])
     background = load_background(args.background) if args.background else None
     paths, problems = collect_inputs(args.inputs)
@@ -242,30 +246,18 @@ def main(argv: list[str] | None = None) -> int:
     check_stems(paths)
     _check_out(args.out, kinds)
 
-    import torch
+    from matting.inference.runner import open_network
 
-    from matting.inference.frozen import prepare_for_inference
-    from matting.inference.loading import load_net
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)  # denormal activations can make CPU convolutions many times slower
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as exc:
-        raise MattingInputError(f"--device {args.device!r}: {exc}") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MattingInputError(f"--device {args.device!r}: CUDA is not available on this machine")
-    net = prepare_for_inference(load_net(args.ckpt, device=device), jit=not args.eager,
-                                min_repeats=FROZEN_MIN_REPEATS)
+    alpha_of = open_network(args.ckpt, "matting predict", base_size=args.base_size, base_side=args.base_side,
+                            bf16=args.bf16, fp16=args.fp16, eager=args.eager, threads=args.threads, device=args.device)
     created = _make_out(args.out, kinds)
     try:
-        return _predict_all(net, paths, problems, kinds, args, background)
+        return _predict_all(alpha_of, paths, problems, kinds, args, background)
     finally:
         _remove_if_empty(created)  # a run that wrote nothing leaves no empty folders behind
 
 
-def _predict_all(net, paths: list[Path], problems: list[str], kinds: list[str], args, background) -> int:
+def _predict_all(alpha_of, paths: list[Path], problems: list[str], kinds: list[str], args, background) -> int:
     """Write the outputs of every image; 0 when all were written, 1 with problems, 130 on Ctrl-C."""
     from tqdm import tqdm
 
@@ -290,7 +282,7 @@ def _predict_all(net, paths: list[Path], problems: list[str], kinds: list[str], 
                     tqdm.write(f"matting predict: {problems[-1]}", file=sys.stderr)
                     continue
             try:
-                process_image(net, path, args.out, todo, args, background)
+                process_image(alpha_of, path, args.out, todo, args, background)
                 written += 1
             except NonFiniteOutput:  # the network's fault, not this image's: every image would fail
                 raise

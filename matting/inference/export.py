@@ -1,9 +1,10 @@
 """Exporting a network for deployment: ONNX with dynamic height and width, checked against PyTorch; safetensors with its config.
 
-A network without a refiner is exported as it runs on the base-size image (``AlphaOnly``); one
-with a refiner as :func:`~matting.inference.predict.predict_alpha` runs it (:class:`BaseSizedAlpha`):
-the graph takes the full-resolution image, computes the base size from its height and width,
-and returns the refined full-resolution alpha.
+Every network is exported as :func:`~matting.inference.predict.predict_alpha` runs it: the graph
+takes the full-resolution photo, computes the base size from its height and width, and returns
+the full-resolution alpha. A network without a refiner is wrapped in :class:`FullSizeAlpha`
+(antialiased downsampling to the base size, the base pass, bilinear upsampling back); one with a
+refiner in :class:`BaseSizedAlpha` (the network downsamples and refines itself).
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from matting.inference.frozen import AlphaOnly
-from matting.inference.predict import base_shape, traced_base_shape
+from matting.inference.graph import CONTRACT_KEY, FULL_SIZE
+from matting.inference.predict import base_shape, downsample_photo, traced_base_shape
 from matting.io.checkpoints import METADATA_KEY
 from matting.io.errors import MattingInputError
 from matting.io.files import atomic_path, could_not_write
@@ -46,21 +48,29 @@ class BaseSizedAlpha(nn.Module):
         return self.net(image, base_size=shape(h, w, self.base_size, self.base_side))["pred_alpha"]
 
 
+class FullSizeAlpha(nn.Module):
+    """A network without a refiner as ``predict_alpha`` calls it: (N, 3, H, W) RGB in [0, 1] at full
+    resolution -> alpha (N, 1, H, W) in [0, 1]. The photo is downsampled (antialiased bilinear) to
+    ``base_shape(H, W, base_size, base_side)``, the network runs there, and alpha is upsampled back
+    bilinearly: the resize rule travels inside the graph instead of in its metadata."""
+
+    def __init__(self, net: nn.Module, base_size: int = DEFAULT_BASE_SIZE, base_side: str = DEFAULT_BASE_SIDE):
+        super().__init__()
+        self.net, self.base_size, self.base_side = net, base_size, base_side
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        h, w = image.shape[-2:]
+        shape = traced_base_shape if torch.jit.is_tracing() else base_shape
+        small = downsample_photo(image, shape(h, w, self.base_size, self.base_side))
+        alpha = self.net(small)["pred_alpha"]
+        return F.interpolate(alpha, size=(h, w), mode="bilinear", align_corners=False).clamp(0.0, 1.0)
+
+
 def alpha_module(net: nn.Module, base_size: int = DEFAULT_BASE_SIZE, base_side: str = DEFAULT_BASE_SIDE) -> nn.Module:
-    """What the ONNX graph of ``net`` computes, image (N, 3, H, W) -> alpha (N, 1, H, W), in eval mode."""
+    """What the ONNX graph of ``net`` computes, full-size image (N, 3, H, W) -> alpha (N, 1, H, W), in eval mode."""
     if net.refiner is None:
-        return AlphaOnly(net).eval()
+        return FullSizeAlpha(net, base_size, base_side).eval()
     return BaseSizedAlpha(net, base_size, base_side).eval()
-
-
-def trace_shape(stride: int) -> tuple[int, int]:
-    """A (H, W) that needs padding to ``stride`` in both directions, so the traced graph keeps the pad."""
-    return 4 * stride - 7, 5 * stride - 13
-
-
-def verify_shapes(stride: int) -> list[tuple[int, int]]:
-    """Two sizes other than the traced one: a multiple of the stride and an odd one."""
-    return [(3 * stride, 5 * stride), (6 * stride + 11, 4 * stride - 3)]
 
 
 def refined_trace_shape(base_size: int, base_side: str, stride: int) -> tuple[int, int]:
@@ -79,8 +89,10 @@ def refined_trace_shape(base_size: int, base_side: str, stride: int) -> tuple[in
 
 
 def refined_verify_shapes(base_size: int) -> list[tuple[int, int]]:
-    """Two full-resolution sizes above the base size for a refiner network: a multiple of 4 and an odd one."""
-    return [(3 * base_size // 2, 2 * base_size), (2 * base_size + 11, 5 * base_size // 4 - 3)]
+    """Three full-resolution sizes: above the base size, a multiple of 4 and an odd one, and one below it
+    (the photo is then enlarged to the base and alpha shrunk back)."""
+    return [(3 * base_size // 2, 2 * base_size), (2 * base_size + 11, 5 * base_size // 4 - 3),
+            (base_size // 2 + 3, base_size // 3 + 1)]
 
 
 def _device(net: nn.Module) -> torch.device:
@@ -91,14 +103,15 @@ def export_onnx(net: nn.Module, target: Path, opset: int = DEFAULT_OPSET, metada
                 base_size: int = DEFAULT_BASE_SIZE, base_side: str = DEFAULT_BASE_SIDE) -> None:
     """Write ``net`` (returning a dict with ``pred_alpha``) as ONNX with dynamic N, H, W, atomically.
 
-    A network with a refiner is written as :class:`BaseSizedAlpha` with ``base_size`` and ``base_side``."""
+    The graph is :func:`alpha_module`: full-size photo in, full-size alpha out, the base pass at
+    ``base_size`` on ``base_side``."""
     import onnx
 
     if opset < 17:
         raise MattingInputError(f"--opset must be at least 17, got {opset}")
     wrapper = alpha_module(net, base_size, base_side)
     stride = net.pad_multiple
-    shape = trace_shape(stride) if isinstance(wrapper, AlphaOnly) else refined_trace_shape(base_size, base_side, stride)
+    shape = refined_trace_shape(base_size, base_side, stride)
     # Traced where the network is (a network loaded on CUDA exports as it is); the graph holds no device.
     sample = torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(0)).to(_device(net))
     # A full disk, no permission: one line naming the file, and no partial file left.
@@ -118,7 +131,9 @@ def export_onnx(net: nn.Module, target: Path, opset: int = DEFAULT_OPSET, metada
             )
         model = onnx.load(str(tmp))
         onnx.checker.check_model(model)
-        for key, value in (metadata or {}).items():
+        # What the graph computes, always recorded: AlphaGraph reads it (a caller cannot get it wrong).
+        own = {CONTRACT_KEY: FULL_SIZE, "base_size": str(base_size), "base_side": base_side}
+        for key, value in {**(metadata or {}), **own}.items():
             entry = model.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(model, str(tmp))

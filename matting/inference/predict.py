@@ -1,8 +1,9 @@
 """Running a trained network on one photo of any size.
 
 The image is resized so that its long (or short) side is ``base_size``, both sides rounded to
-multiples of 32 (MODNet's reference-size rule), the network runs there, and alpha is upsampled
-bilinearly to the full resolution. A network with a refiner (attribute ``refiner`` not None) is
+multiples of 32 (MODNet's reference-size rule), with PyTorch's antialiased bilinear filter (the
+one a refiner network and an exported graph use too, so all three agree), the network runs
+there, and alpha is upsampled bilinearly to the full resolution. A network with a refiner (attribute ``refiner`` not None) is
 instead given the full-resolution image and the base size, ``net(image, base_size=(h, w))``, and
 must return ``pred_alpha`` at full resolution.
 """
@@ -16,8 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
+import torch.nn.functional as F
+
 from matting.io.errors import MattingInputError, NonFiniteOutput
 from matting.io.images import resize_image
+from matting.models.resample import resize_antialiased
 
 BASE_MULTIPLE = 32
 
@@ -47,6 +51,14 @@ def traced_base_shape(height: torch.Tensor, width: torch.Tensor, base_size: int 
     scale = torch.full_like(ref, float(base_size)) / ref  # a division: ``base_size / ref`` would be ref.reciprocal() * base_size
     return (torch.clamp(torch.round(h * scale / multiple).long() * multiple, min=multiple),
             torch.clamp(torch.round(w * scale / multiple).long() * multiple, min=multiple))
+
+
+def downsample_photo(image: torch.Tensor, size) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, h, w), antialiased bilinear; in an ONNX export the same filter in gathers
+    (opset 17 has no antialiased resize); ``size`` may hold 0-dim tensors (a traced graph's)."""
+    if torch.onnx.is_in_onnx_export():
+        return resize_antialiased(image, size)
+    return F.interpolate(image, size=tuple(int(v) for v in size), mode="bilinear", align_corners=False, antialias=True)
 
 
 def _to_tensor(image: np.ndarray, device: torch.device, channels_last: bool) -> torch.Tensor:
@@ -118,7 +130,7 @@ def predict_alpha(
         if net.refiner is not None:
             out = net(_to_tensor(image, device, channels_last), base_size=(bh, bw))
         else:
-            out = net(_to_tensor(resize_image(image, bh, bw), device, channels_last))
+            out = net(downsample_photo(_to_tensor(image, device, channels_last), (bh, bw)))
     alpha = out["pred_alpha"][0, 0].float().cpu().numpy()
     if not np.isfinite(alpha).all():
         raise NonFiniteOutput(f"{source}: the network's alpha matte holds NaN or infinite values (weights that are "

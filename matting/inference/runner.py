@@ -1,0 +1,85 @@
+"""One entry for the commands that run a network on photos: an exported graph or a checkpoint.
+
+``matting predict``, ``gallery`` and ``evaluate`` take either in ``--ckpt``; the suffix decides
+(:func:`matting.inference.graph.is_graph`). A graph runs with onnxruntime alone; a checkpoint
+imports PyTorch (and timm, jsonargparse) only when one is given.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from matting.inference.graph import AlphaGraph, is_graph
+from matting.io.errors import MattingInputError
+
+__all__ = ["open_network"]
+
+DEFAULT_BASE_SIZE, DEFAULT_BASE_SIDE = 512, "long"
+
+
+def open_network(ckpt: str | os.PathLike, prog: str, *, base_size: int | None = None, base_side: str | None = None,
+                 bf16: bool = False, eager: bool = False, threads: int | None = None,
+                 device: str = "cpu", fp16: bool = False) -> Callable[[np.ndarray, object], np.ndarray]:
+    """``alpha_of(image, path)``: float32 (H, W) alpha in [0, 1] of an (H, W, 3) RGB image in [0, 1];
+    ``alpha_of.parameters`` is the network's parameter count (0 for a graph exported without it).
+
+    Args:
+        ckpt: a checkpoint (``.ckpt``, ``.safetensors``) or an exported graph (``.onnx``).
+        prog: the command, for the line on stderr that says what is loaded (printed first, since a
+            checkpoint takes seconds to import and build).
+        base_size, base_side: the base pass (None: 512 on the long side; a graph's own, which an
+            explicit value must equal).
+        bf16, fp16, eager, device: checkpoints only (bfloat16 / float16 autocast; no BatchNorm
+            folding or channels_last; the torch device).
+        threads: CPU threads of torch or onnxruntime (None: their choice).
+    """
+    ckpt = Path(ckpt)
+    graph = is_graph(ckpt)
+    print(f"{prog}: loading {ckpt} ({'exported graph, onnxruntime' if graph else 'checkpoint, PyTorch'})",
+          file=sys.stderr, flush=True)
+    if graph:
+        if bf16 or fp16 or str(device) != "cpu":
+            raise MattingInputError(f"--ckpt {ckpt}: an exported graph runs in float32 on the CPU (no --bf16, --fp16, --device)")
+        net = AlphaGraph(ckpt, threads=threads)
+        for option, given, own in (("base-size", base_size, net.base_size), ("base-side", base_side, net.base_side)):
+            if given not in (None, own):
+                raise MattingInputError(f"--{option} {given}: {ckpt} was exported with {own}; export it again to change it")
+        alpha_of = lambda image, path=None: net(image)  # noqa: E731
+        alpha_of.parameters = net.parameters
+        return alpha_of
+    return _checkpoint(ckpt, base_size or DEFAULT_BASE_SIZE, base_side or DEFAULT_BASE_SIDE, bf16, eager, threads, device,
+                       fp16)
+
+
+def _checkpoint(ckpt: Path, base_size: int, base_side: str, bf16: bool, eager: bool, threads: int | None, device: str,
+                fp16: bool = False):
+    import torch
+
+    from matting.inference.frozen import prepare_for_inference
+    from matting.inference.loading import load_net
+    from matting.inference.predict import predict_alpha
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)  # denormal activations can make CPU convolutions many times slower
+    try:
+        where = torch.device(device)
+    except RuntimeError as exc:
+        raise MattingInputError(f"--device {device!r}: {exc}") from exc
+    if where.type == "cuda" and not torch.cuda.is_available():
+        raise MattingInputError(f"--device {device!r}: CUDA is not available on this machine")
+    net = load_net(ckpt, device=where)
+    if not eager:  # BatchNorm folded, channels_last: the same alpha up to float rounding, faster; no TorchScript
+        net = prepare_for_inference(net, jit=False)
+
+    def alpha_of(image: np.ndarray, path=None) -> np.ndarray:
+        return predict_alpha(net, image, base_size=base_size, base_side=base_side, bf16=bf16, fp16=fp16,
+                             source=f"{ckpt} (on {path})" if path is not None else str(ckpt))
+
+    alpha_of.parameters = sum(p.numel() for p in net.parameters())
+    return alpha_of
