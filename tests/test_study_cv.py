@@ -237,6 +237,9 @@ def test_trains_scores_and_reports_keeping_the_analysis(data_root, tmp_path):
     assert adapted["epochs"] == 1 and adapted["steps"] == 15 and "matting adapt" in adapted["command"].replace(" -m ", " ")
     results = cv.score_plans(spec, plans, runs, data_root, ["real", "zero", "soc"], log=lambda *_: None)
     assert sorted(results["real"][0]) == [0, 1, 2, 3] and sorted(results["soc"][0]) == [0, 1, 2, 3]
+    from matting.study.cv_score import SCORER
+
+    assert results["real"][0][0]["scorer"] == SCORER  # a score of another scorer version is made again
     assert all(c["tp"] == 0 and c["fp"] == 0 for f in results["zero"][0].values() for c in f["mask"])
     mattes = {arm: {p.stem: p for p in runs.rglob("alpha/*.png")} for arm in results}
     results.pop("soc")
