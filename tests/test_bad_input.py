@@ -66,8 +66,13 @@ def ckpts(tiny_ckpt, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def pairs(tmp_path_factory) -> Path:
-    """``image/`` and ``alpha/`` (and fg/, bg/) with 3 synthetic 64 px pairs."""
-    return write_pairs(tmp_path_factory.mktemp("data") / "pairs", count=3, size=64)
+    """``image/`` and ``alpha/`` (and fg/, bg/) with 3 synthetic 64 px pairs; ``pred/``: a copy of
+    ``alpha/`` to score as predictions (evaluate refuses one folder given as both)."""
+    import shutil
+
+    root = write_pairs(tmp_path_factory.mktemp("data") / "pairs", count=3, size=64)
+    shutil.copytree(root / "alpha", root / "pred")
+    return root
 
 
 @pytest.fixture
@@ -163,7 +168,7 @@ def test_tool_option_of_the_wrong_type_is_one_line(command, option, ckpts, pairs
     out = tmp_path / "out"
     required = {
         "predict": ["--ckpt", ckpts["tiny"], pairs / "image", "--out", out],
-        "evaluate": ["--pred", pairs / "alpha", "--gt", pairs / "alpha", "--out", out],
+        "evaluate": ["--pred", pairs / "pred", "--gt", pairs / "alpha", "--out", out],
         "gallery": ["--ckpt", ckpts["tiny"], "--images", pairs / "image", "--out", out],
         "finetune": [ckpts["tiny"], "--data", pairs, "--out", out],
         "adapt": [ckpts["tiny"], "--images", pairs / "image", "--out", out],
@@ -274,7 +279,7 @@ def _output_args(command: str, target: Path, ckpts, pairs) -> list:
         return lightning(command, target)
     return {
         "predict": ["predict", "--ckpt", ckpts["tiny"], pairs / "image", "--out", target, "--base-size", "32", "--no-progress"],
-        "evaluate": ["evaluate", "--pred", pairs / "alpha", "--gt", pairs / "alpha", "--out", target, "--no-progress", "--workers", "1"],
+        "evaluate": ["evaluate", "--pred", pairs / "pred", "--gt", pairs / "alpha", "--out", target, "--no-progress", "--workers", "1"],
         "export-onnx": ["export", "--ckpt", ckpts["tiny"], "--onnx", target / "model.onnx"],
         "export-safetensors": ["export", "--ckpt", ckpts["tiny"], "--safetensors", target / "model.safetensors"],
         "gallery": ["gallery", "--ckpt", ckpts["tiny"], "--images", pairs / "image", "--out", target, "--base-size", "32", "--no-progress"],
@@ -534,7 +539,7 @@ def test_every_command_that_reads_images_takes_max_pixels(command, ckpts, pairs,
     out = tmp_path / "out"
     args = {
         # two worker processes: the limit reaches them
-        "evaluate": ["--pred", data / "alpha", "--gt", data / "alpha", "--out", out, "--workers", "2", "--no-progress"],
+        "evaluate": ["--pred", pairs / "pred", "--gt", data / "alpha", "--out", out, "--workers", "2", "--no-progress"],
         "gallery": ["--ckpt", ckpts["tiny"], "--images", data / "image", "--alpha", data / "alpha", "--out", out,
                     "--base-size", "32", "--size", "16", "--no-progress"],
         "finetune": [ckpts["tiny"], "--data", data, "--out", out],
@@ -930,7 +935,8 @@ def test_ctrl_c_during_predict_says_what_was_written_in_one_line(tmp_path, capsy
     monkeypatch.setattr(predict, "process_image", interrupted_after_the_first)
     code, err = run(capsys, "predict", "--ckpt", net_ckpt(), photos, "--out", out, "--base-size", "32", "--no-progress")
     assert code == 130
-    assert err.strip().splitlines() == [
+    assert err.strip().splitlines() == [  # what is loaded (said first, before a slow start), then one line
+        f"matting predict: loading {net_ckpt()} (checkpoint, PyTorch)",
         f"matting predict: interrupted: wrote 1 of 4 images to {out}; the rest can be added with --skip-existing"]
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
         "alpha/photo0.png", "cutout/photo0.png"]  # the first image whole, no temporary files

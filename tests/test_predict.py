@@ -241,7 +241,7 @@ def test_predict_writes_matte_cutout_and_composite(tmp_path, ckpt):
         assert (alpha.mode, cutout.mode, comp.mode) == ("L", "RGBA", "RGB")
         assert alpha.size == cutout.size == comp.size == size, stem
         a = np.asarray(alpha)
-        # the cutout's alpha is the matte, its faintest levels cleared (predict.CUTOUT_CLEAR_BELOW)
+        # the cutout's alpha is the matte, its faintest levels cleared (matting.inference.cutout.CUTOUT_CLEAR_BELOW)
         assert np.array_equal(np.asarray(cutout)[..., 3], np.where(a < 8, 0, a))
         assert a.std() > 0
         rgb = np.asarray(cutout)[..., :3].astype(int)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from matting.commands.predict import CUTOUT_CLEAR_BELOW, cutout_rgba
+from matting.inference.cutout import CUTOUT_CLEAR_BELOW, cutout_rgba
 
 
 def test_a_cutouts_faintest_alpha_is_cleared_and_its_colour_with_it():

@@ -47,7 +47,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from matting.io.errors import MattingInputError, ToolArgumentParser, check_base_size, positive_int
+from matting.inference.runner import add_inference_options
+from matting.io.errors import MattingInputError, ToolArgumentParser
 from matting.io.files import atomic_write, check_output, could_not_write, staged_folder
 from matting.io.images import (
     from_uint8,
@@ -117,11 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "difference between the models' predictions), or by image name (default sad-spread)")
     p.add_argument("--allow-missing", action="store_true", help="skip (and list) images that have no ground truth")
     p.add_argument("--overwrite", action="store_true", help="replace an existing gallery once the new one is complete")
-    p.add_argument("--base-size", type=int, help="as `matting predict`: size of the base pass (default 512; a graph's own)")
-    p.add_argument("--base-side", choices=("long", "short"), help="as `matting predict` (default long; a graph's own)")
-    p.add_argument("--bf16", action="store_true", help="as `matting predict`: bfloat16 autocast")
-    p.add_argument("--eager", action="store_true", help="as `matting predict`: no BatchNorm folding, no channels_last")
-    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads, at least 1 (default: torch's or onnxruntime's choice)")
+    add_inference_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_reader_options(p, mattes=True)
     return p
@@ -129,8 +126,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_args(args) -> None:
     """Option combinations that cannot work, before anything is loaded."""
-    if args.base_size is not None:
-        check_base_size(args.base_size)
     if args.size < 16:
         raise MattingInputError(f"--size must be at least 16, got {args.size}")
     if args.names is not None and len(args.names) != len(args.ckpt):
@@ -228,12 +223,11 @@ def collect_items(args) -> tuple[list[Item], list[str]]:
 
 def load_models(paths: list[Path], names: list[str], args) -> list[Model]:
     """Load every checkpoint or graph (all of them before any work, so a bad one fails fast)."""
-    from matting.inference.runner import open_network
+    from matting.inference.runner import open_from_args
 
     models = []
     for path, name, slug in zip(paths, names, slugs(names)):
-        alpha_of = open_network(path, "matting gallery", base_size=args.base_size, base_side=args.base_side,
-                                bf16=args.bf16, eager=args.eager, threads=args.threads)
+        alpha_of = open_from_args(path, "matting gallery", args)
         models.append(Model(name, slug, path, alpha_of.parameters, alpha_of))
     return models
 

@@ -46,32 +46,15 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
-from matting.io.errors import MattingInputError, NonFiniteOutput, ToolArgumentParser, check_base_size, positive_int
+from matting.inference.cutout import load_background, photo_outputs
+from matting.inference.runner import add_inference_options, open_from_args
+from matting.io.errors import MattingInputError, NonFiniteOutput, ToolArgumentParser
 from matting.io.files import check_output
-from matting.io.images import (
-    from_uint8,
-    read_image,
-    resize_image,
-    to_uint8,
-    write_png,
-)
+from matting.io.images import read_image, write_png
 from matting.io.limits import add_reader_options, apply_reader_options
 from matting.io.pairing import check_stems, collect_inputs
 
-OUTPUT_KINDS = ("alpha", "cutout", "composite")
-
-
-NAMED_COLOURS = {
-    "white": (255, 255, 255),
-    "black": (0, 0, 0),
-    "gray": (128, 128, 128),
-    "grey": (128, 128, 128),
-    "red": (255, 0, 0),
-    "green": (0, 255, 0),
-    "blue": (0, 0, 255),
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,22 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "from `matting export` (.onnx: the fast start, onnxruntime only)")
     p.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     p.add_argument("--background", help="also write a composite over this colour (white, '#00ff00', 0,255,0) or image file")
-    p.add_argument("--base-size", type=int, help="size of the base pass on --base-side, 32 to 4096 (default 512; a graph's own)")
-    p.add_argument("--base-side", choices=("long", "short"), help="side scaled to --base-size (default long; a graph's own)")
-    precision = p.add_mutually_exclusive_group()
-    precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast: faster on CPUs with native bf16 and on GPUs, but alpha may "
-                           "differ from float32 by up to ~0.2 at edges (docs/speed.md)")
-    precision.add_argument("--fp16", action="store_true", help="float16 autocast, for GPUs (without --bf16 or --fp16 a GPU computes in IEEE "
-                           "float32, not TF32, so alpha matches the CPU's; docs/gpu.md)")
-    p.add_argument("--eager", action="store_true", help="checkpoints: run the network as trained (no BatchNorm folding, "
-                   "no channels_last)")
+    add_inference_options(p)
     p.add_argument("--no-cutout", action="store_true", help="write only the alpha matte (and composite), no RGBA cutout")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     group.add_argument("--skip-existing", action="store_true", help="skip images whose outputs all exist")
-    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads, at least 1 (default: torch's or "
-                   "onnxruntime's choice)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu; a graph runs on the CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_reader_options(p)
     return p
@@ -135,97 +107,12 @@ def _remove_if_empty(folders: list[Path]) -> None:
             pass
 
 
-def parse_colour(text: str) -> np.ndarray | None:
-    """'white' / '#RRGGBB' / '#RGB' / 'R,G,B' (0..255) -> float32 (3,) in [0, 1]; None when not a colour."""
-    value = text.strip().lower()
-    rgb: tuple[int, ...] | None = None
-    if value in NAMED_COLOURS:
-        rgb = NAMED_COLOURS[value]
-    elif value.startswith("#") and len(value) in (4, 7):
-        digits = value[1:] if len(value) == 7 else "".join(c * 2 for c in value[1:])
-        try:
-            rgb = tuple(int(digits[i:i + 2], 16) for i in (0, 2, 4))
-        except ValueError:
-            return None
-    elif value.count(",") == 2:
-        try:
-            rgb = tuple(int(v) for v in value.split(","))
-        except ValueError:
-            return None
-        if not all(0 <= v <= 255 for v in rgb):
-            return None
-    return None if rgb is None else np.asarray(rgb, np.float32) / np.float32(255)
-
-
-def load_background(text: str) -> np.ndarray:
-    """A background: float32 (3,) colour or (H, W, 3) image; MattingInputError when it is neither."""
-    if Path(text).is_file():
-        return read_image(text)
-    colour = parse_colour(text)
-    if colour is None:
-        raise MattingInputError(
-            f"--background {text!r}: neither an image file nor a colour (white, black, gray, red, green, blue, "
-            "'#RRGGBB' or R,G,B with 0..255)"
-        )
-    return colour
-
-
-def fit_background(background: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Colour or image -> (H, W, 3): an image is scaled to cover (H, W) and centre-cropped."""
-    if background.ndim == 1:
-        return np.broadcast_to(background, (height, width, 3))
-    bh, bw = background.shape[:2]
-    scale = max(height / bh, width / bw)
-    sh, sw = max(height, int(np.ceil(bh * scale))), max(width, int(np.ceil(bw * scale)))
-    scaled = resize_image(background, sh, sw)
-    top, left = (sh - height) // 2, (sw - width) // 2
-    return scaled[top:top + height, left:left + width]
-
-
-# A cutout's alpha below this many 8-bit levels is written as 0. A network's background seldom reaches
-# exactly 0 (3-4 levels is common), and a cutout pasted anywhere would carry a faint copy of the old
-# background. Only the cutout: alpha/ keeps every level, since it is what the metrics score.
-CUTOUT_CLEAR_BELOW = 8
-
-
-def cutout_rgba(foreground: np.ndarray, alpha8: np.ndarray) -> np.ndarray:
-    """uint8 (H, W, 4): estimated foreground colours, A = the 8-bit matte with levels below
-    ``CUTOUT_CLEAR_BELOW`` set to 0; colour 0 where A is 0."""
-    alpha8 = np.where(alpha8 < CUTOUT_CLEAR_BELOW, 0, alpha8).astype(np.uint8)
-    rgb = to_uint8(foreground)
-    rgb[alpha8 == 0] = 0
-    return np.dstack([rgb, alpha8])
-
-
-def composite(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """alpha * F + (1 - alpha) * B, float32 (H, W, 3) in [0, 1]."""
-    a = alpha[..., None]
-    out = foreground * a  # in place from here on: full-resolution temporaries are the memory peak
-    out += (1.0 - a) * background
-    return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
-
-
 def process_image(alpha_of, path: Path, out: Path, kinds: list[str], args, background) -> None:
     """Predict and write the outputs of one image (those in ``kinds``); ``alpha_of(image, path)`` gives
     the full-size alpha, float32 (H, W) in [0, 1], of an (H, W, 3) image."""
-    from matting.foreground import estimate_foreground
-
     image = read_image(path)
-    alpha = alpha_of(image, path)
-    alpha8 = to_uint8(alpha)
-    quantised = from_uint8(alpha8)
-    foreground = None
-    if "cutout" in kinds or "composite" in kinds:
-        foreground = estimate_foreground(image, quantised)
-    for kind in kinds:
-        target = out / kind / f"{path.stem}.png"
-        if kind == "alpha":
-            data = alpha8
-        elif kind == "cutout":
-            data = cutout_rgba(foreground, alpha8)
-        else:
-            data = composite(foreground, quantised, fit_background(background, *alpha.shape))
-        write_png(target, data, overwrite=args.overwrite)
+    for kind, data in photo_outputs(image, alpha_of(image, path), kinds, background).items():
+        write_png(out / kind / f"{path.stem}.png", data, overwrite=args.overwrite)
 
 
 def _targets(out: Path, kinds: list[str], path: Path) -> list[Path]:
@@ -236,8 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run the tool. Returns 0 when every image was written, 1 when some inputs failed."""
     args = build_parser().parse_args(argv)
     apply_reader_options(args)
-    if args.base_size is not None:
-        check_base_size(args.base_size)
     kinds = ["alpha"] + ([] if args.no_cutout else ["cutout"]) + (["composite"] if args.background else [])
     background = load_background(args.background) if args.background else None
     paths, problems = collect_inputs(args.inputs)
@@ -246,10 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     check_stems(paths)
     _check_out(args.out, kinds)
 
-    from matting.inference.runner import open_network
-
-    alpha_of = open_network(args.ckpt, "matting predict", base_size=args.base_size, base_side=args.base_side,
-                            bf16=args.bf16, fp16=args.fp16, eager=args.eager, threads=args.threads, device=args.device)
+    alpha_of = open_from_args(args.ckpt, "matting predict", args)
     created = _make_out(args.out, kinds)
     try:
         return _predict_all(alpha_of, paths, problems, kinds, args, background)

@@ -36,9 +36,12 @@ __all__ = [
 
 
 def composite(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarray:
-    """``alpha * fg + (1 - alpha) * bg``: fg, bg float (H, W, 3), alpha float (H, W) -> float32 (H, W, 3)."""
+    """``alpha * fg + (1 - alpha) * bg``: fg float (H, W, 3), alpha float (H, W), bg float (H, W, 3)
+    or (3,) -> float32 (H, W, 3) in [0, 1] (training composites and ``matting predict``'s alike)."""
     a = np.asarray(alpha, dtype=np.float32)[..., None]
-    return (a * fg + (1.0 - a) * bg).astype(np.float32)
+    out = np.multiply(fg, a, dtype=np.float32)  # in place from here on: full-resolution temporaries are the memory peak
+    out += (1.0 - a) * bg
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def merge_foregrounds(fg1: np.ndarray, alpha1: np.ndarray, fg2: np.ndarray, alpha2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,9 +17,37 @@ import numpy as np
 from matting.inference.graph import AlphaGraph, is_graph
 from matting.io.errors import MattingInputError
 
-__all__ = ["open_network"]
+__all__ = ["add_inference_options", "open_from_args", "open_network"]
 
 DEFAULT_BASE_SIZE, DEFAULT_BASE_SIDE = 512, "long"
+
+
+def add_inference_options(p) -> None:
+    """The options of every command that runs a network on photos (``predict``, ``gallery``), once."""
+    from matting.io.errors import positive_int
+
+    p.add_argument("--base-size", type=int, help="size of the base pass on --base-side, 32 to 4096 (default 512; a graph's own)")
+    p.add_argument("--base-side", choices=("long", "short"), help="side scaled to --base-size (default long; a graph's own)")
+    precision = p.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", action="store_true", help="bfloat16 autocast: faster on CPUs with native bf16 and on GPUs, "
+                           "but alpha may differ from float32 by up to ~0.2 at edges (docs/speed.md)")
+    precision.add_argument("--fp16", action="store_true", help="float16 autocast, for GPUs (without --bf16 or --fp16 a GPU "
+                           "computes in IEEE float32, not TF32, so alpha matches the CPU's; docs/gpu.md)")
+    p.add_argument("--eager", action="store_true", help="checkpoints: run the network as trained (no BatchNorm folding, "
+                   "no channels_last)")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads, at least 1 (default: torch's or "
+                   "onnxruntime's choice)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu; a graph runs on the CPU)")
+
+
+def open_from_args(ckpt: str | os.PathLike, prog: str, args) -> Callable[[np.ndarray, object], np.ndarray]:
+    """:func:`open_network` with the options of :func:`add_inference_options`, the base size checked."""
+    from matting.io.errors import check_base_size
+
+    if args.base_size is not None:
+        check_base_size(args.base_size)
+    return open_network(ckpt, prog, base_size=args.base_size, base_side=args.base_side, bf16=args.bf16, fp16=args.fp16,
+                        eager=args.eager, threads=args.threads, device=args.device)
 
 
 def open_network(ckpt: str | os.PathLike, prog: str, *, base_size: int | None = None, base_side: str | None = None,
