@@ -12,7 +12,11 @@ def fit_summary(trainer) -> str:
     callback = trainer.checkpoint_callback
     best = getattr(callback, "best_model_path", "") if callback else ""
     last = getattr(callback, "last_model_path", "") if callback else ""
-    lines = [f"run folder: {Path(trainer.log_dir or trainer.default_root_dir)}"]
+    # The logger's own folder: Trainer.log_dir broadcasts from rank 0, which hangs or fails once
+    # the other ranks of a DDP run have finished.
+    logger = trainer.loggers[0] if trainer.loggers else None
+    folder = (getattr(logger, "log_dir", None) if logger is not None else None) or trainer.default_root_dir
+    lines = [f"run folder: {Path(folder)}"]
     lines.append(f"  best checkpoint: {best or '(none: no validation ran, or checkpointing is off)'}")
     if last:
         lines.append(f"  last checkpoint: {last}")
