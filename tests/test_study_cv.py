@@ -169,6 +169,13 @@ def test_runs_are_keyed_by_their_inputs(tmp_path, data_root):
     assert len({p.fingerprint for p in plans}) == len(plans)
     again = cv.plan_runs(spec, tmp_path, data_root, ["real"])
     assert [p.fingerprint for p in again] == [p.fingerprint for p in by_arm["real"]]
+    every = cv.plan_runs(spec, tmp_path, data_root, ["real", "synthetic"], all_photos=True)
+    assert [(p.arm.name, p.fold) for p in every] == [("real", None), ("synthetic", None)]
+    assert "--data.init_args.train=alphamatting/all" in every[0].options and every[0].fingerprint not in {
+        p.fingerprint for p in by_arm["real"]}
+    assert every[1].fingerprint == by_arm["synthetic"][0].fingerprint  # it reads no photo either way
+    with pytest.raises(MattingInputError, match="no all-photos run"):
+        cv.plan_runs(spec, tmp_path, data_root, ["soc"], all_photos=True)
     # The efficiency study's default arm is the same run as the data study's real arm: trained once.
     efficiency = cv.plan_runs(cv.read_cv_spec(REPO / "experiments" / "efficiency"), tmp_path, data_root, ["default"])
     assert [p.fingerprint for p in efficiency] == [p.fingerprint for p in by_arm["real"]]

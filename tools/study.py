@@ -67,6 +67,13 @@ def cmd_cv(args, argv: list[str]) -> int:
     arms = args.arms or list(spec.arms)
     sources = [spec.arms[a].adapt for a in arms if a in spec.arms and spec.arms[a].adapt]
     calibration = calibrate_arms(spec, args.runs, args.data, [a for a in dict.fromkeys(arms + sources) if a in spec.arms])
+    if args.all_photos:  # for use on other photographs: trained on every photo, so nothing is scored here
+        plans = plan_runs(spec, args.runs, args.data, arms, args.seeds, args.options, all_photos=True)
+        failed = train_runs(plans, args.jobs, args.data)
+        for plan in plans:
+            if plan.trained:
+                print(f"{plan.arm.name} seed {plan.seed}: {plan.checkpoint()}")
+        return 1 if failed else 0
     plans = plan_runs(spec, args.runs, args.data, arms, args.seeds, args.options)
     failed = [] if args.score_only else train_runs(plans, args.jobs, args.data)
     results = score_plans(spec, plans, args.runs, args.data, arms)
@@ -158,6 +165,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     c.add_argument("--runs", type=Path, default=REPO / "runs" / "cv", help="where runs are kept (shared by the studies)")
     c.add_argument("--data", type=Path, default=REPO / "runs" / "cv" / "data", help="the root `cv-data` wrote")
     c.add_argument("--score-only", action="store_true", help="train nothing; score and report what is trained")
+    c.add_argument("--all-photos", action="store_true", help="train each arm once on all 20 photos (for use on other "
+                   "photographs; nothing is held out, so nothing is scored) and print the checkpoints")
     args, extra = p.parse_known_args(argv)
     args.options = [a for a in extra if a != "--"]
     bad = [a for a in args.options if not a.startswith("--")]

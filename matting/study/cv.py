@@ -182,8 +182,10 @@ def _fingerprint(files: list[Path], options: list[str], seed: int, photos: list[
 
 
 def plan_runs(spec: CvSpec, runs: Path, data_root: Path, arms: list[str] | None = None,
-              seeds: list[int] | None = None, extra_options: list[str] = ()) -> list[RunPlan]:
-    """The training runs the chosen arms need (constant arms need none)."""
+              seeds: list[int] | None = None, extra_options: list[str] = (), all_photos: bool = False) -> list[RunPlan]:
+    """The training runs the chosen arms need (constant arms need none). ``all_photos``: one run per
+    fold arm and seed on every photo (``alphamatting/all``), for use on other photographs; nothing
+    is held out, so such a run is never scored here."""
     plans = []
     for name in arms or list(spec.arms):
         if name not in spec.arms:
@@ -192,6 +194,8 @@ def plan_runs(spec: CvSpec, runs: Path, data_root: Path, arms: list[str] | None 
         if arm.constant is not None:
             continue
         if arm.adapt is not None:
+            if all_photos:
+                raise MattingInputError(f"arm {name!r} adapts each fold's model: it has no all-photos run")
             sources = plan_runs(spec, runs, data_root, [arm.adapt], seeds, extra_options)
             for src in sources:
                 photos = spec.folds.train(src.fold)
@@ -202,6 +206,13 @@ def plan_runs(spec: CvSpec, runs: Path, data_root: Path, arms: list[str] | None 
         if arm.steps is None:
             raise MattingInputError(f"arm {name!r} states cpu_minutes: calibrate its steps first (calibrate_arms)")
         for seed in seeds or spec.seeds:
+            if arm.data == "folds" and all_photos:
+                options = [f"--trainer.max_steps={arm.steps}", f"--model.scheduler.init_args.total_steps={arm.steps}",
+                           f"--data.init_args.root={data_root.resolve()}", "--data.init_args.train=alphamatting/all",
+                           *arm.options, *extra_options]
+                fp = _fingerprint(files, options, seed, spec.folds.names)
+                plans.append(RunPlan(arm, seed, None, files, options, fp, runs / "train" / fp))
+                continue
             for fold in (range(len(spec.folds)) if arm.data == "folds" else [None]):
                 options = [f"--trainer.max_steps={arm.steps}", f"--model.scheduler.init_args.total_steps={arm.steps}"]
                 photos = []
