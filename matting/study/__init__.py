@@ -8,3 +8,21 @@
 
 ``tools/study.py`` is the command line.
 """
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+__all__ = ["inputs_digest"]
+
+
+def inputs_digest(files: list[Path], payload: dict) -> str:
+    """16 hex digits of SHA-256 over the bytes of ``files`` (in order) and ``payload`` as sorted JSON:
+    the identity of a run's (or a measurement's) inputs."""
+    h = hashlib.sha256()
+    for f in files:
+        h.update(Path(f).read_bytes())
+    h.update(json.dumps(payload, sort_keys=True).encode())
+    return h.hexdigest()[:16]

@@ -12,7 +12,6 @@ arm alike, and the record says when and where it was taken.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import tempfile
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 from matting.io.files import atomic_write
+from matting.study import inputs_digest
 from matting.study.jobs import Job, run_jobs
 
 __all__ = ["LONG", "SHORT", "calibrated_steps", "step_cpu_seconds"]
@@ -28,11 +28,7 @@ SHORT, LONG = 10, 40
 
 
 def _key(files: list[Path], options: list[str], cpu: str) -> str:
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.read_bytes())
-    h.update(json.dumps({"options": options, "cpu": cpu, "steps": [SHORT, LONG]}).encode())
-    return h.hexdigest()[:16]
+    return inputs_digest(files, {"options": options, "cpu": cpu, "steps": [SHORT, LONG]})
 
 
 def step_cpu_seconds(files: list[Path], options: list[str], runs: Path, env: dict[str, str], cpu: str, log=print) -> dict:

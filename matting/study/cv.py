@@ -32,7 +32,6 @@ photos), so two studies that run the same arm share it, and a finished run is ne
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import shlex
@@ -44,6 +43,7 @@ import yaml
 
 from matting.io.errors import MattingInputError
 from matting.io.files import atomic_write
+from matting.study import inputs_digest
 from matting.study.cv_data import heldout_folder
 from matting.study.folds import Folds, read_folds
 from matting.study.cv_score import mask_counts, score_run
@@ -174,11 +174,7 @@ class RunPlan:
 
 
 def _fingerprint(files: list[Path], options: list[str], seed: int, photos: list[str]) -> str:
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.read_bytes())
-    h.update(json.dumps({"options": options, "seed": seed, "photos": photos}, sort_keys=True).encode())
-    return h.hexdigest()[:16]
+    return inputs_digest(files, {"options": options, "seed": seed, "photos": photos})
 
 
 def plan_runs(spec: CvSpec, runs: Path, data_root: Path, arms: list[str] | None = None,
@@ -281,13 +277,9 @@ def _record_training(plan: RunPlan, finished: Finished) -> None:
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    from matting.runtime.process import cpu_model_and_flags
+
+    return cpu_model_and_flags()[0]
 
 
 def train_runs(plans: list[RunPlan], parallel: int, data_root: Path | None = None, log=print) -> list[str]:

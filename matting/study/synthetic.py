@@ -32,7 +32,6 @@ turns the folders into ``results.md``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import shlex
@@ -42,6 +41,8 @@ import traceback
 from pathlib import Path
 
 import numpy as np
+
+from matting.study import inputs_digest
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_BASE = REPO / "configs" / "default.yaml"
@@ -70,11 +71,7 @@ def study_arms(study: Path) -> dict[str, Path | None]:
 
 def fingerprint(files: list[Path], options: list[str], seed: int, extra: dict | None = None) -> str:
     """Hash of everything that decides a result: config file contents, options, seed."""
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.read_bytes())
-    h.update(json.dumps({"options": options, "seed": seed, "extra": extra or {}}, sort_keys=True).encode())
-    return h.hexdigest()[:16]
+    return inputs_digest(files, {"options": options, "seed": seed, "extra": extra or {}})
 
 
 def claim_run_dir(run_dir: Path, fp: str, overwrite: bool) -> Path | None:
