@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -176,14 +175,10 @@ def worker(args) -> dict:
 
 
 def machine() -> str:
-    model = platform.processor() or platform.machine()
-    flags = ""
+    from matting.runtime.process import cpu_model_and_flags
+
+    model, flags = cpu_model_and_flags()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = line
         cores = len(os.sched_getaffinity(0))
     except (OSError, AttributeError):
         cores = os.cpu_count() or 0

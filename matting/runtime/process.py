@@ -12,6 +12,23 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 
 
+def cpu_model_and_flags() -> tuple[str, str]:
+    """(the CPU's model name, its ``flags`` line) from ``/proc/cpuinfo``; the platform's processor
+    name and no flags where that file is not there."""
+    import platform
+
+    model, flags = platform.processor() or platform.machine() or "unknown CPU", ""
+    try:
+        for line in open("/proc/cpuinfo").read().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = line
+    except OSError:
+        pass
+    return model, flags
+
+
 def tune_malloc() -> None:
     """Stop glibc from returning large activation buffers to the OS after every step.
 
