@@ -38,12 +38,6 @@ MODULE_COMMANDS = {"run": "matting.study.synthetic", "collect": "matting.study.r
                    "retime": "matting.study.retime", "configs": "matting.study.config_stacks"}
 
 
-def _shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
-
 
 def cmd_cv_data(args) -> int:
     from matting.study.cv_data import build_cv_root
@@ -60,6 +54,7 @@ def cmd_cv(args, argv: list[str]) -> int:
     from matting.io.errors import MattingInputError
     from matting.study.cv import calibrate_arms, plan_runs, read_cv_spec, score_plans, train_record, train_runs
     from matting.study.cv_report import write_cv_results
+    from matting.study.synthetic import shown
 
     spec = read_cv_spec(args.study)
     if not (args.data / "heldout").is_dir():
@@ -100,7 +95,7 @@ def cmd_cv(args, argv: list[str]) -> int:
             costs[arm]["calibration"] = record
     command = shlex.join(["python", "tools/study.py", *argv])
     header = [f"Made by `{command}` after `python tools/study.py cv-data`, on {machine} (2 cores, no GPU); "
-              f"folds: `{_shown(spec.folds_file)}`. {spec.budget}",
+              f"folds: `{shown(spec.folds_file)}`. {spec.budget}",
               "Each run trains as its own process with one torch thread, from random weights, on composites of the "
               "photos outside its fold (`data: none` arms on procedural data only, trained once per seed), and is "
               "scored with its last weights through `matting predict` (base pass at 512 px on the long side) and "
