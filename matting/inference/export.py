@@ -42,26 +42,24 @@ class BaseSizedAlpha(nn.Module):
         super().__init__()
         self.net, self.base_size, self.base_side = net, base_size, base_side
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        h, w = image.shape[-2:]
+    def base_of(self, h, w) -> tuple:
+        """The base pass's (h, w) for an (h, w) photo: from the traced sizes when traced."""
         shape = traced_base_shape if torch.jit.is_tracing() else base_shape
-        return self.net(image, base_size=shape(h, w, self.base_size, self.base_side))["pred_alpha"]
+        return shape(h, w, self.base_size, self.base_side)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image, base_size=self.base_of(*image.shape[-2:]))["pred_alpha"]
 
 
-class FullSizeAlpha(nn.Module):
+class FullSizeAlpha(BaseSizedAlpha):
     """A network without a refiner as ``predict_alpha`` calls it: (N, 3, H, W) RGB in [0, 1] at full
     resolution -> alpha (N, 1, H, W) in [0, 1]. The photo is downsampled (antialiased bilinear) to
     ``base_shape(H, W, base_size, base_side)``, the network runs there, and alpha is upsampled back
     bilinearly: the resize rule travels inside the graph instead of in its metadata."""
 
-    def __init__(self, net: nn.Module, base_size: int = DEFAULT_BASE_SIZE, base_side: str = DEFAULT_BASE_SIDE):
-        super().__init__()
-        self.net, self.base_size, self.base_side = net, base_size, base_side
-
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2:]
-        shape = traced_base_shape if torch.jit.is_tracing() else base_shape
-        small = downsample_photo(image, shape(h, w, self.base_size, self.base_side))
+        small = downsample_photo(image, self.base_of(h, w))
         alpha = self.net(small)["pred_alpha"]
         return F.interpolate(alpha, size=(h, w), mode="bilinear", align_corners=False).clamp(0.0, 1.0)
 
