@@ -17,7 +17,7 @@ from matting.io.errors import MattingInputError
 from matting.runtime.lightning_cli import build_cli
 from matting.study import cv
 from matting.study.cv_data import build_cv_root, heldout_folder
-from matting.study.cv_report import ANALYSIS_MARKER, arm_summary, fold_figures, write_cv_results
+from matting.study.cv_report import ANALYSIS_MARKER, arm_summary, fold_figures, stored_arms, write_cv_results
 from matting.study.folds import read_folds
 
 from .conftest import REPO
@@ -269,6 +269,33 @@ def test_trains_scores_and_reports_keeping_the_analysis(data_root, tmp_path):
     # A rerun trains nothing: every run is there with the same inputs.
     assert all(p.trained for p in cv.plan_runs(spec, runs, small))
 
+
+
+def test_rows_whose_runs_are_gone_are_kept_from_the_last_page(tmp_path):
+    from matting.io.images import write_png
+
+    rows = [{"name": "GT01", "sad": 1.0, "mse": 0.002, "grad": 3.0}]
+    scores = {"whole": rows, "comp1k": rows, "mask": [{"name": "GT01", "tp": 5, "fp": 1, "fn": 0}], "scorer": 2}
+    study = tmp_path / "study"
+    study.mkdir()
+    old = {"results": {"old": {"0": {"0": scores, "1": scores}}, "stale": {"0": {"0": {**scores, "scorer": 1}}},
+                       "fresh": {"0": {"0": scores}}},
+           "costs": {"old": {"steps": 600, "cpu_minutes": 9.7, "machine": "elsewhere"}}}
+    (study / "results_real.json").write_text(json.dumps(old))
+    fresh = {"fresh": {0: {0: {**scores, "whole": [{**rows[0], "sad": 7.0}]}}}}
+    kept, costs = stored_arms(study, ["fresh", "old", "stale", "absent"], fresh, scorer=2)
+    # A fresh arm wins, another scorer's row is dropped, keys come back as integers.
+    assert list(kept) == ["old"] and sorted(kept["old"][0]) == [0, 1] and costs["old"]["stored"] is True
+    write_png(tmp_path / "m" / "GT01.png", np.ones((8, 8), np.float32))
+    page = write_cv_results(study, "t", {**fresh, **kept}, {"fresh": {"GT01": tmp_path / "m" / "GT01.png"}, "old": {}},
+                            costs, ["Here."])
+    text = page.read_text()
+    assert "| old* | 2 | 600 | 9.7 |" in text and "trained on old: elsewhere" in text and "| fresh | 1 |" in text
+    assert "7.00 +- 0.00" in text and "stale" not in text
+    one_row = cv2.imread(str(study / "grid_real.png")).shape[0]  # only the arm with mattes on disk
+    write_cv_results(study, "t", {**fresh, **kept}, {"fresh": {"GT01": tmp_path / "m" / "GT01.png"},
+                                                     "old": {"GT01": tmp_path / "m" / "GT01.png"}}, {}, ["Here."])
+    assert cv2.imread(str(study / "grid_real.png")).shape[0] > one_row
 
 @pytest.mark.slow
 def test_decoded_cache_gives_the_same_samples_and_stays_untouched(data_root):

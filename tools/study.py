@@ -53,7 +53,8 @@ def cmd_cv(args, argv: list[str]) -> int:
 
     from matting.io.errors import MattingInputError
     from matting.study.cv import calibrate_arms, plan_runs, read_cv_spec, score_plans, train_record, train_runs
-    from matting.study.cv_report import write_cv_results
+    from matting.study.cv_report import stored_arms, write_cv_results
+    from matting.study.cv_score import SCORER
     from matting.study.synthetic import shown
 
     spec = read_cv_spec(args.study)
@@ -79,7 +80,8 @@ def cmd_cv(args, argv: list[str]) -> int:
             steps = records[0]["max_steps"] or f"+{records[0]['epochs']} epochs"
             costs[arm] = {"steps": steps, "cpu_minutes": float(np.mean([r["cpu_seconds"] for r in records])) / 60,
                           "wall_minutes": float(np.mean([r["wall_seconds"] for r in records])) / 60,
-                          "cut_short": sum(r["cut_short"] for r in records), "machine": records[0]["machine"]}
+                          "cut_short": sum(r["cut_short"] for r in records), "machine": records[0]["machine"],
+                          "precision": records[0].get("precision", "as configured")}
         first_seed = min(results[arm])
         mattes[arm] = {}
         for plan in [p for p in plans if p.arm.name == arm and p.seed == first_seed and p.trained]:
@@ -89,7 +91,10 @@ def cmd_cv(args, argv: list[str]) -> int:
         if spec.arms[arm].constant is not None:
             for score in (args.runs / "constant" / f"{spec.arms[arm].constant:g}").glob("fold*/alpha"):
                 mattes[arm].update({f.stem: f for f in score.glob("*.png")})
-    machine = next((c["machine"] for c in costs.values()), "this machine")
+    machine = next((f"{c['machine']} (training precision: {c['precision']})" for c in costs.values()), "this machine")
+    kept_results, kept_costs = stored_arms(args.study, list(spec.arms), results, SCORER)
+    results = {arm: results.get(arm) or kept_results[arm] for arm in spec.arms if arm in results or arm in kept_results}
+    costs.update(kept_costs)
     for arm, record in calibration.items():
         if arm in costs:
             costs[arm]["calibration"] = record

@@ -271,6 +271,8 @@ def _record_training(plan: RunPlan, finished: Finished) -> None:
               "command": shlex.join(finished.job.command), "env": finished.job.env, "steps": steps,
               "max_steps": plan.arm.steps, "cut_short": plan.arm.steps is not None and steps < plan.arm.steps,
               "epochs": plan.arm.epochs, "source": None if plan.source is None else plan.source.fingerprint,
+              "precision": next((a.split("=", 1)[1] for a in finished.job.command if a.startswith("--trainer.precision=")),
+                                "as configured"),
               "wall_seconds": finished.wall_seconds, "cpu_seconds": finished.cpu_seconds,
               "machine": f"{platform.machine()} {platform.system()}, {_cpu_name()}"}
     atomic_write(plan.folder / "train.json", json.dumps(record, indent=2) + "\n")

@@ -15,7 +15,7 @@ import numpy as np
 
 from matting.io.files import atomic_path, atomic_write, write_keeping_tail
 
-__all__ = ["ANALYSIS_MARKER", "arm_summary", "fold_figures", "write_cv_results"]
+__all__ = ["ANALYSIS_MARKER", "arm_summary", "fold_figures", "stored_arms", "write_cv_results"]
 
 ANALYSIS_MARKER = "<!-- analysis: kept when the study tool rewrites the tables above -->"
 # (key, protocol, metric, header, decimals): the display units of `matting evaluate`.
@@ -56,6 +56,29 @@ def arm_summary(by_seed: dict) -> dict:
     return {"figures": summary, "runs": len(figures), "per_photo": per_photo}
 
 
+def stored_arms(folder: Path, arms: list[str], fresh: dict, scorer: int) -> tuple[dict, dict]:
+    """Results and costs of ``arms`` that ``fresh`` lacks, read from ``folder``'s ``results_real.json``.
+
+    Runs live under ``runs/`` and are not committed, so a study re-run on another disk keeps the
+    rows it cannot re-score: each kept cost is marked ``"stored": True`` (its mattes are gone, so it
+    has no grid row). A row made by another scorer version is dropped, not kept.
+    """
+    page = folder / "results_real.json"
+    if not page.is_file():
+        return {}, {}
+    old = json.loads(page.read_text())
+    results, costs = {}, {}
+    for arm in arms:
+        by_seed = old.get("results", {}).get(arm)
+        if arm in fresh or not by_seed:
+            continue
+        if any(s.get("scorer") != scorer for folds in by_seed.values() for s in folds.values()):
+            continue
+        results[arm] = {int(seed): {int(k): s for k, s in folds.items()} for seed, folds in by_seed.items()}
+        costs[arm] = {**old.get("costs", {}).get(arm, {}), "stored": True}
+    return results, costs
+
+
 def _cell(entry: dict, decimals: int) -> str:
     return f"{entry['mean']:.{decimals}f} +- {entry['std']:.{decimals}f}"
 
@@ -67,7 +90,7 @@ def _grid(results: dict, mattes: dict[str, dict[str, Path]], path: Path, tile: i
     from matting.io.images import read_alpha
     from matting.report.grid import render_grid, rgb8
 
-    arms = list(results)
+    arms = [arm for arm in results if mattes.get(arm)]
     names = sorted({n for m in mattes.values() for n in m})
 
     def fit(file: Path | None) -> np.ndarray:
@@ -89,7 +112,8 @@ def write_cv_results(folder: Path, title: str, results: dict, mattes: dict[str, 
 
     ``results``: ``{arm: {seed: {fold: scores}}}``; ``mattes``: ``{arm: {photo: matte file}}`` (first
     seed); ``costs``: ``{arm: {"steps", "cpu_minutes", "wall_minutes"}}`` per training run (means);
-    ``header``: paragraphs under the title (command, budget, machine).
+    ``header``: paragraphs under the title (command, budget, machine). An arm whose cost says
+    ``"stored"`` (:func:`stored_arms`) is marked in the table and named with its machine below it.
     """
     summaries = {arm: arm_summary(by_seed) for arm, by_seed in results.items()}
     atomic_write(folder / "results_real.json", json.dumps({"summaries": summaries, "costs": costs, "results": results},
@@ -103,7 +127,13 @@ def write_cv_results(folder: Path, title: str, results: dict, mattes: dict[str, 
         cost = costs.get(arm)
         spent = "- | -" if not cost else f"{cost['steps']} | {cost['cpu_minutes']:.1f}"
         cells = [_cell(s["figures"][c[0]], c[4]) for c in COLUMNS] + [_cell(s["figures"][m[0]], 3) for m in MASK]
-        lines.append(f"| {arm} | {s['runs']} | {spent} | " + " | ".join(cells) + " |")
+        mark = "*" if cost and cost.get("stored") else ""
+        lines.append(f"| {arm}{mark} | {s['runs']} | {spent} | " + " | ".join(cells) + " |")
+    kept = [arm for arm in summaries if costs.get(arm, {}).get("stored")]
+    if kept:
+        where = "; ".join(f"{arm}: {costs[arm].get('machine', 'machine not recorded')}" for arm in kept)
+        lines += ["", f"\\* kept from the previous `results_real.json`: their runs are not on this disk, so they were "
+                  f"not re-scored and have no row in the grid (trained on {where})."]
     names = sorted({n for s in summaries.values() for n in s["per_photo"]})
     lines += ["", "Per photo, whole-image SAD / IoU (each photo scored by the run that held it out):", "",
               "| photo | " + " | ".join(summaries) + " |", "|---|" + "---:|" * len(summaries)]
