@@ -118,6 +118,29 @@ def test_cv_spec_errors_name_the_file_and_the_key(tmp_path):
     (study / "cv.yaml").write_text(yaml.safe_dump(spec))
     with pytest.raises(MattingInputError, match=r"arms.a.configs: .*missing.yaml not found"):
         cv.read_cv_spec(study)
+    spec["arms"] = {"a": {"baseline": "otsu"}}
+    (study / "cv.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(MattingInputError, match=r"arms.a.baseline: 'otsu'; choose one of color_threshold"):
+        cv.read_cv_spec(study)
+
+
+def test_colour_threshold_is_searched_on_the_training_photos_only(data_root, tmp_path):
+    from matting.io.images import read_image
+    from matting.study.cv_score import color_threshold_matte
+
+    photos = data_root / "alphamatting"
+    train = read_folds(FOLDS).train(0)
+    method = color_threshold_matte(photos / "image", photos / "alpha", train, tmp_path / "t")
+    chosen = json.loads((tmp_path / "t" / "threshold.json").read_text())
+    assert chosen["photos"] == train and "(chosen)" in (tmp_path / "t" / "sweep.md").read_text()
+    alpha = method(read_image(photos / "image" / "GT01.png"))
+    assert alpha.shape == (48, 64) and set(np.unique(alpha)) <= {0.0, 1.0}
+    # Kept: the same photos read the threshold back; other photos search again.
+    (tmp_path / "t" / "sweep.md").unlink()
+    color_threshold_matte(photos / "image", photos / "alpha", train, tmp_path / "t")
+    assert not (tmp_path / "t" / "sweep.md").exists()
+    color_threshold_matte(photos / "image", photos / "alpha", train[:3], tmp_path / "t")
+    assert json.loads((tmp_path / "t" / "threshold.json").read_text())["photos"] == train[:3]
 
 
 def test_cpu_budgets_become_steps_from_the_measured_cost(tmp_path, data_root):
@@ -239,7 +262,8 @@ def test_trains_scores_and_reports_keeping_the_analysis(data_root, tmp_path):
         "folds": str(folds), "base": [str(REPO / "configs" / "default.yaml"), str(REPO / "configs" / "study" / "real_cv.yaml")],
         "real_data": str(REPO / "configs" / "data" / "alphamatting_cv.yaml"), "budget": "Two steps.",
         "arms": {"real": {"data": "folds", "steps": 2, "options": TINY + ["--data.init_args.crop_size=64"]},
-                 "zero": {"constant": 0.0}, "soc": {"adapt": "real", "epochs": 1}}}))
+                 "zero": {"constant": 0.0}, "soc": {"adapt": "real", "epochs": 1},
+                 "threshold": {"baseline": "color_threshold"}}}))
     spec = cv.read_cv_spec(study)
     runs = tmp_path / "runs"
     plans = cv.plan_runs(spec, runs, small)
@@ -250,14 +274,19 @@ def test_trains_scores_and_reports_keeping_the_analysis(data_root, tmp_path):
     adapted = cv.train_record(next(p for p in plans if p.arm.name == "soc" and p.fold == 1))
     # One epoch over the fold's pool: its two training photos (the stand-in has no photos without ground truth).
     assert adapted["epochs"] == 1 and adapted["steps"] == 2 and "matting adapt" in adapted["command"].replace(" -m ", " ")
-    results = cv.score_plans(spec, plans, runs, small, ["real", "zero", "soc"], log=lambda *_: None)
+    results = cv.score_plans(spec, plans, runs, small, ["real", "zero", "soc", "threshold"], log=lambda *_: None)
     assert sorted(results["real"][0]) == [0, 1] and sorted(results["soc"][0]) == [0, 1]
+    # The colour threshold is searched per fold on that fold's training photos only.
+    for k, held_out in enumerate((["GT01", "GT02"], ["GT03", "GT04"])):
+        searched = cv.baseline_folder(runs, spec.arms["threshold"], spec.folds.train(k)) / f"fold{k}" / "threshold.json"
+        assert not set(held_out) & set(json.loads(searched.read_text())["photos"])
+        assert [r["name"] for r in results["threshold"][0][k]["whole"]] == held_out
     from matting.study.cv_score import SCORER
 
     assert results["real"][0][0]["scorer"] == SCORER  # a score of another scorer version is made again
     assert all(c["tp"] == 0 and c["fp"] == 0 for f in results["zero"][0].values() for c in f["mask"])
     mattes = {arm: {p.stem: p for p in runs.rglob("alpha/*.png")} for arm in results}
-    results.pop("soc")
+    results.pop("soc"), results.pop("threshold")
     page = write_cv_results(study, "tiny", results, mattes, {"real": {"steps": 2, "cpu_minutes": 0.1}}, ["Made here."])
     text = page.read_text()
     assert "| real | 2 | 2 | 0.1 |" in text and "| zero | 2 | - | - |" in text and "| GT04 |" in text

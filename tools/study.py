@@ -52,7 +52,7 @@ def cmd_cv(args, argv: list[str]) -> int:
     import numpy as np
 
     from matting.io.errors import MattingInputError
-    from matting.study.cv import calibrate_arms, plan_runs, read_cv_spec, score_plans, train_record, train_runs
+    from matting.study.cv import baseline_folder, calibrate_arms, plan_runs, read_cv_spec, score_plans, train_record, train_runs
     from matting.study.cv_report import stored_arms, write_cv_results
     from matting.study.cv_score import SCORER
     from matting.study.synthetic import shown
@@ -90,6 +90,10 @@ def cmd_cv(args, argv: list[str]) -> int:
                     mattes[arm].update({f.stem: f for f in score.glob("*.png")})
         if spec.arms[arm].constant is not None:
             for score in (args.runs / "constant" / f"{spec.arms[arm].constant:g}").glob("fold*/alpha"):
+                mattes[arm].update({f.stem: f for f in score.glob("*.png")})
+        if spec.arms[arm].baseline is not None:
+            for k in range(len(spec.folds)):
+                score = baseline_folder(args.runs, spec.arms[arm], spec.folds.train(k)) / f"fold{k}" / "alpha"
                 mattes[arm].update({f.stem: f for f in score.glob("*.png")})
     machine = next((f"{c['machine']} (training precision: {c['precision']})" for c in costs.values()), "this machine")
     kept_results, kept_costs = stored_arms(args.study, list(spec.arms), results, SCORER)

@@ -18,6 +18,8 @@ A study folder's ``cv.yaml`` names the folds, the configs under every arm, and t
 - ``data: none``: the arm uses no photo (procedural data only): trained once per seed and scored
   on every fold, so its per-fold spread is the photos' alone;
 - ``constant``: an alpha of that value everywhere, for scale; nothing trains.
+- ``baseline: color_threshold``: the colour-threshold remover, its threshold searched on each
+  fold's training photos (lowest SAD) and applied to its held-out photos; nothing trains.
 - ``adapt: ARM``: ARM's model of each fold, adapted by ``matting adapt`` (MODNet's SOC) for
   ``epochs`` passes over that fold's unlabeled pool (its training photos without alpha and the
   photos without ground truth; never its held-out photos), then scored like ARM.
@@ -46,12 +48,13 @@ from matting.io.files import atomic_write
 from matting.study import inputs_digest
 from matting.study.cv_data import heldout_folder
 from matting.study.folds import Folds, read_folds
-from matting.study.cv_score import mask_counts, score_run
+from matting.study.cv_score import color_threshold_matte, constant_matte, mask_counts, score_run
 from matting.study.jobs import Finished, Job, run_jobs
 
 __all__ = ["CvArm", "CvSpec", "RunPlan", "calibrate_arms", "mask_counts", "plan_runs", "read_cv_spec", "score_plans", "train_runs"]
 
 DATA_KINDS = ("folds", "none")
+BASELINES = ("color_threshold",)
 # One torch thread per training process: ``jobs`` of them share the machine.
 TRAIN_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled",
              "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
@@ -68,6 +71,7 @@ class CvArm:
     adapt: str | None = None
     epochs: int | None = None
     cpu_minutes: float | None = None  # the budget, when the steps are calibrated (matting.study.calibrate)
+    baseline: str | None = None  # a non-learned method (BASELINES), fitted on each fold's training photos
 
 
 @dataclass
@@ -110,11 +114,16 @@ def read_cv_spec(study: Path) -> CvSpec:
         at = f"{where}: arms.{name}"
         if not isinstance(entry, dict):
             raise MattingInputError(f"{at}: expected a mapping")
-        unknown = set(entry) - {"configs", "options", "data", "steps", "constant", "adapt", "epochs", "cpu_minutes"}
+        unknown = set(entry) - {"configs", "options", "data", "steps", "constant", "adapt", "epochs", "cpu_minutes", "baseline"}
         if unknown:
             raise MattingInputError(f"{at}: unknown keys {sorted(unknown)}")
         if "constant" in entry:
             arms[name] = CvArm(name, constant=float(entry["constant"]), data="none")
+            continue
+        if "baseline" in entry:
+            if entry["baseline"] not in BASELINES:
+                raise MattingInputError(f"{at}.baseline: {entry['baseline']!r}; choose one of {', '.join(BASELINES)}")
+            arms[name] = CvArm(name, data="none", baseline=entry["baseline"])
             continue
         if "adapt" in entry:
             source, epochs = entry["adapt"], entry.get("epochs")
@@ -187,7 +196,7 @@ def plan_runs(spec: CvSpec, runs: Path, data_root: Path, arms: list[str] | None 
         if name not in spec.arms:
             raise MattingInputError(f"unknown arm {name!r}; {spec.study / 'cv.yaml'} has {', '.join(spec.arms)}")
         arm = spec.arms[name]
-        if arm.constant is not None:
+        if arm.constant is not None or arm.baseline is not None:
             continue
         if arm.adapt is not None:
             if all_photos:
@@ -220,6 +229,11 @@ def plan_runs(spec: CvSpec, runs: Path, data_root: Path, arms: list[str] | None 
                 fp = _fingerprint(files, options, seed, photos)
                 plans.append(RunPlan(arm, seed, fold, files, options, fp, runs / "train" / fp))
     return plans
+
+
+def baseline_folder(runs: Path, arm: CvArm, photos: list[str]) -> Path:
+    """Where a baseline arm's threshold search and mattes for one fold are kept (keyed by its photos)."""
+    return runs / "baseline" / arm.baseline / inputs_digest([], {"photos": photos})
 
 
 def arm_files(spec: CvSpec, arm: CvArm) -> list[Path]:
@@ -331,9 +345,16 @@ def score_plans(spec: CvSpec, plans: list[RunPlan], runs: Path, data_root: Path,
     for name in arms:
         arm = spec.arms[name]
         if arm.constant is not None:
-            results[name] = {0: {k: score_run(None, arm.constant, heldout_folder(data_root, k),
-                                              runs / "constant" / f"{arm.constant:g}" / f"fold{k}")
-                                 for k in range(len(spec.folds))}}
+            results[name] = {0: {k: score_run(None, heldout_folder(data_root, k), runs / "constant" / f"{arm.constant:g}" /
+                                              f"fold{k}", constant_matte(arm.constant)) for k in range(len(spec.folds))}}
+            continue
+        if arm.baseline is not None:  # fitted on the fold's training photos, so it is run per fold
+            results[name] = {}
+            for k in range(len(spec.folds)):
+                out = baseline_folder(runs, arm, spec.folds.train(k)) / f"fold{k}"
+                photos = data_root / "alphamatting"
+                method = color_threshold_matte(photos / "image", photos / "alpha", spec.folds.train(k), out)
+                results[name].setdefault(0, {})[k] = score_run(None, heldout_folder(data_root, k), out, method)
             continue
         for plan in (p for p in plans if p.arm.name == name):
             if not plan.trained:
@@ -342,7 +363,7 @@ def score_plans(spec: CvSpec, plans: list[RunPlan], runs: Path, data_root: Path,
             folds = range(len(spec.folds)) if plan.fold is None else [plan.fold]
             for k in folds:
                 log(f"[{plan.label}] scoring fold {k}")
-                scores = score_run(plan.checkpoint(), None, heldout_folder(data_root, k), plan.folder / f"score_fold{k}")
+                scores = score_run(plan.checkpoint(), heldout_folder(data_root, k), plan.folder / f"score_fold{k}")
                 results.setdefault(name, {}).setdefault(plan.seed, {})[k] = scores
     return results
 

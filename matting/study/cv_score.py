@@ -7,10 +7,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 from matting.io.files import atomic_write
 
-__all__ = ["SCORER", "mask_counts", "score_run"]
+__all__ = ["SCORER", "color_threshold_matte", "constant_matte", "mask_counts", "score_run"]
 
 # Bumped whenever the path from photo to score changes (predict's resize, evaluate's metrics): a cached
 # score of another version is made again, so every arm of a table is scored the same way.
@@ -25,8 +26,11 @@ def _matting(args: list[str]) -> None:
                    stdout=subprocess.DEVNULL)
 
 
-def score_run(checkpoint: Path | None, constant: float | None, heldout: Path, out: Path) -> dict:
-    """Predict the held-out photos (or write the constant matte) into ``out/alpha`` and score them.
+def score_run(checkpoint: Path | None, heldout: Path, out: Path, method: Callable | None = None) -> dict:
+    """Predict the held-out photos into ``out/alpha`` and score them: with ``matting predict`` of
+    ``checkpoint``, or with ``method``, a non-learned matte applied to each photo as photographed
+    ((H, W, 3) float RGB in [0, 1] -> (H, W) alpha in [0, 1]; :func:`constant_matte`,
+    :func:`color_threshold_matte`).
 
     Returns ``{"whole": per-photo rows, "comp1k": per-photo rows, "mask": per-photo IoU / precision /
     recall counts}``; cached in ``out/scores.json``.
@@ -37,14 +41,12 @@ def score_run(checkpoint: Path | None, constant: float | None, heldout: Path, ou
         if scores.get("scorer") == SCORER:
             return scores
     pred = out / "alpha"
-    if constant is not None:
-        import numpy as np
-
-        from matting.io.images import read_alpha, write_png
+    if method is not None:
+        from matting.io.images import list_images, read_image, write_png
 
         pred.mkdir(parents=True, exist_ok=True)
-        for gt in sorted((heldout / "alpha").glob("*.png")):
-            write_png(pred / gt.name, np.full_like(read_alpha(gt), constant), overwrite=True)
+        for stem, image in list_images(heldout / "image").items():
+            write_png(pred / f"{stem}.png", method(read_image(image)), overwrite=True)
     else:
         _matting(["predict", "--ckpt", str(checkpoint), "--out", str(out), "--no-cutout", "--no-progress",
                   "--overwrite", "--threads", "2", str(heldout / "image")])
@@ -58,6 +60,35 @@ def score_run(checkpoint: Path | None, constant: float | None, heldout: Path, ou
     scores["scorer"] = SCORER
     atomic_write(cached, json.dumps(scores, indent=2) + "\n")
     return scores
+
+
+def constant_matte(value: float) -> Callable:
+    """The same alpha everywhere: the scale of a table (all background, all subject)."""
+    import numpy as np
+
+    return lambda image: np.full(image.shape[:2], value, np.float32)
+
+
+def color_threshold_matte(images: Path, alphas: Path, names: list[str], out: Path) -> Callable:
+    """The colour-threshold remover with its threshold searched on the training photos ``names``
+    (lowest mean whole-image SAD over ``images``/``alphas``); the sweep is kept in ``out/sweep.md``
+    and ``out/threshold.json``. Nothing of the held-out photos is seen."""
+    from matting.baselines.color_threshold import ColorThresholdRemover
+    from matting.baselines.threshold_search import best_row, sweep_markdown, sweep_thresholds
+    from matting.io.images import read_alpha, read_image
+
+    chosen_file = out / "threshold.json"
+    if chosen_file.is_file() and json.loads(chosen_file.read_text())["photos"] == names:
+        threshold = json.loads(chosen_file.read_text())["threshold"]
+    else:
+        samples = ((read_image(images / f"{n}.png"), read_alpha(alphas / f"{n}.png")) for n in names)
+        rows = sweep_thresholds(samples)
+        threshold = best_row(rows)["threshold"]
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(out / "sweep.md", f"# Colour-threshold sweep on {len(names)} training photos\n\n"
+                     f"{sweep_markdown(rows, threshold)}\n")
+        atomic_write(chosen_file, json.dumps({"threshold": threshold, "photos": names, "criterion": "lowest SAD"}) + "\n")
+    return ColorThresholdRemover(threshold=threshold).predict
 
 
 def mask_counts(pred: Path, gt: Path) -> list[dict]:
