@@ -148,25 +148,31 @@ def test_cpu_budgets_become_steps_from_the_measured_cost(tmp_path, data_root):
 
     assert calibrated_steps(9.7, {"cpu_seconds_per_step": 0.97}) == 600
     spec = cv.read_cv_spec(REPO / "experiments" / "decoder_heads")
-    assert spec.arms["semantic_only"].steps is None and spec.arms["semantic_only"].cpu_minutes == 9.7
+    assert spec.arms["semantic_only"].steps is None and spec.arms["semantic_only"].cpu_of == "two_decoder"
     with pytest.raises(MattingInputError, match="calibrate its steps first"):
         cv.plan_runs(spec, tmp_path, data_root, ["semantic_only"])
-    # A measurement kept for this stack on this CPU is reused: no training run.
-    arm = spec.arms["semantic_only"]
+    # Measurements kept for these stacks on this CPU are reused: no training run. The budget is the
+    # two-decoder arm's 600 steps at its own measured cost (0.97 CPU-s), spent at the arm's (1.94).
     from matting.study import calibrate
 
-    key = calibrate._key(cv.arm_files(spec, arm), [f"--data.init_args.root={data_root.resolve()}",
-                                                    "--data.init_args.train=alphamatting/fold0_train"], cv._cpu_name())
+    data = [f"--data.init_args.root={data_root.resolve()}", "--data.init_args.train=alphamatting/fold0_train"]
     (tmp_path / "calibration").mkdir()
-    (tmp_path / "calibration" / f"{key}.json").write_text(json.dumps({"cpu_seconds_per_step": 1.94}))
+    for name, cost in (("two_decoder", 0.97), ("semantic_only", 1.94)):
+        key = calibrate._key(cv.arm_files(spec, spec.arms[name]), data, cv._cpu_name())
+        (tmp_path / "calibration" / f"{key}.json").write_text(json.dumps({"cpu_seconds_per_step": cost}))
     done = cv.calibrate_arms(spec, tmp_path, data_root, ["two_decoder", "semantic_only"], log=lambda *_: None)
-    assert list(done) == ["semantic_only"] and arm.steps == 300
+    assert list(done) == ["semantic_only"] and spec.arms["semantic_only"].steps == 300
+    assert done["semantic_only"]["cpu_minutes"] == pytest.approx(9.7)
     assert [p.arm.steps for p in cv.plan_runs(spec, tmp_path, data_root, ["semantic_only"])] == [300] * 4
     bad = tmp_path / "study"
     bad.mkdir()
     (bad / "cv.yaml").write_text(yaml.safe_dump({"folds": str(FOLDS), "base": [], "real_data": str(FOLDS),
                                                  "arms": {"a": {"steps": 5, "cpu_minutes": 1.0}}}))
-    with pytest.raises(MattingInputError, match="give steps .* or cpu_minutes"):
+    with pytest.raises(MattingInputError, match="give steps .* or cpu_of"):
+        cv.read_cv_spec(bad)
+    (bad / "cv.yaml").write_text(yaml.safe_dump({"folds": str(FOLDS), "base": [], "real_data": str(FOLDS),
+                                                 "arms": {"a": {"cpu_of": "b"}, "b": {"steps": 5}}}))
+    with pytest.raises(MattingInputError, match="arms.a.cpu_of: 'b' is not an arm with steps listed before it"):
         cv.read_cv_spec(bad)
 
 

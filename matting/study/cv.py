@@ -20,6 +20,8 @@ A study folder's ``cv.yaml`` names the folds, the configs under every arm, and t
 - ``constant``: an alpha of that value everywhere, for scale; nothing trains.
 - ``baseline: color_threshold``: the colour-threshold remover, its threshold searched on each
   fold's training photos (lowest SAD) and applied to its held-out photos; nothing trains.
+- ``cpu_minutes: M`` or ``cpu_of: ARM`` instead of ``steps``: the steps that spend M CPU-minutes,
+  or ARM's training CPU time, on the machine that runs the study (:func:`calibrate_arms`);
 - ``adapt: ARM``: ARM's model of each fold, adapted by ``matting adapt`` (MODNet's SOC) for
   ``epochs`` passes over that fold's unlabeled pool (its training photos without alpha and the
   photos without ground truth; never its held-out photos), then scored like ARM.
@@ -71,6 +73,7 @@ class CvArm:
     adapt: str | None = None
     epochs: int | None = None
     cpu_minutes: float | None = None  # the budget, when the steps are calibrated (matting.study.calibrate)
+    cpu_of: str | None = None  # or: the CPU time of that arm's steps, both measured on the machine that runs them
     baseline: str | None = None  # a non-learned method (BASELINES), fitted on each fold's training photos
 
 
@@ -114,7 +117,7 @@ def read_cv_spec(study: Path) -> CvSpec:
         at = f"{where}: arms.{name}"
         if not isinstance(entry, dict):
             raise MattingInputError(f"{at}: expected a mapping")
-        unknown = set(entry) - {"configs", "options", "data", "steps", "constant", "adapt", "epochs", "cpu_minutes", "baseline"}
+        unknown = set(entry) - {"configs", "options", "data", "steps", "constant", "adapt", "epochs", "cpu_minutes", "cpu_of", "baseline"}
         if unknown:
             raise MattingInputError(f"{at}: unknown keys {sorted(unknown)}")
         if "constant" in entry:
@@ -136,10 +139,12 @@ def read_cv_spec(study: Path) -> CvSpec:
         data = entry.get("data", "folds")
         if data not in DATA_KINDS:
             raise MattingInputError(f"{at}.data: {data!r}; choose one of {', '.join(DATA_KINDS)}")
-        steps, cpu_minutes = entry.get("steps"), entry.get("cpu_minutes")
-        if (steps is None) == (cpu_minutes is None):
-            raise MattingInputError(f"{at}: give steps (a step count) or cpu_minutes (a CPU budget the steps are "
-                                    "calibrated to), one of them")
+        steps, cpu_minutes, cpu_of = entry.get("steps"), entry.get("cpu_minutes"), entry.get("cpu_of")
+        if sum(v is not None for v in (steps, cpu_minutes, cpu_of)) != 1:
+            raise MattingInputError(f"{at}: give steps (a step count), cpu_minutes (a CPU budget the steps are "
+                                    "calibrated to) or cpu_of (another arm's training CPU time), one of them")
+        if cpu_of is not None and (cpu_of not in arms or arms[cpu_of].steps is None):
+            raise MattingInputError(f"{at}.cpu_of: {cpu_of!r} is not an arm with steps listed before it")
         if steps is not None and (not isinstance(steps, int) or steps < 1):
             raise MattingInputError(f"{at}.steps: a positive integer is required (the arm's training budget)")
         if cpu_minutes is not None and (not isinstance(cpu_minutes, (int, float)) or cpu_minutes <= 0):
@@ -148,7 +153,8 @@ def read_cv_spec(study: Path) -> CvSpec:
         if not all(isinstance(o, str) and o.startswith("--") for o in options):
             raise MattingInputError(f"{at}.options: LightningCLI options look like --trainer.max_steps=10")
         arms[name] = CvArm(name, [_path(study, c, f"{at}.configs") for c in entry.get("configs") or []],
-                           list(options), data, steps, cpu_minutes=None if cpu_minutes is None else float(cpu_minutes))
+                           list(options), data, steps, cpu_minutes=None if cpu_minutes is None else float(cpu_minutes),
+                           cpu_of=cpu_of)
     if not arms:
         raise MattingInputError(f"{where}: no arms")
     return CvSpec(study, read_folds(folds_file), folds_file, base, real_data, list(seeds), str(spec.get("budget", "")), arms)
@@ -209,7 +215,7 @@ def plan_runs(spec: CvSpec, runs: Path, data_root: Path, arms: list[str] | None 
             continue
         files = arm_files(spec, arm)
         if arm.steps is None:
-            raise MattingInputError(f"arm {name!r} states cpu_minutes: calibrate its steps first (calibrate_arms)")
+            raise MattingInputError(f"arm {name!r} states a CPU budget: calibrate its steps first (calibrate_arms)")
         for seed in seeds or spec.seeds:
             if arm.data == "folds" and all_photos:
                 options = [f"--trainer.max_steps={arm.steps}", f"--model.scheduler.init_args.total_steps={arm.steps}",
@@ -242,20 +248,29 @@ def arm_files(spec: CvSpec, arm: CvArm) -> list[Path]:
 
 
 def calibrate_arms(spec: CvSpec, runs: Path, data_root: Path, arms: list[str], log=print) -> dict[str, dict]:
-    """Set the steps of every chosen arm that states ``cpu_minutes``; returns each one's calibration."""
+    """Set the steps of every chosen arm that states ``cpu_minutes`` or ``cpu_of``; returns each one's
+    calibration. A ``cpu_of`` budget is the other arm's cost per step, measured here the same way,
+    times its steps: a ratio of two measurements, so a loaded machine changes neither arm's steps."""
     from matting.study.calibrate import calibrated_steps, step_cpu_seconds
+
+    def measure(arm: CvArm) -> dict:
+        data = [] if arm.data == "none" else [f"--data.init_args.root={data_root.resolve()}",
+                                              "--data.init_args.train=alphamatting/fold0_train"]
+        return step_cpu_seconds(arm_files(spec, arm), data + arm.options, runs, TRAIN_ENV, _cpu_name(), log)
 
     done = {}
     for name in arms:
         arm = spec.arms[name]
-        if arm.cpu_minutes is None:
+        if arm.cpu_minutes is None and arm.cpu_of is None:
             continue
-        data = [] if arm.data == "none" else [f"--data.init_args.root={data_root.resolve()}",
-                                              "--data.init_args.train=alphamatting/fold0_train"]
-        record = step_cpu_seconds(arm_files(spec, arm), data + arm.options, runs, TRAIN_ENV, _cpu_name(), log)
+        if arm.cpu_of is not None:
+            source = spec.arms[arm.cpu_of]
+            arm.cpu_minutes = measure(source)["cpu_seconds_per_step"] * source.steps / 60
+        record = measure(arm)
         arm.steps = calibrated_steps(arm.cpu_minutes, record)
-        done[name] = {**record, "cpu_minutes": arm.cpu_minutes, "steps": arm.steps}
-        log(f"[{name}] {record['cpu_seconds_per_step']:.2f} CPU-s per step: {arm.steps} steps for {arm.cpu_minutes:g} CPU-min")
+        done[name] = {**record, "cpu_minutes": arm.cpu_minutes, "cpu_of": arm.cpu_of, "steps": arm.steps}
+        log(f"[{name}] {record['cpu_seconds_per_step']:.2f} CPU-s per step: {arm.steps} steps for {arm.cpu_minutes:.2f} CPU-min"
+            + (f" (the CPU time of {arm.cpu_of}'s {spec.arms[arm.cpu_of].steps} steps)" if arm.cpu_of else ""))
     return done
 
 
@@ -315,7 +330,8 @@ def _train(plans: list[RunPlan], chosen: list[RunPlan], parallel: int, data_root
     # bf16 autocast is 10x slower where the CPU emulates it: those machines train in float32.
     precision = [] if cpu_has_native_bf16() else ["--trainer.precision=32-true"]
     by_name, jobs, seen = {}, [], set()
-    for plan in chosen:
+    # Fold by fold across arms: a study stopped part-way leaves every arm with the same folds done.
+    for plan in sorted(chosen, key=lambda p: -1 if p.fold is None else p.fold):
         if plan.trained or plan.fingerprint in seen:
             continue
         seen.add(plan.fingerprint)
