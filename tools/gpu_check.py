@@ -177,7 +177,7 @@ def inference_latency(refiner: str, sizes: dict, device: str, dry: bool) -> list
     from matting.inference.frozen import prepare_for_inference
     from matting.inference.loading import build_net
     from matting.inference.predict import autocast_for, base_shape
-    from matting.runtime.timing import inference_ms
+    from matting.bench.measure import inference_ms
 
     config = yaml.safe_load((CONFIGS / "default.yaml").read_text())["model"]["net"]
     for name in REFINERS[refiner]:  # as LightningCLI merges the refiner configs: init_args of one class add up

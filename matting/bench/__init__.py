@@ -14,8 +14,10 @@
 - ``commands``: wall time of ``matting predict`` and ``matting evaluate`` as processes, start-up included;
 - ``flops``: parameters and FLOPs of the network a config builds.
 
-Each task's module docstring says what it measures and how; tasks that must not share a process
-(a fresh interpreter per arm or mode) re-run this module as a child.
+Each task's module docstring says what it measures and how. Every time and peak memory is taken
+by one helper, :mod:`matting.bench.measure` (the studies' latency too); tasks that must not share
+a process (a fresh interpreter per arm or mode, so that memory is measured alone) re-run this
+module as a child. The training task times steps from Lightning's own batch-end hook, not a call.
 """
 
 from __future__ import annotations

@@ -29,8 +29,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from matting.bench.measure import timed
 
 # (height, width): 4:3, 3:4, 1:1, 16:9, 9:16 and 2:3, i.e. six different base shapes at --base-size 512.
 SIZES = [(480, 640), (640, 480), (600, 600), (405, 720), (720, 405), (750, 500)]
@@ -55,9 +56,8 @@ def make_folder(root: Path, count: int) -> tuple[Path, Path]:
 def run(argv: list[str]) -> float:
     """Seconds of one ``python -m matting ARGV`` process; raises when it fails."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", WANDB_MODE="disabled")
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "matting", *argv], cwd=REPO, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
+    seconds, done = timed(lambda: subprocess.run([sys.executable, "-m", "matting", *argv], cwd=REPO, env=env,
+                                                 capture_output=True, text=True))
     if done.returncode != 0:
         raise SystemExit(f"matting {shlex.join(argv)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return seconds

@@ -26,12 +26,12 @@ import argparse
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
+from matting.bench.measure import timed
 from matting.data.augment import Augment
 from matting.data.manifest import Resolver, read_split
 from matting.data.matte_dataset import BackgroundPool, MatteTrainDataset
@@ -68,10 +68,8 @@ def loader_rate(dataset, batch: int, workers: int, batches: int) -> float:
                         persistent_workers=False, prefetch_factor=2 if workers else None)
     iterator = iter(loader)
     next(iterator)  # warm-up: worker start, first decodes
-    started = time.perf_counter()
-    for _ in range(batches):
-        next(iterator)
-    rate = batches * batch / (time.perf_counter() - started)
+    seconds, _ = timed(lambda: [next(iterator) for _ in range(batches)])
+    rate = batches * batch / seconds
     del iterator
     return rate
 
@@ -99,23 +97,24 @@ def model_rate(module, optimizer, batch: int, crop: int, steps: int) -> float:
             "fg": torch.rand(batch, 3, crop, crop, generator=rng), "bg": torch.rand(batch, 3, crop, crop, generator=rng)}
     module.log = module.log_dict = lambda *a, **k: None  # no trainer attached
     train_step(module, optimizer, data)  # warm-up
-    started = time.perf_counter()
-    for _ in range(steps):
-        train_step(module, optimizer, data)
-    return steps * batch / (time.perf_counter() - started)
+    seconds, _ = timed(lambda: [train_step(module, optimizer, data) for _ in range(steps)])
+    return steps * batch / seconds
 
 
 def fed_rate(module, optimizer, dataset, batch: int, workers: int, steps: int) -> tuple[float, float]:
     loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True)
     iterator = iter(loader)
     train_step(module, optimizer, next(iterator))  # warm-up
-    waited, started = 0.0, time.perf_counter()
-    for _ in range(steps):
-        t = time.perf_counter()
-        data = next(iterator)
-        waited += time.perf_counter() - t
-        train_step(module, optimizer, data)
-    total = time.perf_counter() - started
+    waited = 0.0
+
+    def run() -> None:
+        nonlocal waited
+        for _ in range(steps):
+            seconds, data = timed(lambda: next(iterator))
+            waited += seconds
+            train_step(module, optimizer, data)
+
+    total, _ = timed(run)
     return steps * batch / total, waited / total
 
 

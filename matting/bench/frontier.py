@@ -31,8 +31,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from matting.bench.measure import interleaved_ms
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,15 +65,9 @@ def measure(study: Path, arms: list[str], reference: str, sizes: list[int], roun
     with torch.no_grad():
         for size in sizes:
             image = rng.random((size, size, 3), dtype=np.float32)
-            for run in predictors.values():
-                for _ in range(3):  # oneDNN kernel choice, graph specialisation, allocator
-                    run(image, size)
-            times: dict[str, list[float]] = {arm: [] for arm in arms}
-            for _ in range(rounds):
-                for arm, run in predictors.items():
-                    t0 = time.perf_counter()
-                    run(image, size)
-                    times[arm].append((time.perf_counter() - t0) * 1000)
+            # Three warm-up rounds: oneDNN kernel choice, graph specialisation, allocator.
+            times = interleaved_ms({arm: (lambda run=run: run(image, size)) for arm, run in predictors.items()},
+                                   rounds, warmup=3)
             results[size] = {arm: {"ms": statistics.median(t), "ms_min": min(t),
                                    "ratio": statistics.median(a / r for a, r in zip(t, times[reference]))}
                              for arm, t in times.items()}

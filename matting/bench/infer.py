@@ -38,7 +38,6 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -86,32 +85,10 @@ def test_image(size: int) -> tuple[np.ndarray, str]:
 # ---------------------------------------------------------------------------- one measurement (child process)
 
 
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def _reset_peak() -> None:
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM (peak RSS) to the current RSS
-    except OSError:
-        pass
-
-
-def _cpu_stall_us() -> int:
-    """Total microseconds some task waited for a CPU (Linux pressure stall information); 0 when unavailable."""
-    try:
-        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
-        return int(line.rsplit("total=", 1)[1])
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
 def worker(args) -> dict:
     import torch
 
+    from matting.bench.measure import measure
     from matting.runtime.process import tune_malloc
 
     tune_malloc()
@@ -154,21 +131,10 @@ def worker(args) -> dict:
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 return net(x)["pred_alpha"].float().numpy()
 
-    base_kb = _status_kb("VmRSS")
-    _reset_peak()
-    for _ in range(args.warmup):
-        alpha = run()
-    times = []
-    stall_start, wall_start = _cpu_stall_us(), time.perf_counter()
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        alpha = run()
-        times.append((time.perf_counter() - start) * 1000)
-    stall = (_cpu_stall_us() - stall_start) / 1e6 / (time.perf_counter() - wall_start)
-    peak_kb = max(_status_kb("VmHWM"), base_kb)
+    measured = measure(run, args.repeats, args.warmup)
+    alpha = measured.pop("result")
     np.save(Path(args.tmp) / f"{mode}_{size}.npy", np.asarray(alpha, np.float32).reshape(size, size))
-    return {"mode": mode, "size": size, "ms": float(np.median(times)), "ms_all": times,
-            "peak_mb": (peak_kb - base_kb) / 1024, "stall": stall}
+    return {"mode": mode, "size": size, **measured}
 
 
 # ---------------------------------------------------------------------------- driver

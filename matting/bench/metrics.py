@@ -18,10 +18,11 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse
 import platform
-import time
 
 import cv2
 import numpy as np
+
+from matting.bench.measure import repeat_ms
 
 
 def synthetic_pair(rng: np.random.Generator, width: int, height: int):
@@ -60,13 +61,7 @@ def synthetic_pair(rng: np.random.Generator, width: int, height: int):
 
 def _times(fn, pairs, repeats: int) -> np.ndarray:
     """Seconds of ``fn(pred, gt, trimap)``: one entry per pair and repeat."""
-    runs = []
-    for pair in pairs:
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn(*pair)
-            runs.append(time.perf_counter() - start)
-    return np.array(runs)
+    return np.array([ms / 1000 for pair in pairs for ms in repeat_ms(lambda: fn(*pair), repeats, warmup=0)])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,25 +17,19 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 METHODS = {"base only (1/4, bilinear)": None, "patch refiner": "configs/refiner/patch.yaml", "guided filter": "configs/refiner/guided.yaml"}
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
-
-
 def worker(method: str, size: str, repeats: int) -> dict:
     import torch
     import torch.nn.functional as F
 
+    from matting.bench.measure import measure
     from matting.runtime.lightning_cli import build_cli
     from matting.runtime.process import tune_malloc
 
@@ -56,16 +50,8 @@ def worker(method: str, size: str, repeats: int) -> dict:
             small = F.interpolate(image, size=base_size, mode="bilinear", antialias=True)
             return F.interpolate(net.base_pass(small).pred_alpha, size=(h, w), mode="bilinear")
 
-    before = _rss_mb()  # model built, input made; ru_maxrss is a lifetime peak, so read it first
-    run()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    times.sort()
-    return {"ms": 1000 * times[len(times) // 2], "peak_mb": max(peak - before, 0.0), "base": list(base_size)}
+    measured = measure(run, repeats, warmup=1)  # peak above the level with the model built and the input made
+    return {"ms": measured["ms"], "peak_mb": measured["peak_mb"], "base": list(base_size)}
 
 
 def main() -> int:

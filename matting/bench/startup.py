@@ -32,10 +32,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from matting.bench.measure import interleaved_ms, timed
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data" / "alphamatting"
@@ -45,11 +46,10 @@ def _run_predict(model: Path, photo: Path, out: Path) -> tuple[float, float]:
     """(wall s, peak RSS MB) of one `matting predict` process (peak from GNU time: a child's own
     ru_maxrss counts the parent's memory that it was forked with)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    start = time.perf_counter()
-    done = subprocess.run(["/usr/bin/time", "-f", "PEAK_KB %M", sys.executable, "-m", "matting", "predict", "--ckpt",
-                           str(model), str(photo), "--out", str(out), "--no-progress", "--overwrite"], env=env, cwd=REPO,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wall = time.perf_counter() - start
+    wall, done = timed(lambda: subprocess.run(
+        ["/usr/bin/time", "-f", "PEAK_KB %M", sys.executable, "-m", "matting", "predict", "--ckpt", str(model), str(photo),
+         "--out", str(out), "--no-progress", "--overwrite"], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True))
     if done.returncode:
         raise SystemExit(f"matting predict --ckpt {model} failed:\n{done.stderr[-2000:]}")
     peak = [line for line in done.stderr.splitlines() if line.startswith("PEAK_KB ")][-1]
@@ -81,14 +81,7 @@ def _quantize(graph: Path, target: Path, count: int, size: int) -> None:
 
 
 def _median_ms(runs: dict, repeats: int) -> dict:
-    times = {name: [] for name in runs}
-    for name, run in runs.items():  # warm-up (and TorchScript's trace)
-        run(), run()
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append((time.perf_counter() - start) * 1000)
+    times = interleaved_ms(runs, repeats, warmup=2)  # two warm-up rounds (and TorchScript's trace)
     return {name: float(np.median(t)) for name, t in times.items()}
 
 

@@ -10,24 +10,19 @@ Usage: python tools/benchmark.py synthetic [--n N] [--sizes 256 512]
 from __future__ import annotations
 
 import argparse
-import time
 
 import cv2
 import numpy as np
 import torch
 
+from matting.bench.measure import timed
 from matting.data.synthetic.dataset import SyntheticMattingDataset
 
 
 def _time(fn, n: int) -> np.ndarray:
     fn(n)  # warm-up: imports, allocator, OpenCV dispatch tables
     fn(n + 1)
-    out = np.empty(n)
-    for i in range(n):
-        t0 = time.perf_counter()
-        fn(i)
-        out[i] = (time.perf_counter() - t0) * 1e3
-    return out
+    return np.array([timed(lambda i=i: fn(i))[0] * 1e3 for i in range(n)])
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ def arm_forward(config_path: Path):
         remover = ColorThresholdRemover(**config["method"]["init_args"])
         return lambda image: remover.predict(image[0].permute(1, 2, 0).numpy())
     from matting.runtime.lightning_cli import build_cli
-    from matting.runtime.timing import network_forward
+    from matting.bench.measure import network_forward
 
     # Only the network matters here; the data module is built but never loaded (its saved worker
     # start method may predate the current choices).
@@ -44,7 +44,7 @@ def arm_forward(config_path: Path):
 
 def main(argv: list[str] | None = None) -> int:
     from matting.runtime.process import quiet_defaults, tune_malloc
-    from matting.runtime.timing import inference_ms
+    from matting.bench.measure import inference_ms
 
     tune_malloc()
     quiet_defaults()

@@ -148,7 +148,7 @@ def _logger_options(partial: Path) -> list[str]:
 
 def run_network(files: list[Path], seed: int, options: list[str], partial: Path, args) -> dict:
     from matting.runtime.lightning_cli import build_cli
-    from matting.runtime.timing import inference_ms, network_forward
+    from matting.bench.measure import inference_ms, network_forward
 
     cli = build_cli(_cli_args(files, seed, options + _logger_options(partial)), run=False)
     (partial / "config.yaml").write_text(cli.parser.dump(cli.config, skip_none=False))
@@ -191,7 +191,7 @@ def run_color_threshold(files: list[Path], seed: int, options: list[str], partia
     )
     from matting.module import MattingModule
     from matting.runtime.lightning_cli import build_cli
-    from matting.runtime.timing import inference_ms
+    from matting.bench.measure import inference_ms
 
     cli = build_cli(_cli_args(files, seed, options + _logger_options(partial)), run=False)
     data = cli.datamodule
