@@ -151,14 +151,15 @@ def test_cpu_budgets_become_steps_from_the_measured_cost(tmp_path, data_root):
     assert spec.arms["semantic_only"].steps is None and spec.arms["semantic_only"].cpu_of == "two_decoder"
     with pytest.raises(MattingInputError, match="calibrate its steps first"):
         cv.plan_runs(spec, tmp_path, data_root, ["semantic_only"])
-    # Measurements kept for these stacks on this CPU are reused: no training run. The budget is the
-    # two-decoder arm's 600 steps at its own measured cost (0.97 CPU-s), spent at the arm's (1.94).
+    # Measurements kept for these stacks on this CPU (in the precision its training runs use) are
+    # reused: no training run. The budget is the two-decoder arm's 600 steps at its own measured
+    # cost (0.97 CPU-s), spent at the arm's (1.94).
     from matting.study import calibrate
 
     data = [f"--data.init_args.root={data_root.resolve()}", "--data.init_args.train=alphamatting/fold0_train"]
     (tmp_path / "calibration").mkdir()
     for name, cost in (("two_decoder", 0.97), ("semantic_only", 1.94)):
-        key = calibrate._key(cv.arm_files(spec, spec.arms[name]), data, cv._cpu_name())
+        key = calibrate._key(cv.arm_files(spec, spec.arms[name]), data + cv.precision_options(), cv._cpu_name())
         (tmp_path / "calibration" / f"{key}.json").write_text(json.dumps({"cpu_seconds_per_step": cost}))
     done = cv.calibrate_arms(spec, tmp_path, data_root, ["two_decoder", "semantic_only"], log=lambda *_: None)
     assert list(done) == ["semantic_only"] and spec.arms["semantic_only"].steps == 300

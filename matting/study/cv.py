@@ -256,7 +256,8 @@ def calibrate_arms(spec: CvSpec, runs: Path, data_root: Path, arms: list[str], l
     def measure(arm: CvArm) -> dict:
         data = [] if arm.data == "none" else [f"--data.init_args.root={data_root.resolve()}",
                                               "--data.init_args.train=alphamatting/fold0_train"]
-        return step_cpu_seconds(arm_files(spec, arm), data + arm.options, runs, TRAIN_ENV, _cpu_name(), log)
+        return step_cpu_seconds(arm_files(spec, arm), data + arm.options + precision_options(), runs, TRAIN_ENV,
+                                _cpu_name(), log)
 
     done = {}
     for name in arms:
@@ -324,11 +325,15 @@ def train_runs(plans: list[RunPlan], parallel: int, data_root: Path | None = Non
     return failed + _train(plans, ready, parallel, data_root, log)
 
 
-def _train(plans: list[RunPlan], chosen: list[RunPlan], parallel: int, data_root: Path | None, log) -> list[str]:
+def precision_options() -> list[str]:
+    """bf16 autocast is 10x slower where the CPU emulates it: those machines train (and calibrate) in float32."""
     from matting.runtime.precision import cpu_has_native_bf16
 
-    # bf16 autocast is 10x slower where the CPU emulates it: those machines train in float32.
-    precision = [] if cpu_has_native_bf16() else ["--trainer.precision=32-true"]
+    return [] if cpu_has_native_bf16() else ["--trainer.precision=32-true"]
+
+
+def _train(plans: list[RunPlan], chosen: list[RunPlan], parallel: int, data_root: Path | None, log) -> list[str]:
+    precision = precision_options()
     by_name, jobs, seen = {}, [], set()
     # Fold by fold across arms: a study stopped part-way leaves every arm with the same folds done.
     for plan in sorted(chosen, key=lambda p: -1 if p.fold is None else p.fold):
