@@ -759,8 +759,19 @@ def test_the_allow_list_holds_the_package_classes_and_torch_optimizers_only():
         assert is_allowed_class(path), path
     for path in ("matting.io.images.os.system", "matting.runtime.run_record.subprocess.Popen", "matting.models.os.system",
                  "matting.models.net.nn.Module", "matting.models.net.torch.Tensor", "subprocess.Popen", "os.system",
-                 "torch.nn.Module", "matting.models._private"):
+                 "torch.nn.Module", "matting.models._private", "matting.__main__.main", "matting.cli.main",
+                 "matting.baselines.ColorThresholdRemover"):  # a package class, but not a building block of a run
         assert not is_allowed_class(path), path
+    # Derived, not listed: every network, loss and data module the package exports is allowed.
+    import inspect
+
+    import torch
+
+    from matting import data, losses, models
+
+    exported = [f"{m.__name__}.{n}" for m in (models, losses, data) for n in getattr(m, "__all__", dir(m))
+                if inspect.isclass(getattr(m, n)) and (issubclass(getattr(m, n), torch.nn.Module) or n.endswith("DataModule"))]
+    assert len(exported) > 15 and all(is_allowed_class(p) for p in exported), [p for p in exported if not is_allowed_class(p)]
 
 
 @pytest.mark.slow

@@ -1,13 +1,15 @@
-"""Which classes a config read from a checkpoint may name: exactly the classes the package defines.
+"""Which classes a config read from a checkpoint may name: the package's own building blocks.
 
 A checkpoint's config is rebuilt with jsonargparse, which imports any dotted path it is given and
 instantiates or calls it. A prefix test (``matting.``) is not enough: ``matting.io.images.os.system``
-starts with it and is ``os.system``, re-exported by an import. So a class path is allowed only when it
-names a class found in one of the package's own modules (``PACKAGE_MODULES``) whose ``__module__``
-is one of those modules too (a re-export between them, ``matting.models.MattingNet``, counts; an
-imported ``os`` or ``subprocess`` never does), or one of torch's optimizers and learning-rate
-schedulers, which LightningCLI stores in ``hyper_parameters``. Only the named module is imported.
-Anything else is refused in one line naming the key and the class.
+starts with it and is ``os.system``, re-exported by an import. The allow-list is derived from the
+package, not kept by hand: a class path is allowed when it names a class of one of the package's
+modules whose ``__module__`` is a package module too (a re-export, ``matting.models.MattingNet``,
+counts; an imported ``os`` or ``subprocess`` never does) and which is a building block of a run: a
+``torch.nn.Module`` (networks, heads, losses, the Lightning modules) or a Lightning data module.
+torch's optimizers and learning-rate schedulers, which LightningCLI stores in ``hyper_parameters``,
+are allowed too. Only the named module is imported (never a ``__main__``); anything else is refused
+in one line naming the key and the class.
 
 A network rebuilt from a checkpoint is built offline: a stored name with a source prefix
 (``hf-hub:user/repo``, ``local-dir:/path``, a URL), which timm would resolve by asking the model hub
@@ -26,9 +28,10 @@ from typing import Any
 
 from matting.io.errors import MattingInputError
 
-# Packages and modules (with their submodules) whose classes a checkpoint's config may name.
-PACKAGE_MODULES = ("matting.models", "matting.losses", "matting.data", "matting.module", "matting.soc_loss",
-                   "matting.soc_module")
+PACKAGE = "matting"
+# The kinds of class a run is built from, by (module prefix, class name) of a base: compared by name
+# so that checking a path imports no Lightning.
+BUILDING_BLOCKS = (("torch.nn.modules.module", "Module"), ("lightning.pytorch.core.datamodule", "LightningDataModule"))
 # torch's own classes that LightningCLI stores next to the network (optimizer, lr_scheduler).
 TORCH_MODULES = ("torch.optim", "torch.optim.lr_scheduler")
 
@@ -51,7 +54,7 @@ def is_allowed_class(path: str) -> bool:
     """
     module_name, _, attr = path.rpartition(".")
     in_torch = module_name in TORCH_MODULES
-    if not (in_torch or _in(module_name, PACKAGE_MODULES)) or attr.startswith("_"):
+    if not (in_torch or _in(module_name, (PACKAGE,))) or attr.startswith("_") or "__main__" in module_name.split("."):
         return False
     try:
         if importlib.util.find_spec(module_name) is None:  # matting.models.os: an attribute, not a module
@@ -68,7 +71,9 @@ def is_allowed_class(path: str) -> bool:
         return value.__module__.startswith("torch.optim.") and issubclass(value, bases)
     # Defined in one of the package's modules (there, or re-exported by another one): never an import from outside.
     home = sys.modules.get(value.__module__)
-    return _in(value.__module__, PACKAGE_MODULES) and getattr(home, value.__name__, None) is value
+    if not _in(value.__module__, (PACKAGE,)) or getattr(home, value.__name__, None) is not value:
+        return False
+    return any((base.__module__, base.__name__) in BUILDING_BLOCKS for base in inspect.getmro(value))
 
 
 def _names_foreign_code(value: str) -> bool:
