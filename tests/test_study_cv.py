@@ -329,6 +329,8 @@ def test_rows_whose_runs_are_gone_are_kept_from_the_last_page(tmp_path):
     assert "| old* | 2 | 600 | 9.7 |" in text and "trained on old: elsewhere" in text and "| fresh | 1 |" in text
     assert "7.00 +- 0.00" in text and "stale" not in text
     one_row = cv2.imread(str(study / "grid_real.png")).shape[0]  # only the arm with mattes on disk
+    write_cv_results(study, "t", kept, {}, costs, ["Only kept rows."])  # nothing to draw: the grid is left as it was
+    assert cv2.imread(str(study / "grid_real.png")).shape[0] == one_row and "Only kept rows." in page.read_text()
     write_cv_results(study, "t", {**fresh, **kept}, {"fresh": {"GT01": tmp_path / "m" / "GT01.png"},
                                                      "old": {"GT01": tmp_path / "m" / "GT01.png"}}, {}, ["Here."])
     assert cv2.imread(str(study / "grid_real.png")).shape[0] > one_row

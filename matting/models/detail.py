@@ -1,13 +1,14 @@
 """Detail (fine) decoders for the transition band, at high resolution.
 
-Called as ``head(feats, image, semantic, predict=True)``, where ``semantic`` is the coarse head's
-output (or None without one); each returns a :class:`~matting.models.outputs.DetailOutput`
-(``predict=False``: ``pred_detail`` is skipped, None, when nothing reads it).
+Called as ``head(feats, image, semantic)`` (:class:`~matting.models.head.Head`), where ``semantic``
+is the coarse head's output (or None without one); each returns a
+:class:`~matting.models.outputs.DetailOutput`.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -21,10 +22,11 @@ from matting.models.blocks import (
     resize_to,
 )
 from matting.models.encoder import FeatureSpec
+from matting.models.head import Head
 from matting.models.outputs import CoarseOutput, DetailOutput
 
 
-class DetailHead(nn.Module):
+class DetailHead(Head):
     """High-resolution detail decoder (MODNet's HR branch) for the transition band.
 
     Works at 1/4 then 1/2 from the stride-2 and stride-4 encoder features and the downsampled
@@ -87,8 +89,8 @@ class DetailHead(nn.Module):
         self.out = nn.Sequential(conv(hidden + 3, hidden, 3), nn.Conv2d(hidden, 1, 1))
         self.out_channels = hidden
 
-    def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor,
-                semantic: CoarseOutput | None = None, predict: bool = True) -> DetailOutput:
+    def features(self, feats: dict[int, torch.Tensor], image: torch.Tensor,
+                 semantic: CoarseOutput | None = None) -> tuple[DetailOutput, torch.Tensor]:
         h, w = image.shape[-2:]
         img_s2, img_s4 = downsample_image(image, 2), downsample_image(image, 4)
         enc_s2 = self.proj_s2(feats[2])  # (B, hidden, H/2, W/2)
@@ -102,13 +104,14 @@ class DetailHead(nn.Module):
         x = resize_to(x, (h // 2, w // 2))
         x = torch.cat([x, enc_s2, img_s2] if self.image_s2 else [x, enc_s2], 1)  # (B, 2*hidden (+3), H/2, W/2)
         feat_s2 = self.conv_s2(x) if self.stride == 2 else self.merge_s2(x)  # (B, hidden, H/2, W/2)
-        if not predict:  # the fusion reads feat_s2 only: skip the full-resolution output
-            return DetailOutput(pred_detail=None, feat_s2=feat_s2)
-        logits = self.out(torch.cat([resize_to(feat_s2, (h, w)), image], 1))  # (B, 1, H, W)
-        return DetailOutput(pred_detail=torch.sigmoid(logits), feat_s2=feat_s2)
+        return DetailOutput(pred_detail=None, feat_s2=feat_s2), feat_s2
+
+    def prediction(self, output: DetailOutput, last: torch.Tensor, image: torch.Tensor) -> DetailOutput:
+        logits = self.out(torch.cat([resize_to(last, image.shape[-2:]), image], 1))  # (B, 1, H, W)
+        return replace(output, pred_detail=torch.sigmoid(logits))
 
 
-class FocusHead(nn.Module):
+class FocusHead(Head):
     """GFM's focus decoder: a dilated bridge on the deepest level, then a U-Net over every stride.
 
     Each stage upsamples by two and concatenates the encoder feature of that stride (U-Net
@@ -163,8 +166,8 @@ class FocusHead(nn.Module):
         self.out = nn.Sequential(ConvNormAct(width + 3, min_width, 3), nn.Conv2d(min_width, 1, 1))
         self.out_channels = width
 
-    def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor,
-                semantic: CoarseOutput | None = None, predict: bool = True) -> DetailOutput:
+    def features(self, feats: dict[int, torch.Tensor], image: torch.Tensor,
+                 semantic: CoarseOutput | None = None) -> tuple[DetailOutput, torch.Tensor]:
         h, w = image.shape[-2:]
         x = self.bridge(feats[self.deepest])  # (B, hidden, H/32, W/32)
         feat_s2 = None
@@ -177,7 +180,8 @@ class FocusHead(nn.Module):
                 feat_s2 = x
         if feat_s2 is None:
             feat_s2 = resize_to(x, (h // 2, w // 2))
-        if not predict:  # the fusion reads feat_s2 only
-            return DetailOutput(pred_detail=None, feat_s2=feat_s2)
-        logits = self.out(torch.cat([resize_to(x, (h, w)), image], 1))  # (B, 1, H, W)
-        return DetailOutput(pred_detail=torch.sigmoid(logits), feat_s2=feat_s2)
+        return DetailOutput(pred_detail=None, feat_s2=feat_s2), x
+
+    def prediction(self, output: DetailOutput, last: torch.Tensor, image: torch.Tensor) -> DetailOutput:
+        logits = self.out(torch.cat([resize_to(last, image.shape[-2:]), image], 1))  # (B, 1, H, W)
+        return replace(output, pred_detail=torch.sigmoid(logits))

@@ -6,19 +6,22 @@ these classes; their parameter names are the ones those heads had, so old checkp
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
 from matting.io.errors import MattingInputError
 from matting.models.blocks import ConvNormAct, resize_to
 from matting.models.encoder import FeatureSpec
+from matting.models.head import Head
 from matting.models.outputs import CoarseOutput, DetailOutput, GlanceOutput
 from matting.models.semantic import PyramidPooling, glance_output
 
 __all__ = ["FocusUNetHead", "GlanceUNetHead"]
 
 
-class GlanceUNetHead(nn.Module):
+class GlanceUNetHead(Head):
     """GFM's glance decoder: the pooled context keeps the deepest width; a stage per encoder stride
     from the deepest (which also reads the deepest encoder feature) to the finest, each three 3x3
     convs (stride s works at the encoder width at s and hands the width of the next stride on),
@@ -63,7 +66,7 @@ class GlanceUNetHead(nn.Module):
         i8 = self.strides.index(self.s8)
         self.out_channels = c[self.strides[i8 + 1]] if i8 + 1 < len(self.strides) else c[self.s8]
 
-    def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor, predict: bool = True) -> GlanceOutput:
+    def features(self, feats: dict[int, torch.Tensor], image: torch.Tensor, semantic=None) -> tuple[GlanceOutput, torch.Tensor]:
         h, w = image.shape[-2:]
         ctx = self.psp(feats[self.deepest])  # (B, C_deep, H/32, W/32)
         x = self.stages[0](torch.cat([ctx, feats[self.deepest]], 1))  # (B, C_16, H/32, W/32)
@@ -74,12 +77,14 @@ class GlanceUNetHead(nn.Module):
             if s == self.s8:
                 feat_s8 = x
         feat_s8 = resize_to(feat_s8, (h // 8, w // 8))
-        if not predict:
-            return GlanceOutput(pred_glance=None, pred_semantic_alpha=None, feat_s8=feat_s8)
-        return glance_output(resize_to(self.out(x), (h, w)), self.classes, feat_s8)  # logits (B, classes, H, W)
+        return GlanceOutput(pred_glance=None, pred_semantic_alpha=None, feat_s8=feat_s8), x
+
+    def prediction(self, output: GlanceOutput, last: torch.Tensor, image: torch.Tensor) -> GlanceOutput:
+        logits = resize_to(self.out(last), image.shape[-2:])  # (B, classes, H, W)
+        return glance_output(logits, self.classes, output.feat_s8)
 
 
-class FocusUNetHead(nn.Module):
+class FocusUNetHead(Head):
     """GFM's focus decoder: a dilated bridge keeping the deepest width; a stage per encoder stride
     from the deepest (bridge + deepest feature) to the finest, each three 3x3 convs on the previous
     stage and that stride's encoder feature (stride s works at the encoder width at s and hands
@@ -118,8 +123,8 @@ class FocusUNetHead(nn.Module):
         self.out = nn.Conv2d(c[self.strides[-1]], 1, 3, padding=1)
         self.out_channels = c[self.strides[-1]]
 
-    def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor, semantic: CoarseOutput | None = None,
-                predict: bool = True) -> DetailOutput:
+    def features(self, feats: dict[int, torch.Tensor], image: torch.Tensor,
+                 semantic: CoarseOutput | None = None) -> tuple[DetailOutput, torch.Tensor]:
         h, w = image.shape[-2:]
         x = self.bridge(feats[self.deepest])  # (B, C_deep, H/32, W/32)
         for s, stage in zip(self.strides, self.stages):
@@ -128,7 +133,8 @@ class FocusUNetHead(nn.Module):
                 parts.append(resize_to(semantic.feat_s8, feats[s].shape[-2:]))
             x = stage(torch.cat(parts, 1))  # (B, C_next, H/s, W/s); the finest: (B, C_s, H/s, W/s)
         feat_s2 = resize_to(x, (h // 2, w // 2))
-        if not predict:
-            return DetailOutput(pred_detail=None, feat_s2=feat_s2)
-        logits = resize_to(self.out(x), (h, w))  # (B, 1, H, W)
-        return DetailOutput(pred_detail=torch.sigmoid(logits), feat_s2=feat_s2)
+        return DetailOutput(pred_detail=None, feat_s2=feat_s2), x
+
+    def prediction(self, output: DetailOutput, last: torch.Tensor, image: torch.Tensor) -> DetailOutput:
+        logits = resize_to(self.out(last), image.shape[-2:])  # (B, 1, H, W)
+        return replace(output, pred_detail=torch.sigmoid(logits))

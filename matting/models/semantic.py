@@ -1,11 +1,13 @@
 """Semantic (coarse) decoders: what is subject, at low resolution.
 
-Heads are built from a :class:`FeatureSpec` and called as ``head(feats, image, predict=True)``;
-each returns a typed output (:mod:`matting.models.outputs`) whose ``feat_s8`` later heads may
-consume (``predict=False``: the prediction is skipped, None, when nothing reads it).
+Heads are built from a :class:`FeatureSpec` and called as ``head(feats, image)``
+(:class:`~matting.models.head.Head`); each returns a typed output (:mod:`matting.models.outputs`)
+whose ``feat_s8`` later heads may consume.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -20,10 +22,11 @@ from matting.models.blocks import (
     resize_to,
 )
 from matting.models.encoder import FeatureSpec
+from matting.models.head import Head
 from matting.models.outputs import GlanceOutput, SemanticOutput
 
 
-class SemanticHead(nn.Module):
+class SemanticHead(Head):
     """Coarse semantic decoder (MODNet's low-resolution branch): what is subject, at 1/16.
 
     SE attention on the deepest encoder level, two upsampling 5x5 conv stages to 1/16 and 1/8,
@@ -57,13 +60,15 @@ class SemanticHead(nn.Module):
         self.out = nn.Conv2d(hidden_s8, 1, 3, stride=2, padding=1)
         self.out_channels = hidden_s8
 
-    def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor, predict: bool = True) -> SemanticOutput:
+    def features(self, feats: dict[int, torch.Tensor], image: torch.Tensor, semantic=None) -> tuple[SemanticOutput, torch.Tensor]:
         h, w = image.shape[-2:]
         x = self.se(feats[self.deepest])  # (B, C, H/32, W/32)
         x = self.conv_s16(resize_to(x, (h // 16, w // 16)))  # (B, hidden_s16, H/16, W/16)
         feat_s8 = self.conv_s8(resize_to(x, (h // 8, w // 8)))  # (B, hidden_s8, H/8, W/8)
-        pred_semantic = torch.sigmoid(self.out(feat_s8)) if predict else None  # (B, 1, H/16, W/16)
-        return SemanticOutput(pred_semantic=pred_semantic, feat_s8=feat_s8)
+        return SemanticOutput(pred_semantic=None, feat_s8=feat_s8), feat_s8
+
+    def prediction(self, output: SemanticOutput, last: torch.Tensor, image: torch.Tensor) -> SemanticOutput:
+        return replace(output, pred_semantic=torch.sigmoid(self.out(last)))  # (B, 1, H/16, W/16)
 
 
 PSP_STYLES = ("compact", "full")
@@ -101,7 +106,7 @@ class PyramidPooling(nn.Module):
 DECODERS = ("compact", "unet")
 
 
-class GlanceHead(nn.Module):
+class GlanceHead(Head):
     """GFM's glance decoder: pyramid pooling on the deepest level, then upsampling stages to 1/4.
 
     Predicts class logits: with ``classes=3`` background / transition / foreground (GFM's TT
@@ -153,7 +158,7 @@ class GlanceHead(nn.Module):
         self.out = nn.Conv2d(hidden, classes, 3, padding=1)
         self.out_channels = hidden
 
-    def forward(self, feats: dict[int, torch.Tensor], image: torch.Tensor, predict: bool = True) -> GlanceOutput:
+    def features(self, feats: dict[int, torch.Tensor], image: torch.Tensor, semantic=None) -> tuple[GlanceOutput, torch.Tensor]:
         h, w = image.shape[-2:]
         global_ctx = self.psp(feats[self.deepest])  # (B, hidden, H/32, W/32)
         x, feat_s8 = global_ctx, None
@@ -164,9 +169,10 @@ class GlanceHead(nn.Module):
                 feat_s8 = x
         if feat_s8 is None:
             feat_s8 = resize_to(x, (h // 8, w // 8))
-        if not predict:  # the fusion reads feat_s8 only
-            return GlanceOutput(pred_glance=None, pred_semantic_alpha=None, feat_s8=feat_s8)
-        return glance_output(self.out(x), self.classes, feat_s8)  # logits (B, classes, H/4, W/4)
+        return GlanceOutput(pred_glance=None, pred_semantic_alpha=None, feat_s8=feat_s8), x
+
+    def prediction(self, output: GlanceOutput, last: torch.Tensor, image: torch.Tensor) -> GlanceOutput:
+        return glance_output(self.out(last), self.classes, output.feat_s8)  # logits (B, classes, H/4, W/4)
 
 
 def glance_output(logits: torch.Tensor, classes: int, feat_s8: torch.Tensor) -> GlanceOutput:

@@ -100,6 +100,8 @@ def _grid(results: dict, mattes: dict[str, dict[str, Path]], path: Path, tile: i
         h, w = array.shape[:2]
         return cv2.resize(array, (tile, max(1, round(h * tile / w))), interpolation=cv2.INTER_AREA)
 
+    if not arms or not names:  # every row kept from an earlier page: no matte on this disk to draw
+        return
     rows = [[fit(mattes[arm].get(n)) for n in names] for arm in arms]
     with atomic_path(path, temp=path.with_name(f".{path.stem}.partial.png")) as tmp:
         if not cv2.imwrite(str(tmp), render_grid(rows, names, arms)[..., ::-1]):
