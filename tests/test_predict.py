@@ -395,3 +395,40 @@ def test_real_photos(shared_data, ckpt, tmp_path):
         a = np.asarray(alpha)
         assert a.min() >= 0 and a.max() <= 255 and a.std() > 0
         assert np.array_equal(np.asarray(cutout)[..., 3], a)
+
+
+# ---------------------------------------------------------------------------- a network that takes a trimap
+
+
+def test_a_trimap_network_is_given_each_photos_trimap(tmp_path, ckpt, capsys):
+    from matting.inference.loading import build_net
+
+    config = {**NET_CONFIG, "init_args": {**NET_CONFIG["init_args"], "trimap_input": True, "encoder": {
+        **NET_CONFIG["init_args"]["encoder"], "init_args": {**NET_CONFIG["init_args"]["encoder"]["init_args"], "in_chans": 4}}}}
+    torch.manual_seed(0)
+    trimap_ckpt = write_checkpoint(tmp_path / "trimap.ckpt", build_net(config), config)
+    photos, trimaps = tmp_path / "photos", tmp_path / "trimaps"
+    photos.mkdir(), trimaps.mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(_rgb(30, 44)).save(photos / f"{name}.png")
+    trimap = np.full((30, 44), 128, np.uint8)
+    trimap[:, :10], trimap[:, -10:] = 0, 255
+    Image.fromarray(trimap).save(trimaps / "a.png")  # b has none
+    # Without trimaps the network is refused before anything is written, and a plain one refuses them.
+    with pytest.raises(MattingInputError, match="takes a trimap with each photo.*--trimap DIR"):
+        run([photos, "--ckpt", trimap_ckpt, "--out", tmp_path / "none"])
+    with pytest.raises(MattingInputError, match="takes no trimap"):
+        run([photos, "--ckpt", ckpt, "--out", tmp_path / "plain", "--trimap", trimaps])
+    assert not (tmp_path / "none").exists() and not (tmp_path / "plain").exists()
+    # With them: a's matte is written, b is a problem naming what is missing.
+    assert run([photos, "--ckpt", trimap_ckpt, "--out", tmp_path / "out", "--trimap", trimaps, "--no-progress"]) == 1
+    assert (tmp_path / "out" / "alpha" / "a.png").is_file() and not (tmp_path / "out" / "alpha" / "b.png").exists()
+    assert "b.png: no trimap named b.* in --trimap" in capsys.readouterr().err
+    # The trimap reaches the network: another trimap gives another matte.
+    net = load_net(trimap_ckpt)
+    image = _rgb(30, 44).astype(np.float32) / 255
+    one = predict_alpha(net, image, base_size=64, trimap=trimap)
+    other = predict_alpha(net, image, base_size=64, trimap=255 - trimap)
+    assert one.shape == (30, 44) and not np.allclose(one, other)
+    with pytest.raises(MattingInputError, match="the trimap is 10x30, the photo 44x30"):
+        predict_alpha(net, image, base_size=64, trimap=trimap[:, :10])

@@ -357,3 +357,13 @@ def test_decoded_cache_gives_the_same_samples_and_stays_untouched(data_root):
     for (name, _), (alpha, colours) in cached._decoded.items():
         fresh_alpha, fresh = cached._decode(next(r for r in cached.records if r.name == name), False)
         assert np.array_equal(alpha, fresh_alpha) and np.array_equal(colours["fg"], fresh["fg"])
+
+
+def test_a_trimap_network_is_scored_with_the_held_out_trimaps(tmp_path):
+    from matting.study.cv_score import takes_trimap
+    from tests.tiny_checkpoint import NET_CONFIG, write_checkpoint
+
+    plain = write_checkpoint(tmp_path / "plain.ckpt")
+    trimap = dict(NET_CONFIG, init_args={**NET_CONFIG["init_args"], "trimap_input": True})
+    with_trimap = write_checkpoint(tmp_path / "trimap.ckpt", config=trimap)  # read from the stored config
+    assert not takes_trimap(plain) and takes_trimap(with_trimap)

@@ -51,7 +51,7 @@ from matting.inference.cutout import load_background, photo_outputs
 from matting.inference.runner import add_inference_options, open_from_args
 from matting.io.errors import MattingInputError, NonFiniteOutput, ToolArgumentParser
 from matting.io.files import check_output
-from matting.io.images import read_image, write_png
+from matting.io.images import list_images, read_image, read_trimap, write_png
 from matting.io.limits import add_reader_options, apply_reader_options
 from matting.io.pairing import check_stems, collect_inputs
 
@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "from `matting export` (.onnx: the fast start, onnxruntime only)")
     p.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     p.add_argument("--background", help="also write a composite over this colour (white, '#00ff00', 0,255,0) or image file")
+    p.add_argument("--trimap", type=Path, help="folder of trimaps named as the photos, for a network that takes one "
+                   "(trimap_input: the trimap-based upper bound)")
     add_inference_options(p)
     p.add_argument("--no-cutout", action="store_true", help="write only the alpha matte (and composite), no RGBA cutout")
     group = p.add_mutually_exclusive_group()
@@ -107,11 +109,16 @@ def _remove_if_empty(folders: list[Path]) -> None:
             pass
 
 
-def process_image(alpha_of, path: Path, out: Path, kinds: list[str], args, background) -> None:
-    """Predict and write the outputs of one image (those in ``kinds``); ``alpha_of(image, path)`` gives
-    the full-size alpha, float32 (H, W) in [0, 1], of an (H, W, 3) image."""
+def process_image(alpha_of, path: Path, out: Path, kinds: list[str], args, background, trimaps=None) -> None:
+    """Predict and write the outputs of one image (those in ``kinds``); ``alpha_of(image, path, trimap)``
+    gives the full-size alpha, float32 (H, W) in [0, 1], of an (H, W, 3) image; ``trimaps``: stem -> file."""
     image = read_image(path)
-    for kind, data in photo_outputs(image, alpha_of(image, path), kinds, background).items():
+    trimap = None
+    if trimaps is not None:
+        if path.stem not in trimaps:
+            raise MattingInputError(f"{path}: no trimap named {path.stem}.* in --trimap {args.trimap}")
+        trimap = read_trimap(trimaps[path.stem])
+    for kind, data in photo_outputs(image, alpha_of(image, path, trimap), kinds, background).items():
         write_png(out / kind / f"{path.stem}.png", data, overwrite=args.overwrite)
 
 
@@ -132,14 +139,29 @@ def main(argv: list[str] | None = None) -> int:
     _check_out(args.out, kinds)
 
     alpha_of = open_from_args(args.ckpt, "matting predict", args)
+    trimaps = _trimap_files(args, alpha_of.trimap_input)
     created = _make_out(args.out, kinds)
     try:
-        return _predict_all(alpha_of, paths, problems, kinds, args, background)
+        return _predict_all(alpha_of, paths, problems, kinds, args, background, trimaps)
     finally:
         _remove_if_empty(created)  # a run that wrote nothing leaves no empty folders behind
 
 
-def _predict_all(alpha_of, paths: list[Path], problems: list[str], kinds: list[str], args, background) -> int:
+def _trimap_files(args, takes_trimap: bool) -> dict[str, Path] | None:
+    """stem -> trimap file of ``--trimap``, checked against what the network takes (None without one)."""
+    if takes_trimap and args.trimap is None:
+        raise MattingInputError(f"--ckpt {args.ckpt}: this network takes a trimap with each photo (trimap_input); "
+                                "give their folder with --trimap DIR")
+    if args.trimap is None:
+        return None
+    if not takes_trimap:
+        raise MattingInputError(f"--trimap {args.trimap}: the network of {args.ckpt} takes no trimap")
+    if not args.trimap.is_dir():
+        raise MattingInputError(f"--trimap {args.trimap}: not a folder")
+    return list_images(args.trimap)
+
+
+def _predict_all(alpha_of, paths: list[Path], problems: list[str], kinds: list[str], args, background, trimaps=None) -> int:
     """Write the outputs of every image; 0 when all were written, 1 with problems, 130 on Ctrl-C."""
     from tqdm import tqdm
 
@@ -164,7 +186,7 @@ def _predict_all(alpha_of, paths: list[Path], problems: list[str], kinds: list[s
                     tqdm.write(f"matting predict: {problems[-1]}", file=sys.stderr)
                     continue
             try:
-                process_image(alpha_of, path, args.out, todo, args, background)
+                process_image(alpha_of, path, args.out, todo, args, background, trimaps)
                 written += 1
             except NonFiniteOutput:  # the network's fault, not this image's: every image would fail
                 raise

@@ -58,8 +58,10 @@ def fold_batchnorm(net: nn.Module, tolerance: float = 1e-4) -> nn.Module:
     device = next(net.parameters()).device
     stride = net.pad_multiple
     probe = torch.rand(1, 3, 2 * stride + 5, 3 * stride - 7, generator=torch.Generator().manual_seed(0)).to(device)
+    # A network that takes a trimap is probed with one of all three levels.
+    extra = {"trimap": (probe[:, :1] * 3).floor().clamp(max=2) / 2} if net.trimap_input else {}
     with ieee_float32(device):  # TF32 convolutions would differ by more than the tolerance, folded or not
-        expected, got = net(probe), fused(probe)
+        expected, got = net(probe, **extra), fused(probe, **extra)
     for key, value in expected.items():
         if key not in got or (value.float() - got[key].float()).abs().max().item() > tolerance:
             return net
@@ -153,7 +155,9 @@ class FrozenAlphaNet(MattingNetwork):
         for key in own[:max(0, len(own) - self.cache_size)]:
             del self._graphs[key]
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, trimap: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        if trimap is not None:  # graphs are traced on the image alone: a trimap network runs eagerly
+            return self.net(image, trimap=trimap)
         if torch.is_autocast_enabled(image.device.type):
             return self.net(image)
         layout = (image.dtype, str(image.device), image.is_contiguous(memory_format=torch.channels_last))

@@ -67,6 +67,19 @@ def _to_tensor(image: np.ndarray, device: torch.device, channels_last: bool) -> 
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
 
 
+def _trimap_tensor(trimap: np.ndarray | None, net: nn.Module, size: tuple[int, int], source: str,
+                   device: torch.device) -> torch.Tensor:
+    """uint8 (H, W) trimap -> (1, 1, H, W) float in {0, 0.5, 1}; the network must take one, and the photo one."""
+    if not net.trimap_input:
+        raise MattingInputError(f"{source}: this network takes no trimap (it was not trained with trimap_input)")
+    if trimap is None:
+        raise MattingInputError(f"{source}: this network takes a trimap with each photo (trimap_input, the "
+                                "trimap-based upper bound): give one (matting predict --trimap DIR)")
+    if tuple(trimap.shape) != tuple(size):
+        raise MattingInputError(f"{source}: the trimap is {trimap.shape[1]}x{trimap.shape[0]}, the photo {size[1]}x{size[0]}")
+    return torch.from_numpy(np.asarray(trimap, np.float32) / 255.0)[None, None].to(device)
+
+
 @contextmanager
 def ieee_float32(device: torch.device):
     """cuDNN convolutions in IEEE float32 while inside, not in TF32 (PyTorch's default for them on
@@ -101,6 +114,7 @@ def predict_alpha(
     channels_last: bool = True,
     fp16: bool = False,
     source: str = "the network",
+    trimap: np.ndarray | None = None,
 ) -> np.ndarray:
     """Alpha matte of one image at its full resolution.
 
@@ -115,6 +129,9 @@ def predict_alpha(
         fp16: run under float16 autocast (GPUs); without bf16 or fp16, a CUDA device computes in
             IEEE float32, as the CPU does (:func:`ieee_float32`).
         source: the checkpoint the network came from, for the message of ``NonFiniteOutput``.
+        trimap: uint8 (H, W) in {0, 128, 255} (:func:`matting.io.images.read_trimap`), required by
+            a network that takes one (``trimap_input``, the trimap-based upper bound) and refused by
+            any other; shrunk to the base pass by nearest neighbour, as in training.
 
     Returns:
         float32 (H, W) in [0, 1]. An output holding NaN or infinite values raises ``NonFiniteOutput``:
@@ -126,11 +143,14 @@ def predict_alpha(
     height, width = image.shape[:2]
     bh, bw = base_shape(height, width, base_size, base_side)
     device = next(net.parameters()).device
+    extra = {"trimap": _trimap_tensor(trimap, net, (height, width), source, device)} if net.trimap_input or trimap is not None else {}
     with autocast_for(device, bf16, fp16):
         if net.refiner is not None:
-            out = net(_to_tensor(image, device, channels_last), base_size=(bh, bw))
+            out = net(_to_tensor(image, device, channels_last), base_size=(bh, bw), **extra)
         else:
-            out = net(downsample_photo(_to_tensor(image, device, channels_last), (bh, bw)))
+            if extra:
+                extra["trimap"] = F.interpolate(extra["trimap"], size=(bh, bw), mode="nearest")
+            out = net(downsample_photo(_to_tensor(image, device, channels_last), (bh, bw)), **extra)
     alpha = out["pred_alpha"][0, 0].float().cpu().numpy()
     if not np.isfinite(alpha).all():
         raise NonFiniteOutput(f"{source}: the network's alpha matte holds NaN or infinite values (weights that are "

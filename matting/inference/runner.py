@@ -53,8 +53,10 @@ def open_from_args(ckpt: str | os.PathLike, prog: str, args) -> Callable[[np.nda
 def open_network(ckpt: str | os.PathLike, prog: str, *, base_size: int | None = None, base_side: str | None = None,
                  bf16: bool = False, eager: bool = False, threads: int | None = None,
                  device: str = "cpu", fp16: bool = False) -> Callable[[np.ndarray, object], np.ndarray]:
-    """``alpha_of(image, path)``: float32 (H, W) alpha in [0, 1] of an (H, W, 3) RGB image in [0, 1];
-    ``alpha_of.parameters`` is the network's parameter count (0 for a graph exported without it).
+    """``alpha_of(image, path, trimap=None)``: float32 (H, W) alpha in [0, 1] of an (H, W, 3) RGB image
+    in [0, 1] (``trimap``: uint8 (H, W), for a network that takes one); ``alpha_of.parameters`` is the
+    network's parameter count (0 for a graph exported without it), ``alpha_of.trimap_input`` whether
+    it takes a trimap.
 
     Args:
         ckpt: a checkpoint (``.ckpt``, ``.safetensors``) or an exported graph (``.onnx``).
@@ -77,8 +79,12 @@ def open_network(ckpt: str | os.PathLike, prog: str, *, base_size: int | None = 
         for option, given, own in (("base-size", base_size, net.base_size), ("base-side", base_side, net.base_side)):
             if given not in (None, own):
                 raise MattingInputError(f"--{option} {given}: {ckpt} was exported with {own}; export it again to change it")
-        alpha_of = lambda image, path=None: net(image)  # noqa: E731
-        alpha_of.parameters = net.parameters
+        def alpha_of(image: np.ndarray, path=None, trimap=None) -> np.ndarray:
+            if trimap is not None:
+                raise MattingInputError(f"{ckpt}: an exported graph takes no trimap")
+            return net(image)
+
+        alpha_of.parameters, alpha_of.trimap_input = net.parameters, False
         return alpha_of
     return _checkpoint(ckpt, base_size or DEFAULT_BASE_SIZE, base_side or DEFAULT_BASE_SIDE, bf16, eager, threads, device,
                        fp16)
@@ -105,9 +111,10 @@ def _checkpoint(ckpt: Path, base_size: int, base_side: str, bf16: bool, eager: b
     if not eager:  # BatchNorm folded, channels_last: the same alpha up to float rounding, faster; no TorchScript
         net = prepare_for_inference(net, jit=False)
 
-    def alpha_of(image: np.ndarray, path=None) -> np.ndarray:
+    def alpha_of(image: np.ndarray, path=None, trimap=None) -> np.ndarray:
         return predict_alpha(net, image, base_size=base_size, base_side=base_side, bf16=bf16, fp16=fp16,
-                             source=f"{ckpt} (on {path})" if path is not None else str(ckpt))
+                             source=f"{ckpt} (on {path})" if path is not None else str(ckpt), trimap=trimap)
 
     alpha_of.parameters = sum(p.numel() for p in net.parameters())
+    alpha_of.trimap_input = bool(net.trimap_input)
     return alpha_of

@@ -11,7 +11,7 @@ from typing import Callable
 
 from matting.io.files import atomic_write
 
-__all__ = ["SCORER", "color_threshold_matte", "constant_matte", "mask_counts", "score_run"]
+__all__ = ["SCORER", "color_threshold_matte", "constant_matte", "mask_counts", "score_run", "takes_trimap"]
 
 # Bumped whenever the path from photo to score changes (predict's resize, evaluate's metrics): a cached
 # score of another version is made again, so every arm of a table is scored the same way.
@@ -47,9 +47,10 @@ def score_run(checkpoint: Path | None, heldout: Path, out: Path, method: Callabl
         pred.mkdir(parents=True, exist_ok=True)
         for stem, image in list_images(heldout / "image").items():
             write_png(pred / f"{stem}.png", method(read_image(image)), overwrite=True)
-    else:
+    else:  # a trimap-based network (the upper bound) is given the benchmark's trimap of each photo
+        trimap = ["--trimap", str(heldout / "trimap")] if takes_trimap(checkpoint) else []
         _matting(["predict", "--ckpt", str(checkpoint), "--out", str(out), "--no-cutout", "--no-progress",
-                  "--overwrite", "--threads", "2", str(heldout / "image")])
+                  "--overwrite", "--threads", "2", *trimap, str(heldout / "image")])
     scores = {}
     for protocol, extra in (("whole", []), ("comp1k", ["--trimap", str(heldout / "trimap")])):
         folder = out / f"eval_{protocol}"
@@ -60,6 +61,14 @@ def score_run(checkpoint: Path | None, heldout: Path, out: Path, method: Callabl
     scores["scorer"] = SCORER
     atomic_write(cached, json.dumps(scores, indent=2) + "\n")
     return scores
+
+
+def takes_trimap(checkpoint: Path) -> bool:
+    """Whether the checkpoint's network reads a trimap with each photo (``trimap_input``)."""
+    from matting.io.checkpoints import read_checkpoint
+
+    net = read_checkpoint(checkpoint).hyper_parameters().get("net")
+    return isinstance(net, dict) and bool((net.get("init_args") or {}).get("trimap_input"))
 
 
 def constant_matte(value: float) -> Callable:
