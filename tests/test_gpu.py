@@ -74,7 +74,7 @@ def test_one_training_step_of_each_member(member, precision, tmp_path):
     batch = {k: v.cuda() for k, v in next(iter(cli.datamodule.train_dataloader())).items() if isinstance(v, torch.Tensor)}
     with torch.autocast("cuda", dtype=torch.float16 if precision == "16-mixed" else torch.bfloat16, enabled=precision != "32-true"):
         band = cli.model._training_band(batch)
-        trimap = cli.model._trimap_input({**batch, "trimap": None}, band) if cli.model._trimap_input_net else None
+        trimap = cli.model._trimap_input({**batch, "trimap": None}, band) if cli.model.net.trimap_input else None
         outputs = cli.model.train()(batch["image"], trimap)
         terms = cli.model.loss(outputs, batch, band, mode=net.fusion_mode)
     assert all(v.is_cuda for v in outputs.values() if isinstance(v, torch.Tensor))
