@@ -315,18 +315,20 @@ def test_rows_whose_runs_are_gone_are_kept_from_the_last_page(tmp_path):
     study = tmp_path / "study"
     study.mkdir()
     old = {"results": {"old": {"0": {"0": scores, "1": scores}}, "stale": {"0": {"0": {**scores, "scorer": 1}}},
-                       "fresh": {"0": {"0": scores}}},
+                       "fresh": {"0": {"0": scores}}, "zero": {"0": {"0": scores}}},
            "costs": {"old": {"steps": 600, "cpu_minutes": 9.7, "machine": "elsewhere"}}}
     (study / "results_real.json").write_text(json.dumps(old))
     fresh = {"fresh": {0: {0: {**scores, "whole": [{**rows[0], "sad": 7.0}]}}}}
-    kept, costs = stored_arms(study, ["fresh", "old", "stale", "absent"], fresh, scorer=2)
-    # A fresh arm wins, another scorer's row is dropped, keys come back as integers.
-    assert list(kept) == ["old"] and sorted(kept["old"][0]) == [0, 1] and costs["old"]["stored"] is True
+    kept, costs = stored_arms(study, ["fresh", "old", "stale", "absent", "zero"], fresh, scorer=2)
+    # A fresh arm wins, another scorer's row is dropped, keys come back as integers; "zero" (a
+    # constant) has no recorded cost.
+    assert list(kept) == ["old", "zero"] and sorted(kept["old"][0]) == [0, 1] and costs["old"]["stored"] is True
     write_png(tmp_path / "m" / "GT01.png", np.ones((8, 8), np.float32))
     page = write_cv_results(study, "t", {**fresh, **kept}, {"fresh": {"GT01": tmp_path / "m" / "GT01.png"}, "old": {}},
                             costs, ["Here."])
     text = page.read_text()
-    assert "| old* | 2 | 600 | 9.7 |" in text and "trained on old: elsewhere" in text and "| fresh | 1 |" in text
+    assert "| old* | 2 | 600 | 9.7 |" in text and "trained on old: elsewhere)" in text and "| fresh | 1 |" in text
+    assert "| zero* | 1 | - | - |" in text
     assert "7.00 +- 0.00" in text and "stale" not in text
     one_row = cv2.imread(str(study / "grid_real.png")).shape[0]  # only the arm with mattes on disk
     write_cv_results(study, "t", kept, {}, costs, ["Only kept rows."])  # nothing to draw: the grid is left as it was

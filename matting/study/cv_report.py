@@ -127,13 +127,13 @@ def write_cv_results(folder: Path, title: str, results: dict, mattes: dict[str, 
              "|---|---:|---:|---:|" + "---:|" * len(heads)]
     for arm, s in summaries.items():
         cost = costs.get(arm)
-        spent = "- | -" if not cost else f"{cost['steps']} | {cost['cpu_minutes']:.1f}"
+        spent = "- | -" if not cost or "steps" not in cost else f"{cost['steps']} | {cost['cpu_minutes']:.1f}"
         cells = [_cell(s["figures"][c[0]], c[4]) for c in COLUMNS] + [_cell(s["figures"][m[0]], 3) for m in MASK]
         mark = "*" if cost and cost.get("stored") else ""
         lines.append(f"| {arm}{mark} | {s['runs']} | {spent} | " + " | ".join(cells) + " |")
     kept = [arm for arm in summaries if costs.get(arm, {}).get("stored")]
     if kept:
-        where = "; ".join(f"{arm}: {costs[arm].get('machine', 'machine not recorded')}" for arm in kept)
+        where = "; ".join(f"{arm}: {costs[arm]['machine']}" for arm in kept if "machine" in costs[arm]) or "no training"
         lines += ["", f"\\* kept from the previous `results_real.json`: their runs are not on this disk, so they were "
                   f"not re-scored and have no row in the grid (trained on {where})."]
     names = sorted({n for s in summaries.values() for n in s["per_photo"]})
