@@ -400,6 +400,7 @@ def test_real_photos(shared_data, ckpt, tmp_path):
 # ---------------------------------------------------------------------------- a network that takes a trimap
 
 
+@pytest.mark.slow
 def test_a_trimap_network_is_given_each_photos_trimap(tmp_path, ckpt, capsys):
     from matting.inference.loading import build_net
 
