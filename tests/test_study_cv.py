@@ -369,3 +369,9 @@ def test_a_trimap_network_is_scored_with_the_held_out_trimaps(tmp_path):
     trimap = dict(NET_CONFIG, init_args={**NET_CONFIG["init_args"], "trimap_input": True})
     with_trimap = write_checkpoint(tmp_path / "trimap.ckpt", config=trimap)  # read from the stored config
     assert not takes_trimap(plain) and takes_trimap(with_trimap)
+
+
+def test_the_training_precision_is_read_from_the_recorded_command():
+    fit = "python -m matting fit -c configs/default.yaml --seed_everything=0"
+    assert cv.training_precision({"command": fit + " --trainer.precision=32-true"}) == "32-true"
+    assert cv.training_precision({"command": fit}).startswith("as configured (bf16-mixed")

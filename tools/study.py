@@ -52,7 +52,8 @@ def cmd_cv(args, argv: list[str]) -> int:
     import numpy as np
 
     from matting.io.errors import MattingInputError
-    from matting.study.cv import baseline_folder, calibrate_arms, plan_runs, read_cv_spec, score_plans, train_record, train_runs
+    from matting.study.cv import (baseline_folder, calibrate_arms, plan_runs, read_cv_spec, score_plans, train_record,
+                                  train_runs, training_precision)
     from matting.study.cv_report import stored_arms, write_cv_results
     from matting.study.cv_score import SCORER
     from matting.study.synthetic import shown
@@ -81,7 +82,7 @@ def cmd_cv(args, argv: list[str]) -> int:
             costs[arm] = {"steps": steps, "cpu_minutes": float(np.mean([r["cpu_seconds"] for r in records])) / 60,
                           "wall_minutes": float(np.mean([r["wall_seconds"] for r in records])) / 60,
                           "cut_short": sum(r["cut_short"] for r in records), "machine": records[0]["machine"],
-                          "precision": records[0].get("precision", "as configured")}
+                          "precision": training_precision(records[0])}
         first_seed = min(results[arm])
         mattes[arm] = {}
         for plan in [p for p in plans if p.arm.name == arm and p.seed == first_seed and p.trained]:

@@ -301,8 +301,6 @@ def _record_training(plan: RunPlan, finished: Finished) -> None:
               "command": shlex.join(finished.job.command), "env": finished.job.env, "steps": steps,
               "max_steps": plan.arm.steps, "cut_short": plan.arm.steps is not None and steps < plan.arm.steps,
               "epochs": plan.arm.epochs, "source": None if plan.source is None else plan.source.fingerprint,
-              "precision": next((a.split("=", 1)[1] for a in finished.job.command if a.startswith("--trainer.precision=")),
-                                "as configured"),
               "wall_seconds": finished.wall_seconds, "cpu_seconds": finished.cpu_seconds,
               "machine": f"{platform.machine()} {platform.system()}, {_cpu_name()}"}
     atomic_write(plan.folder / "train.json", json.dumps(record, indent=2) + "\n")
@@ -387,6 +385,12 @@ def score_plans(spec: CvSpec, plans: list[RunPlan], runs: Path, data_root: Path,
                 scores = score_run(plan.checkpoint(), heldout_folder(data_root, k), plan.folder / f"score_fold{k}")
                 results.setdefault(name, {}).setdefault(plan.seed, {})[k] = scores
     return results
+
+
+def training_precision(record: dict) -> str:
+    """The precision a recorded run trained in: its command's ``--trainer.precision``, else the configs' (bf16-mixed)."""
+    options = [a for a in shlex.split(record["command"]) if a.startswith("--trainer.precision=")]
+    return options[-1].split("=", 1)[1] if options else "as configured (bf16-mixed in configs/study/real_cv.yaml)"
 
 
 def train_record(plan: RunPlan) -> dict:
