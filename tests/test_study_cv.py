@@ -285,7 +285,7 @@ def test_trains_scores_and_reports_keeping_the_analysis(data_root, tmp_path):
     assert sorted(results["real"][0]) == [0, 1] and sorted(results["soc"][0]) == [0, 1]
     # The colour threshold is searched per fold on that fold's training photos only.
     for k, held_out in enumerate((["GT01", "GT02"], ["GT03", "GT04"])):
-        searched = cv.baseline_folder(runs, spec.arms["threshold"], spec.folds.train(k)) / f"fold{k}" / "threshold.json"
+        searched = cv.method_folder(spec, runs, spec.arms["threshold"], k) / "threshold.json"
         assert not set(held_out) & set(json.loads(searched.read_text())["photos"])
         assert [r["name"] for r in results["threshold"][0][k]["whole"]] == held_out
     from matting.study.cv_score import SCORER

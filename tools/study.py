@@ -52,7 +52,7 @@ def cmd_cv(args, argv: list[str]) -> int:
     import numpy as np
 
     from matting.io.errors import MattingInputError
-    from matting.study.cv import (baseline_folder, calibrate_arms, plan_runs, read_cv_spec, score_plans, train_record,
+    from matting.study.cv import (calibrate_arms, method_folder, plan_runs, read_cv_spec, score_plans, train_record,
                                   train_runs, training_precision)
     from matting.study.cv_report import stored_arms, write_cv_results
     from matting.study.cv_score import SCORER
@@ -89,12 +89,9 @@ def cmd_cv(args, argv: list[str]) -> int:
             for score in plan.folder.glob("score_fold*/alpha"):
                 if plan.fold is None or score.parent.name == f"score_fold{plan.fold}":
                     mattes[arm].update({f.stem: f for f in score.glob("*.png")})
-        if spec.arms[arm].constant is not None:
-            for score in (args.runs / "constant" / f"{spec.arms[arm].constant:g}").glob("fold*/alpha"):
-                mattes[arm].update({f.stem: f for f in score.glob("*.png")})
-        if spec.arms[arm].baseline is not None:
+        if spec.arms[arm].constant is not None or spec.arms[arm].baseline is not None:
             for k in range(len(spec.folds)):
-                score = baseline_folder(args.runs, spec.arms[arm], spec.folds.train(k)) / f"fold{k}" / "alpha"
+                score = method_folder(spec, args.runs, spec.arms[arm], k) / "alpha"
                 mattes[arm].update({f.stem: f for f in score.glob("*.png")})
     machine = next((f"{c['machine']} (training precision: {c['precision']})" for c in costs.values()), "this machine")
     kept_results, kept_costs = stored_arms(args.study, list(spec.arms), results, SCORER)

@@ -237,9 +237,12 @@ def plan_runs(spec: CvSpec, runs: Path, data_root: Path, arms: list[str] | None 
     return plans
 
 
-def baseline_folder(runs: Path, arm: CvArm, photos: list[str]) -> Path:
-    """Where a baseline arm's threshold search and mattes for one fold are kept (keyed by its photos)."""
-    return runs / "baseline" / arm.baseline / inputs_digest([], {"photos": photos})
+def method_folder(spec: CvSpec, runs: Path, arm: CvArm, fold: int) -> Path:
+    """Where an arm that trains nothing (a constant, a baseline) keeps fold ``fold``'s mattes and
+    scores; a baseline's folder is keyed by the training photos its threshold is searched on."""
+    if arm.constant is not None:
+        return runs / "constant" / f"{arm.constant:g}" / f"fold{fold}"
+    return runs / "baseline" / arm.baseline / inputs_digest([], {"photos": spec.folds.train(fold)}) / f"fold{fold}"
 
 
 def arm_files(spec: CvSpec, arm: CvArm) -> list[Path]:
@@ -363,17 +366,15 @@ def score_plans(spec: CvSpec, plans: list[RunPlan], runs: Path, data_root: Path,
     results: dict[str, dict[int, dict[int, dict]]] = {}
     for name in arms:
         arm = spec.arms[name]
-        if arm.constant is not None:
-            results[name] = {0: {k: score_run(None, heldout_folder(data_root, k), runs / "constant" / f"{arm.constant:g}" /
-                                              f"fold{k}", constant_matte(arm.constant)) for k in range(len(spec.folds))}}
-            continue
-        if arm.baseline is not None:  # fitted on the fold's training photos, so it is run per fold
-            results[name] = {}
+        if arm.constant is not None or arm.baseline is not None:
+            photos = data_root / "alphamatting"
+            results[name] = {0: {}}
             for k in range(len(spec.folds)):
-                out = baseline_folder(runs, arm, spec.folds.train(k)) / f"fold{k}"
-                photos = data_root / "alphamatting"
-                method = color_threshold_matte(photos / "image", photos / "alpha", spec.folds.train(k), out)
-                results[name].setdefault(0, {})[k] = score_run(None, heldout_folder(data_root, k), out, method)
+                out = method_folder(spec, runs, arm, k)
+                # A baseline is fitted on the fold's training photos, so it is made per fold.
+                method = (constant_matte(arm.constant) if arm.constant is not None else
+                          color_threshold_matte(photos / "image", photos / "alpha", spec.folds.train(k), out))
+                results[name][0][k] = score_run(None, heldout_folder(data_root, k), out, method)
             continue
         for plan in (p for p in plans if p.arm.name == name):
             if not plan.trained:

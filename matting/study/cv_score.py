@@ -67,8 +67,7 @@ def takes_trimap(checkpoint: Path) -> bool:
     """Whether the checkpoint's network reads a trimap with each photo (``trimap_input``)."""
     from matting.io.checkpoints import read_checkpoint
 
-    net = read_checkpoint(checkpoint).hyper_parameters().get("net")
-    return isinstance(net, dict) and bool((net.get("init_args") or {}).get("trimap_input"))
+    return bool((read_checkpoint(checkpoint).net_config().get("init_args") or {}).get("trimap_input"))
 
 
 def constant_matte(value: float) -> Callable:
@@ -87,8 +86,9 @@ def color_threshold_matte(images: Path, alphas: Path, names: list[str], out: Pat
     from matting.io.images import read_alpha, read_image
 
     chosen_file = out / "threshold.json"
-    if chosen_file.is_file() and json.loads(chosen_file.read_text())["photos"] == names:
-        threshold = json.loads(chosen_file.read_text())["threshold"]
+    kept = json.loads(chosen_file.read_text()) if chosen_file.is_file() else None
+    if kept is not None and kept["photos"] == names:
+        threshold = kept["threshold"]
     else:
         samples = ((read_image(images / f"{n}.png"), read_alpha(alphas / f"{n}.png")) for n in names)
         rows = sweep_thresholds(samples)
