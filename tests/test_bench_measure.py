@@ -14,7 +14,7 @@ def test_timed_waits_for_the_sync_and_returns_the_result():
     seconds, result = timed(lambda: calls.append("call") or 7, sync=lambda: calls.append("sync"))
     assert result == 7 and calls == ["sync", "call", "sync"] and seconds >= 0
     seconds, _ = timed(lambda: time.sleep(0.02))
-    assert 0.02 <= seconds < 1.0
+    assert seconds >= 0.02  # the call is inside the timed span (no upper bound: a loaded machine may stretch it)
 
 
 def test_warm_up_calls_are_not_timed_and_rounds_interleave():
