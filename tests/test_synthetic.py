@@ -312,3 +312,47 @@ def test_hair_probability_keeps_other_draws_and_adds_strands():
     assert thin[1.0] > 1.5 * thin[0.0], thin
     with pytest.raises(ValueError, match="hair"):
         SyntheticMattingDataset("train", 1, 64, 0, hair=1.5)
+
+
+# --------------------------------------------------------------------------- zoom
+
+# The same digests for the generator as it is (texture_cue=False), taken before `zoom` existed:
+# zoom=1.0 (the default) keeps them.
+TODAY_GENERATOR = {("train", 0): "81063eb5493e3e4c", ("train", 7): "218622509c42a1eb",
+                   ("val", 3): "827c420e37e8acef", ("test", 12): "0965bf6ae254933d"}
+
+
+def test_zoom_one_keeps_todays_samples_byte_for_byte():
+    for (split, i), digest in TODAY_GENERATOR.items():
+        assert _bytes_digest(SyntheticMattingDataset(split, 20, 128, 0).arrays(i)) == digest
+        assert _bytes_digest(SyntheticMattingDataset(split, 20, 128, 0, zoom=1.0).arrays(i)) == digest
+
+
+def test_zoom_enlarges_subjects_and_cuts_them_by_the_frame():
+    n = 40
+
+    def stats(zoom):
+        ds = SyntheticMattingDataset("train", n, 96, 0, zoom=zoom)
+        alphas = [ds.arrays(i)["alpha"] for i in range(n)]
+        cut = sum(float(max(a[0].max(), a[-1].max(), a[:, 0].max(), a[:, -1].max())) > 0.5 for a in alphas)
+        return float(np.mean([a.mean() for a in alphas])), cut
+
+    (area, cut), (area_z, cut_z) = stats(1.0), stats(3.0)
+    assert area_z > 1.2 * area, (area, area_z)
+    assert cut_z > cut, (cut, cut_z)
+    for i in range(8):  # still a composite in range, with background left in most frames
+        d = SyntheticMattingDataset("train", 8, 96, 0, zoom=3.0).arrays(i)
+        a = d["alpha"][..., None]
+        np.testing.assert_allclose(d["image"], a * d["fg"] + (1 - a) * d["bg"], atol=1e-6)
+        assert d["alpha"].min() >= 0.0 and d["alpha"].max() <= 1.0
+    with pytest.raises(ValueError, match="zoom"):
+        SyntheticMattingDataset("train", 1, 64, 0, zoom=0.5)
+
+
+def test_zoom_is_a_training_augmentation_only():
+    from matting.data.synthetic.datamodule import SyntheticDataModule
+
+    dm = SyntheticDataModule(train_length=4, val_length=2, test_length=2, size=64, zoom=2.0, num_workers=0)
+    dm.setup("fit")
+    assert dm.train_set.zoom == 2.0
+    assert dm.val_set.zoom == 1.0 and dm.test_set.zoom == 1.0

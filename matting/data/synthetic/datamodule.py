@@ -28,6 +28,9 @@ class SyntheticDataModule(MattingDataModule):
             background (kept to reproduce older runs and to measure what dropping the cue buys).
         hair: probability that a subject part grows hair or fur strands (0.8; 1.0 for hair-rich
             data, as the refiner study trains on).
+        zoom: the largest factor by which half the training samples enlarge their subject, as a
+            close-up frames it (1.0, the default: none; the validation and test splits never zoom,
+            so their figures stay comparable).
 
     Fingerprint: these arguments (minus the loader settings) and the generator's source files.
     """
@@ -45,6 +48,7 @@ class SyntheticDataModule(MattingDataModule):
         worker_start_method: str | None = "spawn",
         texture_cue: bool = False,
         hair: float = 0.8,
+        zoom: float = 1.0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -53,7 +57,8 @@ class SyntheticDataModule(MattingDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
-        self.train_set = SyntheticMattingDataset("train", hp.train_length, hp.size, hp.seed, hp.texture_cue, hp.hair)
+        self.train_set = SyntheticMattingDataset("train", hp.train_length, hp.size, hp.seed, hp.texture_cue, hp.hair,
+                                                hp.zoom)
         self.val_set = SyntheticMattingDataset("val", hp.val_length, self.eval_size, hp.seed, hp.texture_cue, hp.hair)
         self.test_set = SyntheticMattingDataset("test", hp.test_length, self.eval_size, hp.seed, hp.texture_cue, hp.hair)
 

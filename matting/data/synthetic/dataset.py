@@ -76,7 +76,7 @@ class SyntheticMattingDataset:
     """
 
     def __init__(self, split: str = "train", length: int = 1000, size: int = 256, seed: int = 0,
-                 texture_cue: bool = False, hair: float = 0.8):
+                 texture_cue: bool = False, hair: float = 0.8, zoom: float = 1.0):
         if split not in SPLIT_IDS:
             raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLIT_IDS)}")
         if length < 0:
@@ -90,6 +90,9 @@ class SyntheticMattingDataset:
         if not 0.0 <= hair <= 1.0:
             raise ValueError(f"hair is a probability in [0, 1], got {hair}")
         self.hair = float(hair)
+        if not zoom >= 1.0:
+            raise ValueError(f"zoom is the largest enlargement of a subject, >= 1.0 (1.0: none), got {zoom}")
+        self.zoom = float(zoom)
 
     def __len__(self) -> int:
         return self.length
@@ -113,7 +116,7 @@ class SyntheticMattingDataset:
             _CV2_LIMITED_IN_PID = os.getpid()
         i = self._index(i)
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_IDS[self.split], i]))
-        return generate_sample(rng, self.size, self.texture_cue, self.hair)
+        return generate_sample(rng, self.size, self.texture_cue, self.hair, self.zoom)
 
     def __getitem__(self, i: int) -> dict:
         import torch

@@ -16,6 +16,7 @@ from matting.data.synthetic.subject import (
     point_on_outline,
     strand_coverage,
     subject_shapes,
+    zoom_subject,
 )
 
 __all__ = ["HARD_FRACTION", "generate_sample"]
@@ -130,7 +131,8 @@ def _over(acc_p, acc_a, a: np.ndarray, col: np.ndarray):
     return P.lerp(acc_p, col, P.expand3(a)), acc_a + a * (1.0 - acc_a)
 
 
-def generate_sample(rng: np.random.Generator, size: int, texture_cue: bool = False, hair: float = 0.8) -> dict:
+def generate_sample(rng: np.random.Generator, size: int, texture_cue: bool = False, hair: float = 0.8,
+                    zoom: float = 1.0) -> dict:
     """Generate one composite.
 
     ``texture_cue``: the first generator, kept sample for sample (same draws, same bytes): subjects
@@ -141,6 +143,10 @@ def generate_sample(rng: np.random.Generator, size: int, texture_cue: bool = Fal
     ``hair``: probability in [0, 1] that a subject part without a hair cap grows hair or fur
     strands (parts with a cap always do). It replaces the threshold of the same draw, so any value
     leaves every other draw, and at 0.8 every byte, as it was.
+
+    ``zoom``: the largest factor by which half the samples enlarge their subject about its centre
+    (log-uniform in [1, zoom]), as close-ups frame it: it fills the frame or leaves it. 1.0 draws
+    nothing, so every byte stays as it was.
 
     Returns a dict of float32 numpy arrays in [0,1]: ``fg`` (H,W,3), ``bg`` (H,W,3),
     ``alpha`` (H,W) and ``image`` (H,W,3) with H = W = ``size`` and
@@ -175,6 +181,9 @@ def generate_sample(rng: np.random.Generator, size: int, texture_cue: bool = Fal
     tex = np.clip(cv2.multiply(tex, light), 0.0, 1.0)
 
     objs = subject_shapes(rng, S, large=not texture_cue)
+    if zoom > 1.0 and rng.random() < 0.5:
+        centre = np.mean([o["centre"] for o in objs], axis=0)
+        objs = zoom_subject(objs, float(np.exp(rng.uniform(0.0, np.log(zoom)))), centre)
     acc_p = acc_a = veil = None
     if rng.random() < 0.3:  # tulle, a glass vase, smoke: alpha 0.2-0.8 reaching beyond the body
         o = objs[-1]

@@ -12,7 +12,7 @@ import numpy as np
 
 from matting.data.synthetic import procedural as P
 
-__all__ = ["hole_mask", "point_on_outline", "strand_coverage", "subject_shapes"]
+__all__ = ["hole_mask", "point_on_outline", "strand_coverage", "subject_shapes", "zoom_subject"]
 
 
 def subject_shapes(rng: np.random.Generator, size: int, large: bool = False) -> list[dict]:
@@ -79,6 +79,24 @@ def subject_shapes(rng: np.random.Generator, size: int, large: bool = False) -> 
     d = a["radius"] * rng.uniform(0.6, 1.1)
     b = one(cx + d * np.cos(ang), cy + d * np.sin(ang), rng.uniform(0.05, 0.2))
     return [a, b] if rng.random() < 0.5 else [b, a]
+
+
+def zoom_subject(objs: list[dict], factor: float, anchor: np.ndarray) -> list[dict]:
+    """The subject of :func:`subject_shapes` enlarged ``factor`` times about ``anchor`` (x, y in px),
+    as a closer camera frames it: outlines, hair cap, centres, radii and the parting move; normals
+    and hair spans (directions and fractions of the outline) do not. Returns new dicts."""
+    def scale(points):
+        return None if points is None else anchor + (points - anchor) * factor
+
+    zoomed = []
+    for o in objs:
+        z = {**o, "polys": [scale(p) for p in o["polys"]], "outline": scale(o["outline"]), "cap": scale(o["cap"]),
+             "centre": scale(o["centre"]), "radius": o["radius"] * factor}
+        if "head" in o:
+            z["head"] = o["head"] * factor
+            z["parting"] = anchor[0] + (o["parting"] - anchor[0]) * factor
+        zoomed.append(z)
+    return zoomed
 
 
 def strand_coverage(rng: np.random.Generator, size: int, obj: dict) -> np.ndarray:
