@@ -307,6 +307,15 @@ def test_trains_scores_and_reports_keeping_the_analysis(data_root, tmp_path):
 
 
 
+def test_cv_runs_keep_the_weights_of_their_last_step():
+    # A step interval would leave last.ckpt at the last multiple of it: a calibrated 270-step run was
+    # scored with its step-200 weights. The checkpoint is written when training ends instead.
+    config = yaml.safe_load((REPO / "configs" / "study" / "real_cv.yaml").read_text())
+    (saver,) = [c["init_args"] for c in config["trainer"]["callbacks"] if c["class_path"].endswith("ModelCheckpoint")]
+    assert saver["save_last"] is True and saver["monitor"] is None
+    assert not {"every_n_train_steps", "train_time_interval", "every_n_epochs"} & set(saver)
+
+
 def test_rows_whose_runs_are_gone_are_kept_from_the_last_page(tmp_path):
     from matting.io.images import write_png
 
@@ -316,7 +325,7 @@ def test_rows_whose_runs_are_gone_are_kept_from_the_last_page(tmp_path):
     study.mkdir()
     old = {"results": {"old": {"0": {"0": scores, "1": scores}}, "stale": {"0": {"0": {**scores, "scorer": 1}}},
                        "fresh": {"0": {"0": scores}}, "zero": {"0": {"0": scores}}},
-           "costs": {"old": {"steps": 600, "cpu_minutes": 9.7, "machine": "elsewhere"}}}
+           "costs": {"old": {"steps": 600, "cpu_minutes": 9.7, "machine": "elsewhere", "cut_short": 2, "steps_reached": [400, 600]}}}
     (study / "results_real.json").write_text(json.dumps(old))
     fresh = {"fresh": {0: {0: {**scores, "whole": [{**rows[0], "sad": 7.0}]}}}}
     kept, costs = stored_arms(study, ["fresh", "old", "stale", "absent", "zero"], fresh, scorer=2)
@@ -329,6 +338,7 @@ def test_rows_whose_runs_are_gone_are_kept_from_the_last_page(tmp_path):
     text = page.read_text()
     assert "| old* | 2 | 600 | 9.7 |" in text and "trained on old: elsewhere)" in text and "| fresh | 1 |" in text
     assert "| zero* | 1 | - | - |" in text
+    assert "Cut short (their scored weights stop before the planned steps): old, 2 run(s), weights of step 400, 600." in text
     assert "7.00 +- 0.00" in text and "stale" not in text
     one_row = cv2.imread(str(study / "grid_real.png")).shape[0]  # only the arm with mattes on disk
     write_cv_results(study, "t", kept, {}, costs, ["Only kept rows."])  # nothing to draw: the grid is left as it was

@@ -81,7 +81,8 @@ def cmd_cv(args, argv: list[str]) -> int:
             steps = records[0]["max_steps"] or f"+{records[0]['epochs']} epochs"
             costs[arm] = {"steps": steps, "cpu_minutes": float(np.mean([r["cpu_seconds"] for r in records])) / 60,
                           "wall_minutes": float(np.mean([r["wall_seconds"] for r in records])) / 60,
-                          "cut_short": sum(r["cut_short"] for r in records), "machine": records[0]["machine"],
+                          "cut_short": sum(r["cut_short"] for r in records),
+                          "steps_reached": sorted({r["steps"] for r in records}), "machine": records[0]["machine"],
                           "precision": training_precision(records[0])}
         first_seed = min(results[arm])
         mattes[arm] = {}

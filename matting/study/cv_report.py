@@ -131,6 +131,11 @@ def write_cv_results(folder: Path, title: str, results: dict, mattes: dict[str, 
         cells = [_cell(s["figures"][c[0]], c[4]) for c in COLUMNS] + [_cell(s["figures"][m[0]], 3) for m in MASK]
         mark = "*" if cost and cost.get("stored") else ""
         lines.append(f"| {arm}{mark} | {s['runs']} | {spent} | " + " | ".join(cells) + " |")
+    short = [arm for arm in summaries if costs.get(arm, {}).get("cut_short")]
+    if short:
+        lines += ["", "Cut short (their scored weights stop before the planned steps): " + "; ".join(
+            f"{arm}, {costs[arm]['cut_short']} run(s)" + (f", weights of step {', '.join(map(str, costs[arm]['steps_reached']))}"
+                                                           if costs[arm].get("steps_reached") else "") for arm in short) + "."]
     kept = [arm for arm in summaries if costs.get(arm, {}).get("stored")]
     if kept:
         where = "; ".join(f"{arm}: {costs[arm]['machine']}" for arm in kept if "machine" in costs[arm]) or "no training"
