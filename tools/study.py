@@ -110,11 +110,13 @@ def cmd_cv(args, argv: list[str]) -> int:
               "`matting evaluate` on its held-out photos as photographed. Figures: the mean over a fold's photos "
               "(SAD and Grad / 1000, MSE x 1e-3, comp1k with the benchmark's Trimap1; IoU, precision and recall of "
               "alpha > 0.5 pooled over the fold's pixels), then mean +- std (ddof 1) over folds and seeds."]
-    if calibration:
+    # A kept row was trained on its own calibration (its steps are in the table), not on this machine's.
+    shown_here = {arm: c for arm, c in calibration.items() if arm in costs and not costs[arm].get("stored")}
+    if shown_here:
         header.append("Steps calibrated to each arm's CPU budget (`cpu_minutes`, or `cpu_of` another arm's, "
                       "matting/study/calibrate.py): " + "; ".join(
             f"{arm} {c['cpu_seconds_per_step']:.2f} CPU-s per step, {c['steps']} steps for {c['cpu_minutes']:.1f} CPU-min"
-            for arm, c in calibration.items()) + ".")
+            for arm, c in shown_here.items()) + ".")
     page = write_cv_results(args.study, f"{spec.study.resolve().name}: real photos, {len(spec.folds)}-fold cross-validation",
                             results, mattes, costs, header)
     print(f"study: wrote {page}")
