@@ -132,6 +132,7 @@ def test_detail_head_sizes_follow_semantic_context():
 FUSIONS = {
     "modnet": ModnetFusion,
     "learned": LearnedFusion,
+    "learned_dw": lambda spec: LearnedFusion(spec, hidden=8, block="dw"),
     "tt": lambda spec: CollaborativeFusion(spec, "TT"),
     "ft": lambda spec: CollaborativeFusion(spec, "FT"),
     "bt": lambda spec: CollaborativeFusion(spec, "BT"),

@@ -25,7 +25,7 @@ TINY = ["--timing-size", "32", "--timing-runs", "1", "--thresholds", "10", "30",
 
 def test_study_folder_is_complete():
     arms = run_study.study_arms(STUDY)
-    expected = {"semantic_only", "detail_only", "modnet_fusion", "learned_fusion", "collaborative_tt", "gfm",
+    expected = {"semantic_only", "detail_only", "modnet_fusion", "learned_fusion", "learned_fusion_dw", "collaborative_tt", "gfm",
                 "trimap_based", "unet_segmentation", "fcdensenet_segmentation", "patch_classifier",
                 "patch_classifier_dense", "color_threshold"}
     assert set(arms) == expected
