@@ -151,16 +151,21 @@ def test_cpu_budgets_become_steps_from_the_measured_cost(tmp_path, data_root):
     assert spec.arms["semantic_only"].steps is None and spec.arms["semantic_only"].cpu_of == "two_decoder"
     with pytest.raises(MattingInputError, match="calibrate its steps first"):
         cv.plan_runs(spec, tmp_path, data_root, ["semantic_only"])
-    # Measurements kept for these stacks on this CPU (in the precision its training runs use) are
-    # reused: no training run. The budget is the two-decoder arm's 600 steps at its own measured
-    # cost (0.97 CPU-s), spent at the arm's (1.94).
+    # A measurement kept for this pair of stacks on this CPU (in the precision its training runs
+    # use), both measured in one sitting, is reused: no training run. The budget is the two-decoder
+    # arm's 600 steps at its own measured cost (0.97 CPU-s), spent at the arm's (1.94). Each arm's
+    # cost measured alone, at another time, is not used for a ratio.
     from matting.study import calibrate
 
     data = [f"--data.init_args.root={data_root.resolve()}", "--data.init_args.train=alphamatting/fold0_train"]
+    stacks = [(cv.arm_files(spec, spec.arms[name]), data + cv.precision_options()) for name in ("two_decoder", "semantic_only")]
     (tmp_path / "calibration").mkdir()
-    for name, cost in (("two_decoder", 0.97), ("semantic_only", 1.94)):
-        key = calibrate._key(cv.arm_files(spec, spec.arms[name]), data + cv.precision_options(), cv._cpu_name())
-        (tmp_path / "calibration" / f"{key}.json").write_text(json.dumps({"cpu_seconds_per_step": cost}))
+    pair = calibrate._key(stacks, cv._cpu_name())
+    (tmp_path / "calibration" / f"{pair}.json").write_text(json.dumps({"stacks": [{"cpu_seconds_per_step": 0.97},
+                                                                                  {"cpu_seconds_per_step": 1.94}]}))
+    alone = calibrate._key(stacks[1:], cv._cpu_name())
+    (tmp_path / "calibration" / f"{alone}.json").write_text(json.dumps({"cpu_seconds_per_step": 0.5}))
+    assert alone != pair
     done = cv.calibrate_arms(spec, tmp_path, data_root, ["two_decoder", "semantic_only"], log=lambda *_: None)
     assert list(done) == ["semantic_only"] and spec.arms["semantic_only"].steps == 300
     assert done["semantic_only"]["cpu_minutes"] == pytest.approx(9.7)
@@ -183,11 +188,19 @@ def test_calibration_measures_a_positive_cost_and_keeps_it(tmp_path, data_root):
 
     files = [REPO / "configs" / "default.yaml", REPO / "configs" / "study" / "real_cv.yaml"]
     options = TINY + ["--data.init_args.size=32"]
-    record = step_cpu_seconds(files, options, tmp_path, cv.TRAIN_ENV, "test CPU", log=lambda *_: None)
+    stacks = [(files, options), (files + [REPO / "experiments" / "decoder_heads" / "arms" / "learned_fusion_dw.yaml"], options)]
+    labels = []
+    records = step_cpu_seconds(stacks, tmp_path, cv.TRAIN_ENV, "test CPU", log=labels.append)
+    # Interleaved in one sitting: every stack's short run, then every stack's long run.
+    assert [line.split("]")[0] for line in labels if "started" in line] == [
+        "[calibrate 10 steps, stack 1 of 2", "[calibrate 10 steps, stack 2 of 2",
+        "[calibrate 40 steps, stack 1 of 2", "[calibrate 40 steps, stack 2 of 2"]
     # The cost is the two runs' CPU difference per step (their order depends on the machine's noise).
-    assert record["short"] > 0 and record["long"] > 0
-    assert record["cpu_seconds_per_step"] == max(1e-3, (record["long"] - record["short"]) / 30)
-    assert step_cpu_seconds(files, options, tmp_path, cv.TRAIN_ENV, "test CPU", log=lambda *_: None) == record
+    for record in records:
+        assert record["short"] > 0 and record["long"] > 0
+        assert record["cpu_seconds_per_step"] == max(1e-3, (record["long"] - record["short"]) / 30)
+    assert step_cpu_seconds(stacks, tmp_path, cv.TRAIN_ENV, "test CPU", log=lambda *_: None) == records
+    assert len(list((tmp_path / "calibration").iterdir())) == 1, "one record for the sitting"
 
 
 def test_runs_are_keyed_by_their_inputs(tmp_path, data_root):

@@ -252,15 +252,14 @@ def arm_files(spec: CvSpec, arm: CvArm) -> list[Path]:
 
 def calibrate_arms(spec: CvSpec, runs: Path, data_root: Path, arms: list[str], log=print) -> dict[str, dict]:
     """Set the steps of every chosen arm that states ``cpu_minutes`` or ``cpu_of``; returns each one's
-    calibration. A ``cpu_of`` budget is the other arm's cost per step, measured here the same way,
-    times its steps: a ratio of two measurements, so a loaded machine changes neither arm's steps."""
+    calibration. A ``cpu_of`` budget is the other arm's cost per step times its steps, both arms
+    measured in one sitting: a ratio of two measurements, so the machine's load changes neither arm's steps."""
     from matting.study.calibrate import calibrated_steps, step_cpu_seconds
 
-    def measure(arm: CvArm) -> dict:
+    def stack(arm: CvArm) -> tuple[list[Path], list[str]]:
         data = [] if arm.data == "none" else [f"--data.init_args.root={data_root.resolve()}",
                                               "--data.init_args.train=alphamatting/fold0_train"]
-        return step_cpu_seconds(arm_files(spec, arm), data + arm.options + precision_options(), runs, TRAIN_ENV,
-                                _cpu_name(), log)
+        return arm_files(spec, arm), data + arm.options + precision_options()
 
     done = {}
     for name in arms:
@@ -269,8 +268,10 @@ def calibrate_arms(spec: CvSpec, runs: Path, data_root: Path, arms: list[str], l
             continue
         if arm.cpu_of is not None:
             source = spec.arms[arm.cpu_of]
-            arm.cpu_minutes = measure(source)["cpu_seconds_per_step"] * source.steps / 60
-        record = measure(arm)
+            source_record, record = step_cpu_seconds([stack(source), stack(arm)], runs, TRAIN_ENV, _cpu_name(), log)
+            arm.cpu_minutes = source_record["cpu_seconds_per_step"] * source.steps / 60
+        else:
+            record, = step_cpu_seconds([stack(arm)], runs, TRAIN_ENV, _cpu_name(), log)
         arm.steps = calibrated_steps(arm.cpu_minutes, record)
         done[name] = {**record, "cpu_minutes": arm.cpu_minutes, "cpu_of": arm.cpu_of, "steps": arm.steps}
         log(f"[{name}] {record['cpu_seconds_per_step']:.2f} CPU-s per step: {arm.steps} steps for {arm.cpu_minutes:.2f} CPU-min"
