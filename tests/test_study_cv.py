@@ -157,6 +157,9 @@ def test_cpu_budgets_become_steps_from_the_measured_cost(tmp_path, data_root):
     # cost measured alone, at another time, is not used for a ratio.
     from matting.study import calibrate
 
+    # Scoring alone (--score-only) measures nothing: without a kept measurement the arm has no steps.
+    assert cv.calibrate_arms(spec, tmp_path, data_root, ["semantic_only"], log=lambda *_: None, measure=False) == {}
+    assert spec.arms["semantic_only"].steps is None and not (tmp_path / "calibration").exists()
     data = [f"--data.init_args.root={data_root.resolve()}", "--data.init_args.train=alphamatting/fold0_train"]
     stacks = [(cv.arm_files(spec, spec.arms[name]), data + cv.precision_options()) for name in ("two_decoder", "semantic_only")]
     (tmp_path / "calibration").mkdir()

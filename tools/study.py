@@ -63,7 +63,11 @@ def cmd_cv(args, argv: list[str]) -> int:
         raise MattingInputError(f"{args.data}: no cross-validation data root; run `python tools/study.py cv-data` first")
     arms = args.arms or list(spec.arms)
     sources = [spec.arms[a].adapt for a in arms if a in spec.arms and spec.arms[a].adapt]
-    calibration = calibrate_arms(spec, args.runs, args.data, [a for a in dict.fromkeys(arms + sources) if a in spec.arms])
+    # Scoring alone measures nothing: an arm never calibrated here has no runs here either.
+    calibration = calibrate_arms(spec, args.runs, args.data, [a for a in dict.fromkeys(arms + sources) if a in spec.arms],
+                                 measure=not args.score_only)
+    uncalibrated = {a for a, arm in spec.arms.items() if arm.steps is None and (arm.cpu_minutes or arm.cpu_of)}
+    arms = [a for a in arms if a not in uncalibrated]
     if args.all_photos:  # for use on other photographs: trained on every photo, so nothing is scored here
         plans = plan_runs(spec, args.runs, args.data, arms, args.seeds, args.options, all_photos=True)
         failed = train_runs(plans, args.jobs, args.data)

@@ -41,13 +41,16 @@ def _key(stacks: list[tuple[list[Path], list[str]]], cpu: str) -> str:
 
 
 def step_cpu_seconds(stacks: list[tuple[list[Path], list[str]]], runs: Path, env: dict[str, str], cpu: str,
-                     log=print) -> list[dict]:
+                     log=print, measure: bool = True) -> list[dict] | None:
     """One ``{"cpu_seconds_per_step", "short", "long", "measured", "cpu"}`` per training stack
-    (config ``files``, ``options``), all measured in one sitting."""
+    (config ``files``, ``options``), all measured in one sitting; None when nothing is kept for
+    these stacks and ``measure`` is False."""
     cache = Path(runs) / "calibration" / f"{_key(stacks, cpu)}.json"
     if cache.is_file():
         kept = json.loads(cache.read_text())
         return kept["stacks"] if len(stacks) > 1 else [kept]
+    if not measure:
+        return None
     seconds = [{} for _ in stacks]
     with tempfile.TemporaryDirectory(prefix="calibrate_") as tmp:
         for steps in (SHORT, LONG):

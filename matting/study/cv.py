@@ -250,10 +250,12 @@ def arm_files(spec: CvSpec, arm: CvArm) -> list[Path]:
     return spec.base + ([spec.real_data] if arm.data == "folds" else []) + arm.configs
 
 
-def calibrate_arms(spec: CvSpec, runs: Path, data_root: Path, arms: list[str], log=print) -> dict[str, dict]:
+def calibrate_arms(spec: CvSpec, runs: Path, data_root: Path, arms: list[str], log=print,
+                   measure: bool = True) -> dict[str, dict]:
     """Set the steps of every chosen arm that states ``cpu_minutes`` or ``cpu_of``; returns each one's
     calibration. A ``cpu_of`` budget is the other arm's cost per step times its steps, both arms
-    measured in one sitting: a ratio of two measurements, so the machine's load changes neither arm's steps."""
+    measured in one sitting: a ratio of two measurements, so the machine's load changes neither arm's steps.
+    With ``measure`` False only kept measurements are used: an arm without one keeps no steps."""
     from matting.study.calibrate import calibrated_steps, step_cpu_seconds
 
     def stack(arm: CvArm) -> tuple[list[Path], list[str]]:
@@ -268,10 +270,15 @@ def calibrate_arms(spec: CvSpec, runs: Path, data_root: Path, arms: list[str], l
             continue
         if arm.cpu_of is not None:
             source = spec.arms[arm.cpu_of]
-            source_record, record = step_cpu_seconds([stack(source), stack(arm)], runs, TRAIN_ENV, _cpu_name(), log)
-            arm.cpu_minutes = source_record["cpu_seconds_per_step"] * source.steps / 60
+            records = step_cpu_seconds([stack(source), stack(arm)], runs, TRAIN_ENV, _cpu_name(), log, measure)
         else:
-            record, = step_cpu_seconds([stack(arm)], runs, TRAIN_ENV, _cpu_name(), log)
+            records = step_cpu_seconds([stack(arm)], runs, TRAIN_ENV, _cpu_name(), log, measure)
+        if records is None:
+            log(f"[{name}] not calibrated on this machine: no steps, so no runs of it are looked for")
+            continue
+        record = records[-1]
+        if arm.cpu_of is not None:
+            arm.cpu_minutes = records[0]["cpu_seconds_per_step"] * spec.arms[arm.cpu_of].steps / 60
         arm.steps = calibrated_steps(arm.cpu_minutes, record)
         done[name] = {**record, "cpu_minutes": arm.cpu_minutes, "cpu_of": arm.cpu_of, "steps": arm.steps}
         log(f"[{name}] {record['cpu_seconds_per_step']:.2f} CPU-s per step: {arm.steps} steps for {arm.cpu_minutes:.2f} CPU-min"
