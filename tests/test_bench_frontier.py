@@ -55,3 +55,24 @@ def test_each_arm_gets_a_process_and_a_reference_of_its_own(study, tmp_path):
     assert set(rows) == {"reference", "cheap", "narrow"}
     assert rows["reference"]["ratio"] == 1.0
     assert all(r["ms"] > 0 and r["ms_min"] <= r["ms"] and r["ratio"] > 0 for r in rows.values())
+
+
+def test_with_applies_a_config_to_every_arm_but_the_reference(study, tmp_path, monkeypatch, capsys):
+    """A decoder-head delta timed on a study's arms: the reference stays as it is."""
+    built = {}
+
+    def fake_predictor(study_dir, arm, extra=()):
+        built[arm] = [str(f) for f in extra]
+        return lambda image, size: image[..., 0]
+
+    monkeypatch.setattr(bench_frontier, "build_predictor", fake_predictor)
+    delta = tmp_path / "fusion.yaml"
+    delta.write_text("{}\n")
+    out = tmp_path / "with.json"
+    assert bench_frontier.main([str(study), "--together", "--arms", "cheap", "--sizes", "16", "--rounds", "1",
+                                "--threads", "1", "--with", str(delta), "--out", str(out)]) == 0
+    assert built == {"reference": [], "cheap": [str(delta)]}
+    assert json.loads(out.read_text())["with"] == [str(delta)]
+    assert f"arms other than reference with: {delta}" in capsys.readouterr().out
+    assert bench_frontier.main([str(study), "--with", str(tmp_path / "missing.yaml")]) == 2
+    assert "--with: no such file" in capsys.readouterr().err

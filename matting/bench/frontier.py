@@ -38,14 +38,15 @@ from matting.bench.measure import interleaved_ms
 REPO = Path(__file__).resolve().parents[2]
 
 
-def build_predictor(study: Path, arm: str):
-    """``image (H, W, 3) float32 -> alpha`` in ``matting predict``'s path, for one arm (random weights)."""
+def build_predictor(study: Path, arm: str, extra: list[Path] = ()):
+    """``image (H, W, 3) float32 -> alpha`` in ``matting predict``'s path, for one arm (random weights)
+    with the config files ``extra`` on top of it."""
     from matting.inference import prepare_for_inference
     from matting.inference.predict import predict_alpha
     from matting.runtime.lightning_cli import configured_net
 
     net = configured_net(["-c", str(REPO / "configs" / "default.yaml"), "-c", str(study / "base.yaml"),
-                          "-c", str(study / "arms" / f"{arm}.yaml")])
+                          "-c", str(study / "arms" / f"{arm}.yaml"), *(a for f in extra for a in ("-c", str(f)))])
     prepared = prepare_for_inference(net)
 
     def run(image, size: int):
@@ -54,12 +55,13 @@ def build_predictor(study: Path, arm: str):
     return run
 
 
-def measure(study: Path, arms: list[str], reference: str, sizes: list[int], rounds: int, threads: int) -> dict:
+def measure(study: Path, arms: list[str], reference: str, sizes: list[int], rounds: int, threads: int,
+            extra: list[Path] = ()) -> dict:
     import numpy as np
     import torch
 
     torch.set_num_threads(threads)
-    predictors = {arm: build_predictor(study, arm) for arm in arms}
+    predictors = {arm: build_predictor(study, arm, [] if arm == reference else extra) for arm in arms}
     rng = np.random.default_rng(0)
     results: dict = {}
     with torch.no_grad():
@@ -74,7 +76,8 @@ def measure(study: Path, arms: list[str], reference: str, sizes: list[int], roun
     return results
 
 
-def measure_pairs(study: Path, arms: list[str], reference: str, sizes: list[int], rounds: int, threads: int) -> dict:
+def measure_pairs(study: Path, arms: list[str], reference: str, sizes: list[int], rounds: int, threads: int,
+                  extra: list[Path] = ()) -> dict:
     """As :func:`measure`, each arm but the reference in a process of its own with its own reference."""
     pairs: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,7 +87,8 @@ def measure_pairs(study: Path, arms: list[str], reference: str, sizes: list[int]
             out = Path(tmp) / f"{arm}.json"
             subprocess.run([sys.executable, "-m", "matting.bench", "frontier", str(study), "--together", "--arms", reference, arm,
                             "--reference", reference, "--sizes", *map(str, sizes), "--rounds", str(rounds),
-                            "--threads", str(threads), "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+                            "--threads", str(threads), "--out", str(out), *(a for f in extra for a in ("--with", str(f)))],
+                           check=True, stdout=subprocess.DEVNULL)
             pairs[arm] = json.loads(out.read_text())["results"]
     if not pairs:  # the reference alone
         return measure(study, [reference], reference, sizes, rounds, threads)
@@ -111,8 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--together", action="store_true", help="time every arm in this one process (default: each arm "
                    "in a fresh process with its own reference)")
+    p.add_argument("--with", dest="extra", type=Path, action="append", default=[], metavar="FILE",
+                   help="config applied on top of every arm but the reference (repeatable), e.g. a decoder-head delta")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     args = p.parse_args(argv)
+    missing = [str(f) for f in args.extra if not f.is_file()]
+    if missing:
+        print(f"benchmark frontier: error: --with: no such file {', '.join(missing)}", file=sys.stderr)
+        return 2
     available = sorted(f.stem for f in (args.study / "arms").glob("*.yaml"))
     arms = args.arms or available
     unknown = [a for a in [*arms, args.reference] if a not in available]
@@ -123,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     arms = [args.reference] + [a for a in arms if a != args.reference]
     load = os.getloadavg()[0]
     timer = measure if args.together else measure_pairs
-    results = timer(args.study, arms, args.reference, args.sizes, args.rounds, args.threads)
+    results = timer(args.study, arms, args.reference, args.sizes, args.rounds, args.threads, args.extra)
+    if args.extra:
+        print(f"arms other than {args.reference} with: {', '.join(map(str, args.extra))}")
     print("| arm | " + " | ".join(f"ms at {s} | x reference" for s in args.sizes) + " |")
     print("|---|" + "---:|---:|" * len(args.sizes))
     for arm in arms:
@@ -135,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write(args.out, json.dumps({"command": command, "machine": f"{platform.machine()} {platform.system()}, "
                                            f"{os.cpu_count()} cores, torch threads {args.threads}",
                                            "load_average_before": load, "rounds": args.rounds,
+                                           "with": [str(f) for f in args.extra],
                                            "processes": "one" if args.together else "one per arm, with its own reference",
                                            "results": {str(s): r for s, r in results.items()}}, indent=2) + "\n")
     return 0
