@@ -20,8 +20,7 @@ A study folder's ``cv.yaml`` names the folds, the configs under every arm, and t
 - ``constant``: an alpha of that value everywhere, for scale; nothing trains.
 - ``baseline: color_threshold``: the colour-threshold remover, its threshold searched on each
   fold's training photos (lowest SAD) and applied to its held-out photos; nothing trains.
-- ``cpu_minutes: M`` or ``cpu_of: ARM`` instead of ``steps``: the steps that spend M CPU-minutes,
-  or ARM's training CPU time, on the machine that runs the study (:func:`calibrate_arms`);
+- ``cpu_minutes: M`` or ``cpu_of: ARM`` instead of ``steps``: the steps that spend M CPU-minutes, or ARM's CPU time, here;
 - ``adapt: ARM``: ARM's model of each fold, adapted by ``matting adapt`` (MODNet's SOC) for
   ``epochs`` passes over that fold's unlabeled pool (its training photos without alpha and the
   photos without ground truth; never its held-out photos), then scored like ARM.
@@ -253,9 +252,8 @@ def arm_files(spec: CvSpec, arm: CvArm) -> list[Path]:
 def calibrate_arms(spec: CvSpec, runs: Path, data_root: Path, arms: list[str], log=print,
                    measure: bool = True) -> dict[str, dict]:
     """Set the steps of every chosen arm that states ``cpu_minutes`` or ``cpu_of``; returns each one's
-    calibration. A ``cpu_of`` budget is the other arm's cost per step times its steps, both arms
-    measured in one sitting: a ratio of two measurements, so the machine's load changes neither arm's steps.
-    With ``measure`` False only kept measurements are used: an arm without one keeps no steps."""
+    calibration. A ``cpu_of`` budget is the other arm's cost per step times its steps, both measured
+    in one sitting (a ratio, so the load changes neither arm's steps). ``measure`` False: kept ones only."""
     from matting.study.calibrate import calibrated_steps, step_cpu_seconds
 
     def stack(arm: CvArm) -> tuple[list[Path], list[str]]:
@@ -268,13 +266,9 @@ def calibrate_arms(spec: CvSpec, runs: Path, data_root: Path, arms: list[str], l
         arm = spec.arms[name]
         if arm.cpu_minutes is None and arm.cpu_of is None:
             continue
-        if arm.cpu_of is not None:
-            source = spec.arms[arm.cpu_of]
-            records = step_cpu_seconds([stack(source), stack(arm)], runs, TRAIN_ENV, _cpu_name(), log, measure)
-        else:
-            records = step_cpu_seconds([stack(arm)], runs, TRAIN_ENV, _cpu_name(), log, measure)
-        if records is None:
-            log(f"[{name}] not calibrated on this machine: no steps, so no runs of it are looked for")
+        stacks = ([stack(spec.arms[arm.cpu_of])] if arm.cpu_of else []) + [stack(arm)]
+        records = step_cpu_seconds(stacks, runs, TRAIN_ENV, _cpu_name(), log, measure)
+        if records is None:  # scoring alone: nothing kept for this arm on this machine
             continue
         record = records[-1]
         if arm.cpu_of is not None:
