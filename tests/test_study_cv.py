@@ -401,3 +401,20 @@ def test_the_training_precision_is_read_from_the_recorded_command():
     fit = "python -m matting fit -c configs/default.yaml --seed_everything=0"
     assert cv.training_precision({"command": fit + " --trainer.precision=32-true"}) == "32-true"
     assert cv.training_precision({"command": fit}).startswith("as configured (bf16-mixed")
+
+
+def test_a_calibration_is_keyed_by_contents_not_by_where_the_study_lives(tmp_path):
+    """A study run from another checkout of the same tree finds the measurements kept for it."""
+    from matting.study.calibrate import _key
+
+    stacks = {}
+    for where in ("a", "b"):
+        folder = tmp_path / where
+        folder.mkdir()
+        (folder / "net.yaml").write_text("model: {}\n")
+        (folder / "arm.yaml").write_text("trainer: {max_steps: 3}\n")
+        stacks[where] = [([folder / "net.yaml"], ["--seed_everything=0"]), ([folder / "net.yaml", folder / "arm.yaml"], [])]
+    assert _key(stacks["a"], "cpu") == _key(stacks["b"], "cpu")
+    (tmp_path / "b" / "arm.yaml").write_text("trainer: {max_steps: 4}\n")
+    assert _key(stacks["a"], "cpu") != _key(stacks["b"], "cpu")
+    assert _key(stacks["a"], "cpu") != _key(stacks["a"][::-1], "cpu")

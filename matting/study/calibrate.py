@@ -36,7 +36,7 @@ def _key(stacks: list[tuple[list[Path], list[str]]], cpu: str) -> str:
         (files, options), = stacks
         return inputs_digest(files, {"options": options, "cpu": cpu, "steps": [SHORT, LONG]})
     return inputs_digest([f for files, _ in stacks for f in files],
-                         {"stacks": [[str(f) for f in files] + list(options) for files, options in stacks], "cpu": cpu,
+                         {"stacks": [[len(files), *options] for files, options in stacks], "cpu": cpu,  # contents, not paths
                           "steps": [SHORT, LONG]})
 
 
