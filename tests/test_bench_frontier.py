@@ -57,6 +57,7 @@ def test_each_arm_gets_a_process_and_a_reference_of_its_own(study, tmp_path):
     assert all(r["ms"] > 0 and r["ms_min"] <= r["ms"] and r["ratio"] > 0 for r in rows.values())
 
 
+@pytest.mark.slow
 def test_with_applies_a_config_to_every_arm_but_the_reference(study, tmp_path, monkeypatch, capsys):
     """A decoder-head delta timed on a study's arms: the reference stays as it is."""
     built = {}
