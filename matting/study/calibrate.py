@@ -9,8 +9,8 @@ the CPU cost of a step, and ``steps = cpu_minutes * 60 / cost``. The measurement
 calibrated once per machine; the record says when and where it was taken.
 
 An arm whose budget is another arm's training time (``cpu_of``) needs a ratio of two costs, and a
-shared machine's load changes from one hour to the next (the same stack measured 1.62 and 2.08
-CPU-s per step three hours apart). So several stacks are measured in one sitting, interleaved
+shared machine's load changes from one hour to the next (the same stack measured 2.08, 1.20 and
+0.94 CPU-s per step at three hours of one day). So several stacks are measured in one sitting, interleaved
 (every stack's short run, then every stack's long run), and kept as one record.
 """
 
