@@ -328,3 +328,27 @@ def test_the_study_tool_trains_pairs_side_by_side_as_processes(tmp_path):
         assert result["seed"] == seed and result["steps"] == 1
         assert (runs / "logs" / f"small_fusion_seed{seed}.log").is_file()
     assert study_tool._without(["a", "--arms", "x", "y", "--jobs", "2"], "--arms") == ["a", "--jobs", "2"]
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_study_stops_the_runs_it_started(tmp_path):
+    """A study killed with SIGTERM terminates its training processes instead of orphaning them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pids = tmp_path / "child.pid"
+    child = f"import os, time; open({str(pids)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    parent = ("import sys; from pathlib import Path; from matting.study.jobs import Job, run_jobs; "
+              f"run_jobs([Job('sleeper', [sys.executable, '-c', {child!r}], Path({str(tmp_path / 'sleeper.log')!r}))], 1)")
+    proc = subprocess.Popen([sys.executable, "-c", parent], cwd=REPO)
+    deadline = time.time() + 60
+    while not (pids.is_file() and pids.read_text()) and time.time() < deadline:
+        time.sleep(0.1)
+    child_pid = int(pids.read_text())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    with pytest.raises(ProcessLookupError):  # terminated and reaped by the study
+        os.kill(child_pid, 0)

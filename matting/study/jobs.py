@@ -7,7 +7,9 @@ loses one run), with one torch thread when several share the machine.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +43,11 @@ def run_jobs(jobs: Sequence[Job], parallel: int, on_done: Callable[[Finished], N
     if parallel < 1:
         raise ValueError(f"parallel must be >= 1, got {parallel}")
     todo, running, done = list(jobs), {}, []
+    # SIGTERM (a scheduler, `kill`) would end this process without the cleanup below and leave the
+    # runs training as orphans; raising SystemExit sends it through the same path as Ctrl-C.
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         while todo or running:
             while todo and len(running) < parallel:
@@ -69,4 +76,10 @@ def run_jobs(jobs: Sequence[Job], parallel: int, on_done: Callable[[Finished], N
             proc.terminate()
         for _, proc, _ in running.values():
             proc.wait()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return done
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
