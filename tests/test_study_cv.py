@@ -203,7 +203,9 @@ def test_calibration_measures_a_positive_cost_and_keeps_it(tmp_path, data_root):
         assert record["short"] > 0 and record["long"] > 0
         assert record["cpu_seconds_per_step"] == max(1e-3, (record["long"] - record["short"]) / 30)
     assert step_cpu_seconds(stacks, tmp_path, cv.TRAIN_ENV, "test CPU", log=lambda *_: None) == records
-    assert len(list((tmp_path / "calibration").iterdir())) == 1, "one record for the sitting"
+    kept = list((tmp_path / "calibration").iterdir())
+    assert len(kept) == 1, "one record for the sitting"
+    assert json.loads(kept[0].read_text())["stacks"] == records, "one format, whatever the number of stacks"
 
 
 def test_runs_are_keyed_by_their_inputs(tmp_path, data_root):

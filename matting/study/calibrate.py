@@ -48,7 +48,7 @@ def step_cpu_seconds(stacks: list[tuple[list[Path], list[str]]], runs: Path, env
     cache = Path(runs) / "calibration" / f"{_key(stacks, cpu)}.json"
     if cache.is_file():
         kept = json.loads(cache.read_text())
-        return kept["stacks"] if len(stacks) > 1 else [kept]
+        return kept["stacks"] if "stacks" in kept else [kept]  # a bare record: one stack, as first written
     if not measure:
         return None
     seconds = [{} for _ in stacks]
@@ -68,7 +68,7 @@ def step_cpu_seconds(stacks: list[tuple[list[Path], list[str]]], runs: Path, env
     measured = time.strftime("%Y-%m-%d %H:%M:%S")
     records = [{"cpu_seconds_per_step": max(1e-3, (s[LONG] - s[SHORT]) / (LONG - SHORT)), "short": s[SHORT],
                 "long": s[LONG], "cpu": cpu, "measured": measured} for s in seconds]
-    atomic_write(cache, json.dumps(records[0] if len(stacks) == 1 else {"stacks": records}, indent=2) + "\n")
+    atomic_write(cache, json.dumps({"stacks": records}, indent=2) + "\n")
     return records
 
 
