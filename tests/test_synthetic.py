@@ -356,3 +356,47 @@ def test_zoom_is_a_training_augmentation_only():
     dm.setup("fit")
     assert dm.train_set.zoom == 2.0
     assert dm.val_set.zoom == 1.0 and dm.test_set.zoom == 1.0
+
+
+# --------------------------------------------------------------------------- holes and markings
+
+
+def test_holes_and_markings_defaults_keep_todays_samples_byte_for_byte():
+    for (split, i), digest in TODAY_GENERATOR.items():
+        assert _bytes_digest(SyntheticMattingDataset(split, 20, 128, 0, holes=0.45, markings=0.0).arrays(i)) == digest
+
+
+def test_holes_cut_the_subject_and_markings_paint_it():
+    n = 24
+
+    def samples(**kw):
+        ds = SyntheticMattingDataset("train", n, 96, 0, **kw)
+        return [ds.arrays(i) for i in range(n)]
+
+    solid, holed = samples(holes=0.0), samples(holes=1.0)
+    assert np.mean([d["alpha"].mean() for d in holed]) < np.mean([d["alpha"].mean() for d in solid])
+    plain, marked = samples(), samples(markings=1.0)
+    for p, m in zip(plain, marked):  # the background is drawn before the subject: the same in both
+        assert np.array_equal(p["bg"], m["bg"])
+
+    def body_spread(d):  # colour spread over the opaque body
+        body = d["alpha"] > 0.99
+        return float(d["fg"][body].std(axis=0).mean()) if body.sum() > 50 else 0.0
+
+    assert np.mean([body_spread(d) for d in marked]) > np.mean([body_spread(d) for d in plain])
+    for d in marked:
+        a = d["alpha"][..., None]
+        np.testing.assert_allclose(d["image"], a * d["fg"] + (1 - a) * d["bg"], atol=1e-6)
+    for name in ("holes", "markings"):
+        with pytest.raises(ValueError, match=name):
+            SyntheticMattingDataset("train", 1, 64, 0, **{name: 1.5})
+
+
+def test_holes_and_markings_change_the_training_split_only():
+    from matting.data.synthetic.datamodule import SyntheticDataModule
+
+    dm = SyntheticDataModule(train_length=4, val_length=2, test_length=2, size=64, holes=0.1, markings=0.5,
+                             num_workers=0)
+    dm.setup("fit")
+    assert (dm.train_set.holes, dm.train_set.markings) == (0.1, 0.5)
+    assert all((s.holes, s.markings) == (0.45, 0.0) for s in (dm.val_set, dm.test_set))

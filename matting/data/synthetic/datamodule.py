@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader
 
 from matting.data.base import MattingDataModule
 from matting.data.synthetic.dataset import SyntheticMattingDataset, generator_files
+from matting.data.synthetic.scene import HOLES
 
 
 class SyntheticDataModule(MattingDataModule):
@@ -31,6 +32,10 @@ class SyntheticDataModule(MattingDataModule):
         zoom: the largest factor by which half the training samples enlarge their subject, as a
             close-up frames it (1.0, the default: none; the validation and test splits never zoom,
             so their figures stay comparable).
+        holes: probability that a training sample's subject part has holes (0.45).
+        markings: probability that a training sample's subject part carries opaque markings in the
+            background's clutter colours and shapes (0.0: none, today's samples byte for byte).
+            Like ``zoom``, both leave the validation and test splits as they are.
 
     Fingerprint: these arguments (minus the loader settings) and the generator's source files.
     """
@@ -49,6 +54,8 @@ class SyntheticDataModule(MattingDataModule):
         texture_cue: bool = False,
         hair: float = 0.8,
         zoom: float = 1.0,
+        holes: float = HOLES,
+        markings: float = 0.0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -58,7 +65,7 @@ class SyntheticDataModule(MattingDataModule):
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
         self.train_set = SyntheticMattingDataset("train", hp.train_length, hp.size, hp.seed, hp.texture_cue, hp.hair,
-                                                hp.zoom)
+                                                hp.zoom, hp.holes, hp.markings)
         self.val_set = SyntheticMattingDataset("val", hp.val_length, self.eval_size, hp.seed, hp.texture_cue, hp.hair)
         self.test_set = SyntheticMattingDataset("test", hp.test_length, self.eval_size, hp.seed, hp.texture_cue, hp.hair)
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from matting.data.synthetic.scene import HARD_FRACTION, generate_sample
+from matting.data.synthetic.scene import HARD_FRACTION, HOLES, generate_sample
 from matting.io.errors import MattingInputError
 from matting.io.files import check_output, staged_folder
 from matting.io.images import to_uint8
@@ -76,7 +76,8 @@ class SyntheticMattingDataset:
     """
 
     def __init__(self, split: str = "train", length: int = 1000, size: int = 256, seed: int = 0,
-                 texture_cue: bool = False, hair: float = 0.8, zoom: float = 1.0):
+                 texture_cue: bool = False, hair: float = 0.8, zoom: float = 1.0, holes: float = HOLES,
+                 markings: float = 0.0):
         if split not in SPLIT_IDS:
             raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLIT_IDS)}")
         if length < 0:
@@ -93,6 +94,10 @@ class SyntheticMattingDataset:
         if not zoom >= 1.0:
             raise ValueError(f"zoom is the largest enlargement of a subject, >= 1.0 (1.0: none), got {zoom}")
         self.zoom = float(zoom)
+        for name, p in (("holes", holes), ("markings", markings)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} is a probability in [0, 1], got {p}")
+        self.holes, self.markings = float(holes), float(markings)
 
     def __len__(self) -> int:
         return self.length
@@ -116,7 +121,7 @@ class SyntheticMattingDataset:
             _CV2_LIMITED_IN_PID = os.getpid()
         i = self._index(i)
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, SPLIT_IDS[self.split], i]))
-        return generate_sample(rng, self.size, self.texture_cue, self.hair, self.zoom)
+        return generate_sample(rng, self.size, self.texture_cue, self.hair, self.zoom, self.holes, self.markings)
 
     def __getitem__(self, i: int) -> dict:
         import torch

@@ -22,6 +22,7 @@ from matting.data.synthetic.subject import (
 __all__ = ["HARD_FRACTION", "generate_sample"]
 
 HARD_FRACTION = 0.3  # share of samples whose fg and bg colours come from one hue family
+HOLES = 0.45  # share of subject parts with holes the background shows through
 
 
 # --------------------------------------------------------------------------- palettes
@@ -132,7 +133,7 @@ def _over(acc_p, acc_a, a: np.ndarray, col: np.ndarray):
 
 
 def generate_sample(rng: np.random.Generator, size: int, texture_cue: bool = False, hair: float = 0.8,
-                    zoom: float = 1.0) -> dict:
+                    zoom: float = 1.0, holes: float = HOLES, markings: float = 0.0) -> dict:
     """Generate one composite.
 
     ``texture_cue``: the first generator, kept sample for sample (same draws, same bytes): subjects
@@ -147,6 +148,13 @@ def generate_sample(rng: np.random.Generator, size: int, texture_cue: bool = Fal
     ``zoom``: the largest factor by which half the samples enlarge their subject about its centre
     (log-uniform in [1, zoom]), as close-ups frame it: it fills the frame or leaves it. 1.0 draws
     nothing, so every byte stays as it was.
+
+    ``holes``: probability in [0, 1] that a subject part has holes the background shows through
+    (0.45). Like ``hair`` it replaces the threshold of the same draw.
+
+    ``markings``: probability in [0, 1] that a subject part carries opaque markings (prints, eyes,
+    buttons, patches) drawn as the background's clutter is, in its colours, so that colour and
+    shape alone do not say background. 0.0 draws nothing, so every byte stays as it was.
 
     Returns a dict of float32 numpy arrays in [0,1]: ``fg`` (H,W,3), ``bg`` (H,W,3),
     ``alpha`` (H,W) and ``image`` (H,W,3) with H = W = ``size`` and
@@ -213,7 +221,9 @@ def generate_sample(rng: np.random.Generator, size: int, texture_cue: bool = Fal
                                                                          rng.uniform(0.3, 0.9), 3, dv=0.2)
             part = T.surface(rng, S, other, pal["clutter"])
             col = P.lerp(col, np.clip(cv2.multiply(part, light), 0.0, 1.0), P.expand3(T.part_mask(rng, S, o)))
-        if rng.random() < 0.45:
+        if markings > 0.0 and rng.random() < markings:  # shapes over the whole frame: those on the body show
+            col = T.clutter(rng, col, pal, int(rng.integers(6, 20)), (0.02, 0.1))
+        if rng.random() < holes:
             a *= 1.0 - hole_mask(rng, S, m, o).astype(np.float32) * (1.0 / 255.0)
         if rng.random() < 0.25:  # a window of glass or thin fabric inside the body
             c = o["centre"] + (point_on_outline(rng, o)[0] - o["centre"]) * rng.uniform(0.2, 0.6)

@@ -20,7 +20,7 @@ import numpy as np
 
 from matting.data.synthetic import procedural as P
 
-__all__ = ["SURFACE_STYLES", "background", "part_mask", "surface"]
+__all__ = ["SURFACE_STYLES", "background", "clutter", "part_mask", "surface"]
 
 SURFACE_STYLES = ("smooth", "fine", "pattern")
 SURFACE_P = (0.4, 0.35, 0.25)
@@ -112,7 +112,7 @@ def _clutter_mask(rng: np.random.Generator, size: int, r_range: tuple[float, flo
     return m
 
 
-def _clutter(rng: np.random.Generator, img: np.ndarray, pal: dict, n: int, r_range: tuple[float, float]) -> np.ndarray:
+def clutter(rng: np.random.Generator, img: np.ndarray, pal: dict, n: int, r_range: tuple[float, float]) -> np.ndarray:
     """Draw ``n`` clutter shapes over float32 (S, S, 3) ``img``, half of them textured; returns the image."""
     size = img.shape[0]
     field = P.index3(P.value_noise(rng, size, _FINE_CELLS[int(rng.integers(2))], _FINE_WEIGHTS))
@@ -150,7 +150,7 @@ def background(rng: np.random.Generator, size: int, pal: dict) -> np.ndarray:
         m = np.zeros((size, size), np.uint8)
         P.fill_polys(m, [np.array([[-1, y0], [size + 1, y1], [size + 1, size + 1], [-1, size + 1]])])
         bg = P.lerp(bg, pal["clutter"][rng.integers(len(pal["clutter"]))], P.expand3(m.astype(np.float32) * (1 / 255.0)))
-    bg = _clutter(rng, bg, pal, int(rng.integers(2, 16)), (0.03, 0.2))
+    bg = clutter(rng, bg, pal, int(rng.integers(2, 16)), (0.03, 0.2))
     u = rng.random()
     blurred = u < 0.4
     if u < 0.3:  # depth of field
@@ -159,5 +159,5 @@ def background(rng: np.random.Generator, size: int, pal: dict) -> np.ndarray:
         k = int(rng.integers(3, 9) * s) | 1
         bg = cv2.blur(bg, (k, k))
     if blurred and rng.random() < 0.5:  # things in focus in front of a defocused scene
-        bg = _clutter(rng, bg, pal, int(rng.integers(1, 4)), (0.05, 0.25))
+        bg = clutter(rng, bg, pal, int(rng.integers(1, 4)), (0.05, 0.25))
     return np.clip(bg, 0.0, 1.0).astype(np.float32)
