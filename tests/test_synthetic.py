@@ -400,3 +400,13 @@ def test_holes_and_markings_change_the_training_split_only():
     dm.setup("fit")
     assert (dm.train_set.holes, dm.train_set.markings) == (0.1, 0.5)
     assert all((s.holes, s.markings) == (0.45, 0.0) for s in (dm.val_set, dm.test_set))
+    # Markings are on by default for training (chosen on real photos); the dataset alone draws none.
+    dm = SyntheticDataModule(train_length=4, val_length=2, test_length=2, size=64, num_workers=0)
+    dm.setup("fit")
+    assert dm.train_set.markings == 0.5 and dm.test_set.markings == 0.0
+    assert SyntheticMattingDataset("train", 1, 64, 0).markings == 0.0
+
+
+def test_the_first_generator_never_draws_markings():
+    for (split, i), digest in FIRST_GENERATOR.items():
+        assert _bytes_digest(SyntheticMattingDataset(split, 20, 128, 0, texture_cue=True, markings=1.0).arrays(i)) == digest

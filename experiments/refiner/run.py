@@ -64,6 +64,7 @@ def fit_args(name: str, args: argparse.Namespace) -> list[str]:
             f"--model.init_weights={args.stage1}", "--model.lr_scales={net: 0.0, net.refiner: 1.0}",
             f"--data.init_args.size={args.train_size}", f"--data.init_args.batch_size={args.batch_size}",
             f"--data.init_args.hair={args.hair}", "--data.init_args.val_length=4", "--data.init_args.num_workers=1",
+            "--data.init_args.markings=0.0",  # the generator results.md was made with (markings came later)
             f"--model.net.init_args.base_scale={args.base_scale}",
             f"--trainer.precision={'bf16-mixed' if cpu_has_native_bf16() else '32-true'}",
             f"--trainer.max_steps={args.steps}", "--trainer.max_epochs=-1", f"--trainer.val_check_interval={args.steps}",

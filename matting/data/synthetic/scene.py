@@ -154,7 +154,8 @@ def generate_sample(rng: np.random.Generator, size: int, texture_cue: bool = Fal
 
     ``markings``: probability in [0, 1] that a subject part carries opaque markings (prints, eyes,
     buttons, patches) drawn as the background's clutter is, in its colours, so that colour and
-    shape alone do not say background. 0.0 draws nothing, so every byte stays as it was.
+    shape alone do not say background. 0.0 draws nothing, so every byte stays as it was; the first
+    generator (``texture_cue``) never draws them.
 
     Returns a dict of float32 numpy arrays in [0,1]: ``fg`` (H,W,3), ``bg`` (H,W,3),
     ``alpha`` (H,W) and ``image`` (H,W,3) with H = W = ``size`` and
@@ -221,7 +222,7 @@ def generate_sample(rng: np.random.Generator, size: int, texture_cue: bool = Fal
                                                                          rng.uniform(0.3, 0.9), 3, dv=0.2)
             part = T.surface(rng, S, other, pal["clutter"])
             col = P.lerp(col, np.clip(cv2.multiply(part, light), 0.0, 1.0), P.expand3(T.part_mask(rng, S, o)))
-        if markings > 0.0 and rng.random() < markings:  # shapes over the whole frame: those on the body show
+        if not texture_cue and markings > 0.0 and rng.random() < markings:  # drawn over the frame: those on the body show
             col = T.clutter(rng, col, pal, int(rng.integers(6, 20)), (0.02, 0.1))
         if rng.random() < holes:
             a *= 1.0 - hole_mask(rng, S, m, o).astype(np.float32) * (1.0 / 255.0)
