@@ -274,8 +274,32 @@ def test_mask_counts_pool_pixels_over_photos(tmp_path):
     assert summary["per_photo"]["a"]["iou"] == pytest.approx(20 / 80) and summary["figures"]["sad"]["std"] == 0.0
 
 
+def test_synthetic_columns_summarise_each_run_and_mark_what_was_not_scored(tmp_path):
+    from matting.study.cv_report import synthetic_figures
+
+    counts = [{"name": "a", "tp": 20, "fp": 30, "fn": 30}]
+    rows = [{"name": "a", "sad": 1.0, "mse": 0.002, "grad": 3.0}]
+    run = {"whole": rows, "comp1k": rows, "mask": counts}
+    synthetic = [synthetic_figures({"whole": [{"name": "s", "sad": sad, "mse": 0.001, "grad": 1.0}],
+                                    "mask": [{"name": "s", "tp": 1, "fp": 1, "fn": 0}]}) for sad in (2.0, 4.0)]
+    assert synthetic[0] == {"sad": 2.0, "mse": pytest.approx(1.0), "grad": 1.0, "iou": 0.5, "precision": 0.5, "recall": 1.0}
+    scored = {0: {0: {**run, "synthetic": synthetic[0]}, 1: {**run, "synthetic": synthetic[1]}}}
+    figures = arm_summary(scored)["figures"]
+    assert figures["synthetic_sad"] == {"mean": 3.0, "std": pytest.approx(np.std([2.0, 4.0], ddof=1))}
+    # A run not scored there (a row from an earlier page, a trimap-based network) leaves the arm without them.
+    assert "synthetic_sad" not in arm_summary({0: {0: {**run, "synthetic": {}}, 1: {**run, "synthetic": synthetic[1]}}})["figures"]
+    page = write_cv_results(tmp_path, "t", {"scored": scored, "old": {0: {0: run}}}, {}, {}, ["Here."])
+    table = page.read_text()
+    assert "| synthetic SAD | synthetic IoU |" in table
+    assert "| 3.00 +- 1.41 | 0.500 +- 0.000 |" in table and table.split("| old |")[1].split("\n")[0].endswith("| - | - |")
+    page = write_cv_results(tmp_path, "t", {"old": {0: {0: run}}}, {}, {}, ["Here."])
+    assert "synthetic SAD" not in page.read_text(), "no column where no arm was scored there"
+
+
 @pytest.mark.slow
-def test_trains_scores_and_reports_keeping_the_analysis(data_root, tmp_path):
+def test_trains_scores_and_reports_keeping_the_analysis(data_root, tmp_path, monkeypatch):
+    from matting.study import cv_data
+
     # Two folds of two photos each over the same data root (its manifests are rewritten for them):
     # the whole path, at half the cost of the committed four folds.
     folds = tmp_path / "folds.yaml"
@@ -299,8 +323,13 @@ def test_trains_scores_and_reports_keeping_the_analysis(data_root, tmp_path):
     adapted = cv.train_record(next(p for p in plans if p.arm.name == "soc" and p.fold == 1))
     # One epoch over the fold's pool: its two training photos (the stand-in has no photos without ground truth).
     assert adapted["epochs"] == 1 and adapted["steps"] == 2 and "matting adapt" in adapted["command"].replace(" -m ", " ")
+    monkeypatch.setattr(cv_data, "SYNTHETIC_TEST", {"length": 3, "size": 64})  # the generator's test split, small
     results = cv.score_plans(spec, plans, runs, small, ["real", "zero", "soc", "threshold"], log=lambda *_: None)
     assert sorted(results["real"][0]) == [0, 1] and sorted(results["soc"][0]) == [0, 1]
+    # Each run is also scored on the generator's test split, through the same commands at its own size.
+    assert len(list((small / "synthetic_test" / "alpha").iterdir())) == 3
+    assert results["real"][0][0]["synthetic"] != results["real"][0][1]["synthetic"], "each fold's own run"
+    assert 0.0 <= results["real"][0][0]["synthetic"]["iou"] <= 1.0 and "synthetic" not in results["zero"][0][0]
     # The colour threshold is searched per fold on that fold's training photos only.
     for k, held_out in enumerate((["GT01", "GT02"], ["GT03", "GT04"])):
         searched = cv.method_folder(spec, runs, spec.arms["threshold"], k) / "threshold.json"
@@ -315,6 +344,7 @@ def test_trains_scores_and_reports_keeping_the_analysis(data_root, tmp_path):
     page = write_cv_results(study, "tiny", results, mattes, {"real": {"steps": 2, "cpu_minutes": 0.1}}, ["Made here."])
     text = page.read_text()
     assert "| real | 2 | 2 | 0.1 |" in text and "| zero | 2 | - | - |" in text and "| GT04 |" in text
+    assert "synthetic IoU" in text and text.split("| zero |")[1].split("\n")[0].endswith("| - | - |")
     assert cv2.imread(str(study / "grid_real.png")) is not None
     assert json.loads((study / "results_real.json").read_text())["summaries"]["real"]["runs"] == 2
     page.write_text(text + "What the grid shows.\n")

@@ -49,7 +49,7 @@ from matting.io.files import atomic_write
 from matting.study import inputs_digest
 from matting.study.cv_data import heldout_folder
 from matting.study.folds import Folds, read_folds
-from matting.study.cv_score import color_threshold_matte, constant_matte, mask_counts, score_run
+from matting.study.cv_score import color_threshold_matte, constant_matte, mask_counts, score_run, score_synthetic
 from matting.study.jobs import Finished, Job, run_jobs
 
 __all__ = ["CvArm", "CvSpec", "RunPlan", "calibrate_arms", "mask_counts", "plan_runs", "read_cv_spec", "score_plans", "train_runs"]
@@ -382,11 +382,11 @@ def score_plans(spec: CvSpec, plans: list[RunPlan], runs: Path, data_root: Path,
             if not plan.trained:
                 log(f"[{plan.label}] not trained: left out")
                 continue
-            folds = range(len(spec.folds)) if plan.fold is None else [plan.fold]
-            for k in folds:
+            synthetic = score_synthetic(plan.checkpoint(), data_root, plan.folder / "score_synthetic")
+            for k in range(len(spec.folds)) if plan.fold is None else [plan.fold]:
                 log(f"[{plan.label}] scoring fold {k}")
                 scores = score_run(plan.checkpoint(), heldout_folder(data_root, k), plan.folder / f"score_fold{k}")
-                results.setdefault(name, {}).setdefault(plan.seed, {})[k] = scores
+                results.setdefault(name, {}).setdefault(plan.seed, {})[k] = {**scores, "synthetic": synthetic}
     return results
 
 

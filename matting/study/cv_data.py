@@ -13,6 +13,9 @@ background photos (``<shared>/backgrounds``), :func:`build_cv_root` writes::
     <root>/unlabeled/fold<k>/        links to the photos fold k may adapt to without labels (MODNet's
                                      SOC): its training photos (without their alpha) and the photos
                                      without ground truth (``<shared>/alphamatting-test-nogt/image``)
+    <root>/synthetic_test/{image,alpha,fg,bg}/   the embedded generator's test split as the main job
+                                     scores it (128 samples of 256 px, data seed 0), written when first
+                                     needed: every run is also scored there (the synthetic columns)
 
 A photo's estimated foreground depends on that photo alone, so estimating all of them once leaks
 nothing between folds. Fold k trains on ``alphamatting/fold<k>_train`` and never reads its
@@ -34,15 +37,27 @@ from matting.io.files import check_output, staged_folder
 from matting.io.images import to_uint8
 from matting.study.folds import Folds
 
-__all__ = ["BACKGROUND_SIZE", "add_unlabeled_pools", "build_cv_root", "heldout_folder", "unlabeled_folder"]
+__all__ = ["BACKGROUND_SIZE", "SYNTHETIC_TEST", "add_unlabeled_pools", "build_cv_root", "heldout_folder", "synthetic_test_folder",
+           "unlabeled_folder"]
 
 BACKGROUND_SIZE = 512
 PROCEDURAL_BACKGROUND_SEED = 1  # not the seed of the procedural subjects' own backgrounds
+SYNTHETIC_TEST = {"length": 128, "size": 256}  # the test split of configs/default.yaml (the demo's)
 
 
 def heldout_folder(root: Path, fold: int) -> Path:
     """``<root>/heldout/fold<k>``: ``image/ alpha/ trimap/`` of fold k's held-out photos."""
     return Path(root) / "heldout" / f"fold{fold}"
+
+
+def synthetic_test_folder(root: Path) -> Path:
+    """``<root>/synthetic_test``: ``image/ alpha/`` of the generator's test split, written if missing."""
+    from matting.data.synthetic.dataset import write_split
+
+    folder = Path(root) / "synthetic_test"
+    if not (folder / "alpha").is_dir():
+        write_split(SyntheticMattingDataset("test", SYNTHETIC_TEST["length"], SYNTHETIC_TEST["size"], seed=0), folder)
+    return folder
 
 
 def unlabeled_folder(root: Path, fold: int) -> Path:

@@ -15,13 +15,15 @@ import numpy as np
 
 from matting.io.files import atomic_path, atomic_write, write_keeping_tail
 
-__all__ = ["ANALYSIS_MARKER", "arm_summary", "fold_figures", "stored_arms", "write_cv_results"]
+__all__ = ["ANALYSIS_MARKER", "arm_summary", "fold_figures", "stored_arms", "synthetic_figures", "write_cv_results"]
 
 ANALYSIS_MARKER = "<!-- analysis: kept when the study tool rewrites the tables above -->"
 # (key, protocol, metric, header, decimals): the display units of `matting evaluate`.
 COLUMNS = (("sad", "whole", "sad", "SAD", 2), ("mse", "whole", "mse", "MSE x1e3", 2), ("grad", "whole", "grad", "Grad", 2),
            ("comp1k_sad", "comp1k", "sad", "comp1k SAD", 2), ("comp1k_grad", "comp1k", "grad", "comp1k Grad", 2))
 MASK = (("iou", "IoU"), ("precision", "precision"), ("recall", "recall"))
+# The same runs on the generator's test split (matting.study.cv_score.score_synthetic): (key, header).
+SYNTHETIC = (("sad", "synthetic SAD"), ("iou", "synthetic IoU"))
 DISPLAY = {"mse": 1e3}
 
 
@@ -39,12 +41,26 @@ def fold_figures(scores: dict) -> dict[str, float]:
     return {**out, **_pooled(scores["mask"])}
 
 
+def synthetic_figures(scores: dict) -> dict[str, float]:
+    """Whole-image SAD, MSE and Grad (means, display units) and pooled IoU, precision and recall of one
+    run on a set of images (:func:`matting.study.cv_score.score_run` with the whole protocol)."""
+    means = {m: float(np.mean([row[m] for row in scores["whole"]])) * DISPLAY.get(m, 1.0) for m in ("sad", "mse", "grad")}
+    return {**means, **_pooled(scores["mask"])}
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+
+
 def arm_summary(by_seed: dict) -> dict:
-    """``{seed: {fold: scores}}`` -> per-figure mean and std over the (seed, fold) pairs, plus per photo."""
+    """``{seed: {fold: scores}}`` -> per-figure mean and std over the (seed, fold) pairs, plus per photo;
+    ``synthetic_<key>`` where every pair's run was also scored on the generator's test split."""
     figures = [fold_figures(s) for folds in by_seed.values() for s in folds.values()]
     keys = [c[0] for c in COLUMNS] + [m[0] for m in MASK]
-    summary = {k: {"mean": float(np.mean([f[k] for f in figures])),
-                   "std": float(np.std([f[k] for f in figures], ddof=1)) if len(figures) > 1 else 0.0} for k in keys}
+    summary = {k: _mean_std([f[k] for f in figures]) for k in keys}
+    synthetic = [s.get("synthetic") for folds in by_seed.values() for s in folds.values()]
+    if synthetic and all(synthetic):  # a procedural-only run is scored once and counted per fold: its std is 0
+        summary.update({f"synthetic_{k}": _mean_std([s[k] for s in synthetic]) for k, _ in SYNTHETIC})
     photos: dict[str, dict[str, list[float]]] = {}
     for folds in by_seed.values():
         for scores in folds.values():
@@ -122,6 +138,8 @@ def write_cv_results(folder: Path, title: str, results: dict, mattes: dict[str, 
                                                          indent=2) + "\n")
     _grid(results, mattes, folder / "grid_real.png")
     heads = [c[3] for c in COLUMNS] + [m[1] for m in MASK]
+    with_synthetic = any("synthetic_sad" in s["figures"] for s in summaries.values())
+    heads += [h for _, h in SYNTHETIC] if with_synthetic else []
     lines = [f"# {title}", "", *header, "",
              "| arm | runs | steps | CPU-min per run | " + " | ".join(heads) + " |",
              "|---|---:|---:|---:|" + "---:|" * len(heads)]
@@ -129,6 +147,9 @@ def write_cv_results(folder: Path, title: str, results: dict, mattes: dict[str, 
         cost = costs.get(arm)
         spent = "- | -" if not cost or "steps" not in cost else f"{cost['steps']} | {cost['cpu_minutes']:.1f}"
         cells = [_cell(s["figures"][c[0]], c[4]) for c in COLUMNS] + [_cell(s["figures"][m[0]], 3) for m in MASK]
+        if with_synthetic:
+            cells += [_cell(s["figures"][f"synthetic_{k}"], 2 if k == "sad" else 3) if f"synthetic_{k}" in s["figures"]
+                      else "-" for k, _ in SYNTHETIC]
         mark = "*" if cost and cost.get("stored") else ""
         lines.append(f"| {arm}{mark} | {s['runs']} | {spent} | " + " | ".join(cells) + " |")
     short = [arm for arm in summaries if costs.get(arm, {}).get("cut_short")]

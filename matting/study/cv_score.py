@@ -11,7 +11,8 @@ from typing import Callable
 
 from matting.io.files import atomic_write
 
-__all__ = ["SCORER", "color_threshold_matte", "constant_matte", "mask_counts", "score_run", "takes_trimap"]
+__all__ = ["SCORER", "color_threshold_matte", "constant_matte", "mask_counts", "score_run", "score_synthetic",
+           "takes_trimap"]
 
 # Bumped whenever the path from photo to score changes (predict's resize, evaluate's metrics): a cached
 # score of another version is made again, so every arm of a table is scored the same way.
@@ -26,14 +27,16 @@ def _matting(args: list[str]) -> None:
                    stdout=subprocess.DEVNULL)
 
 
-def score_run(checkpoint: Path | None, heldout: Path, out: Path, method: Callable | None = None) -> dict:
+def score_run(checkpoint: Path | None, heldout: Path, out: Path, method: Callable | None = None,
+              protocols: tuple[str, ...] = ("whole", "comp1k"), base_size: int | None = None) -> dict:
     """Predict the held-out photos into ``out/alpha`` and score them: with ``matting predict`` of
-    ``checkpoint``, or with ``method``, a non-learned matte applied to each photo as photographed
-    ((H, W, 3) float RGB in [0, 1] -> (H, W) alpha in [0, 1]; :func:`constant_matte`,
-    :func:`color_threshold_matte`).
+    ``checkpoint`` (its base pass at ``base_size`` px on the long side, predict's default if None),
+    or with ``method``, a non-learned matte applied to each photo as photographed ((H, W, 3) float
+    RGB in [0, 1] -> (H, W) alpha in [0, 1]; :func:`constant_matte`, :func:`color_threshold_matte`).
 
     Returns ``{"whole": per-photo rows, "comp1k": per-photo rows, "mask": per-photo IoU / precision /
-    recall counts}``; cached in ``out/scores.json``.
+    recall counts}`` (the ``protocols`` asked for; comp1k reads ``heldout/trimap``); cached in
+    ``out/scores.json``.
     """
     cached = out / "scores.json"
     if cached.is_file():
@@ -49,10 +52,12 @@ def score_run(checkpoint: Path | None, heldout: Path, out: Path, method: Callabl
             write_png(pred / f"{stem}.png", method(read_image(image)), overwrite=True)
     else:  # a trimap-based network (the upper bound) is given the benchmark's trimap of each photo
         trimap = ["--trimap", str(heldout / "trimap")] if takes_trimap(checkpoint) else []
+        size = ["--base-size", str(base_size)] if base_size else []
         _matting(["predict", "--ckpt", str(checkpoint), "--out", str(out), "--no-cutout", "--no-progress",
-                  "--overwrite", "--threads", "2", *trimap, str(heldout / "image")])
+                  "--overwrite", "--threads", "2", *trimap, *size, str(heldout / "image")])
     scores = {}
-    for protocol, extra in (("whole", []), ("comp1k", ["--trimap", str(heldout / "trimap")])):
+    for protocol in protocols:
+        extra = ["--trimap", str(heldout / "trimap")] if protocol == "comp1k" else []
         folder = out / f"eval_{protocol}"
         _matting(["evaluate", "--pred", str(pred), "--gt", str(heldout / "alpha"), "--protocol", protocol,
                   "--out", str(folder), "--overwrite", "--no-progress", *extra])
@@ -61,6 +66,20 @@ def score_run(checkpoint: Path | None, heldout: Path, out: Path, method: Callabl
     scores["scorer"] = SCORER
     atomic_write(cached, json.dumps(scores, indent=2) + "\n")
     return scores
+
+
+def score_synthetic(checkpoint: Path, data_root: Path, out: Path) -> dict:
+    """A run scored on the generator's test split (:func:`matting.study.cv_data.synthetic_test_folder`),
+    whole-image, at the split's own size: the synthetic columns beside the real-photo ones. Returns
+    the split's figures (:func:`matting.study.cv_report.synthetic_figures`), {} for a network that
+    takes a trimap (the split has none)."""
+    from matting.study.cv_data import SYNTHETIC_TEST, synthetic_test_folder
+    from matting.study.cv_report import synthetic_figures
+
+    if takes_trimap(checkpoint):
+        return {}
+    return synthetic_figures(score_run(checkpoint, synthetic_test_folder(data_root), out, protocols=("whole",),
+                                       base_size=SYNTHETIC_TEST["size"]))
 
 
 def takes_trimap(checkpoint: Path) -> bool:
