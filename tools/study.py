@@ -77,7 +77,7 @@ def cmd_cv(args, argv: list[str]) -> int:
         return 1 if failed else 0
     plans = plan_runs(spec, args.runs, args.data, arms, args.seeds, args.options)
     failed = [] if args.score_only else train_runs(plans, args.jobs, args.data)
-    results = score_plans(spec, plans, args.runs, args.data, arms)
+    results = score_plans(spec, plans, args.runs, args.data, arms, synthetic=not args.no_synthetic)
     costs, mattes = {}, {}
     for arm in results:
         records = [train_record(p) for p in plans if p.arm.name == arm and p.trained]
@@ -180,6 +180,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     c.add_argument("--runs", type=Path, default=REPO / "runs" / "cv", help="where runs are kept (shared by the studies)")
     c.add_argument("--data", type=Path, default=REPO / "runs" / "cv" / "data", help="the root `cv-data` wrote")
     c.add_argument("--score-only", action="store_true", help="train nothing; score and report what is trained")
+    c.add_argument("--no-synthetic", action="store_true", help="leave out the synthetic columns (scoring a run on the "
+                   "generator's test split takes about a minute on a 2-core CPU; kept once made)")
     c.add_argument("--all-photos", action="store_true", help="train each arm once on all 20 photos (for use on other "
                    "photographs; nothing is held out, so nothing is scored) and print the checkpoints")
     args, extra = p.parse_known_args(argv)

@@ -3,7 +3,9 @@
 - ``folds``: the committed cross-validation folds over the real photos;
 - ``cv_data``: the data root a fold trains on (estimated foregrounds, backgrounds, held-out photos);
 - ``jobs``: the one process pool that trains arms side by side, recording each run's CPU time;
+- ``cv_spec``: a study's ``cv.yaml``, read and checked into arms;
 - ``cv``: the real-photo cross-validation stage (train per fold, predict and evaluate as a user does);
+- ``cv_score``: predict and evaluate a run as a user does (held-out photos, the generator's test split);
 - ``cv_report``: its tables and grid.
 
 ``tools/study.py`` is the command line.

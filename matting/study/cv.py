@@ -27,7 +27,8 @@ A study folder's ``cv.yaml`` names the folds, the configs under every arm, and t
 
 Each training run is ``matting fit`` as its own process (:mod:`matting.study.jobs`), then
 ``matting predict`` (base pass at 512 px) and ``matting evaluate`` (whole image, and comp1k with
-the benchmark's Trimap1) score the held-out photos: the path a user takes. IoU, precision and
+the benchmark's Trimap1) score the held-out photos: the path a user takes (and the generator's
+test split: the synthetic columns). IoU, precision and
 recall of alpha > 0.5 are computed from the same mattes. Runs live in ``<runs>/train/<fingerprint>/``:
 a fingerprint is a hash of every input (config file contents, options, seed, steps, training
 photos), so two studies that run the same arm share it, and a finished run is never redone.
@@ -39,124 +40,22 @@ import json
 import platform
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
 
 from matting.io.errors import MattingInputError
 from matting.io.files import atomic_write
 from matting.study import inputs_digest
 from matting.study.cv_data import heldout_folder
-from matting.study.folds import Folds, read_folds
 from matting.study.cv_score import color_threshold_matte, constant_matte, mask_counts, score_run, score_synthetic
+from matting.study.cv_spec import CvArm, CvSpec, read_cv_spec
 from matting.study.jobs import Finished, Job, run_jobs
 
 __all__ = ["CvArm", "CvSpec", "RunPlan", "calibrate_arms", "mask_counts", "plan_runs", "read_cv_spec", "score_plans", "train_runs"]
 
-DATA_KINDS = ("folds", "none")
-BASELINES = ("color_threshold",)
 # One torch thread per training process: ``jobs`` of them share the machine.
 TRAIN_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled",
              "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
-
-
-@dataclass
-class CvArm:
-    name: str
-    configs: list[Path] = field(default_factory=list)
-    options: list[str] = field(default_factory=list)
-    data: str = "folds"
-    steps: int | None = None
-    constant: float | None = None
-    adapt: str | None = None
-    epochs: int | None = None
-    cpu_minutes: float | None = None  # the budget, when the steps are calibrated (matting.study.calibrate)
-    cpu_of: str | None = None  # or: the CPU time of that arm's steps, both measured on the machine that runs them
-    baseline: str | None = None  # a non-learned method (BASELINES), fitted on each fold's training photos
-
-
-@dataclass
-class CvSpec:
-    study: Path
-    folds: Folds
-    folds_file: Path
-    base: list[Path]
-    real_data: Path
-    seeds: list[int]
-    budget: str
-    arms: dict[str, CvArm]
-
-
-def _path(study: Path, value, where: str) -> Path:
-    if not isinstance(value, str):
-        raise MattingInputError(f"{where}: expected a path, got {value!r}")
-    path = (study / value).resolve()
-    if not path.is_file():
-        raise MattingInputError(f"{where}: {path} not found")
-    return path
-
-
-def read_cv_spec(study: Path) -> CvSpec:
-    """Read and check ``<study>/cv.yaml``; every error names the file and the key."""
-    study = Path(study)
-    path = study / "cv.yaml"
-    if not path.is_file():
-        raise MattingInputError(f"{study} has no cv.yaml: it has no real-photo stage")
-    spec = yaml.safe_load(path.read_text()) or {}
-    where = str(path)
-    folds_file = _path(study, spec.get("folds"), f"{where}: folds")
-    base = [_path(study, p, f"{where}: base") for p in spec.get("base") or []]
-    real_data = _path(study, spec.get("real_data"), f"{where}: real_data")
-    seeds = spec.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
-        raise MattingInputError(f"{where}: seeds must be a list of integers")
-    arms = {}
-    for name, entry in (spec.get("arms") or {}).items():
-        at = f"{where}: arms.{name}"
-        if not isinstance(entry, dict):
-            raise MattingInputError(f"{at}: expected a mapping")
-        unknown = set(entry) - {"configs", "options", "data", "steps", "constant", "adapt", "epochs", "cpu_minutes", "cpu_of", "baseline"}
-        if unknown:
-            raise MattingInputError(f"{at}: unknown keys {sorted(unknown)}")
-        if "constant" in entry:
-            arms[name] = CvArm(name, constant=float(entry["constant"]), data="none")
-            continue
-        if "baseline" in entry:
-            if entry["baseline"] not in BASELINES:
-                raise MattingInputError(f"{at}.baseline: {entry['baseline']!r}; choose one of {', '.join(BASELINES)}")
-            arms[name] = CvArm(name, data="none", baseline=entry["baseline"])
-            continue
-        if "adapt" in entry:
-            source, epochs = entry["adapt"], entry.get("epochs")
-            if source not in arms or arms[source].data != "folds" or arms[source].adapt is not None:
-                raise MattingInputError(f"{at}.adapt: {source!r} is not a trained fold arm listed before it")
-            if not isinstance(epochs, int) or epochs < 1:
-                raise MattingInputError(f"{at}.epochs: a positive integer is required (passes over the unlabeled pool)")
-            arms[name] = CvArm(name, data="folds", adapt=source, epochs=epochs)
-            continue
-        data = entry.get("data", "folds")
-        if data not in DATA_KINDS:
-            raise MattingInputError(f"{at}.data: {data!r}; choose one of {', '.join(DATA_KINDS)}")
-        steps, cpu_minutes, cpu_of = entry.get("steps"), entry.get("cpu_minutes"), entry.get("cpu_of")
-        if sum(v is not None for v in (steps, cpu_minutes, cpu_of)) != 1:
-            raise MattingInputError(f"{at}: give steps (a step count), cpu_minutes (a CPU budget the steps are "
-                                    "calibrated to) or cpu_of (another arm's training CPU time), one of them")
-        if cpu_of is not None and (cpu_of not in arms or arms[cpu_of].steps is None):
-            raise MattingInputError(f"{at}.cpu_of: {cpu_of!r} is not an arm with steps listed before it")
-        if steps is not None and (not isinstance(steps, int) or steps < 1):
-            raise MattingInputError(f"{at}.steps: a positive integer is required (the arm's training budget)")
-        if cpu_minutes is not None and (not isinstance(cpu_minutes, (int, float)) or cpu_minutes <= 0):
-            raise MattingInputError(f"{at}.cpu_minutes: a positive number is required (the arm's CPU budget per run)")
-        options = entry.get("options") or []
-        if not all(isinstance(o, str) and o.startswith("--") for o in options):
-            raise MattingInputError(f"{at}.options: LightningCLI options look like --trainer.max_steps=10")
-        arms[name] = CvArm(name, [_path(study, c, f"{at}.configs") for c in entry.get("configs") or []],
-                           list(options), data, steps, cpu_minutes=None if cpu_minutes is None else float(cpu_minutes),
-                           cpu_of=cpu_of)
-    if not arms:
-        raise MattingInputError(f"{where}: no arms")
-    return CvSpec(study, read_folds(folds_file), folds_file, base, real_data, list(seeds), str(spec.get("budget", "")), arms)
 
 
 # ---------------------------------------------------------------------------- runs
@@ -363,8 +262,10 @@ def _train(plans: list[RunPlan], chosen: list[RunPlan], parallel: int, data_root
 # ---------------------------------------------------------------------------- scoring
 
 
-def score_plans(spec: CvSpec, plans: list[RunPlan], runs: Path, data_root: Path, arms: list[str], log=print) -> dict:
-    """Scores of every arm: ``{arm: {seed: {fold: scores}}}`` (missing runs are left out)."""
+def score_plans(spec: CvSpec, plans: list[RunPlan], runs: Path, data_root: Path, arms: list[str], log=print,
+                synthetic: bool = True) -> dict:
+    """Scores of every arm: ``{arm: {seed: {fold: scores}}}`` (missing runs are left out); ``synthetic``:
+    each run also on the generator's test split (about a minute per run on a 2-core CPU, then kept)."""
     results: dict[str, dict[int, dict[int, dict]]] = {}
     for name in arms:
         arm = spec.arms[name]
@@ -382,11 +283,11 @@ def score_plans(spec: CvSpec, plans: list[RunPlan], runs: Path, data_root: Path,
             if not plan.trained:
                 log(f"[{plan.label}] not trained: left out")
                 continue
-            synthetic = score_synthetic(plan.checkpoint(), data_root, plan.folder / "score_synthetic")
+            extra = {"synthetic": score_synthetic(plan.checkpoint(), data_root, plan.folder / "score_synthetic")} if synthetic else {}
             for k in range(len(spec.folds)) if plan.fold is None else [plan.fold]:
                 log(f"[{plan.label}] scoring fold {k}")
                 scores = score_run(plan.checkpoint(), heldout_folder(data_root, k), plan.folder / f"score_fold{k}")
-                results.setdefault(name, {}).setdefault(plan.seed, {})[k] = {**scores, "synthetic": synthetic}
+                results.setdefault(name, {}).setdefault(plan.seed, {})[k] = {**scores, **extra}
     return results
 
 
