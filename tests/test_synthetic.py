@@ -410,3 +410,22 @@ def test_holes_and_markings_change_the_training_split_only():
 def test_the_first_generator_never_draws_markings():
     for (split, i), digest in FIRST_GENERATOR.items():
         assert _bytes_digest(SyntheticMattingDataset(split, 20, 128, 0, texture_cue=True, markings=1.0).arrays(i)) == digest
+
+
+def test_make_data_writes_the_train_split_as_training_draws_it(tmp_path):
+    import cv2
+
+    from matting.commands.make_data import main
+
+    for split, markings in (("train", 0.5), ("test", 0.0)):
+        out = tmp_path / split
+        assert main(["--out", str(out), "--split", split, "--length", "2", "--size", "64"]) == 0
+        expected = SyntheticMattingDataset(split, 2, 64, 0, markings=markings)
+        for i in range(2):
+            written = cv2.imread(str(out / "alpha" / f"{expected.name(i)}.png"), cv2.IMREAD_GRAYSCALE)
+            assert np.array_equal(written, np.round(expected.arrays(i)["alpha"] * 255).astype(np.uint8))
+    from matting.io.errors import MattingInputError
+
+    with pytest.raises(MattingInputError, match="--markings"):
+        main(["--out", str(tmp_path / "bad"), "--markings", "2"])
+    assert not (tmp_path / "bad").exists()

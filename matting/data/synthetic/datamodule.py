@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 
 from matting.data.base import MattingDataModule
 from matting.data.synthetic.dataset import SyntheticMattingDataset, generator_files
-from matting.data.synthetic.scene import HOLES
+from matting.data.synthetic.scene import HOLES, TRAIN_MARKINGS
 
 
 class SyntheticDataModule(MattingDataModule):
@@ -57,7 +57,7 @@ class SyntheticDataModule(MattingDataModule):
         hair: float = 0.8,
         zoom: float = 1.0,
         holes: float = HOLES,
-        markings: float = 0.5,
+        markings: float = TRAIN_MARKINGS,
     ):
         super().__init__()
         self.save_hyperparameters()

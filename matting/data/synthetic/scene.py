@@ -19,10 +19,13 @@ from matting.data.synthetic.subject import (
     zoom_subject,
 )
 
-__all__ = ["HARD_FRACTION", "generate_sample"]
+__all__ = ["HARD_FRACTION", "HOLES", "TRAIN_MARKINGS", "generate_sample"]
 
 HARD_FRACTION = 0.3  # share of samples whose fg and bg colours come from one hue family
 HOLES = 0.45  # share of subject parts with holes the background shows through
+# Share of training subject parts with opaque markings (SyntheticDataModule, make-data's train split):
+# chosen on real photos (experiments/real_foregrounds); the generator alone draws none.
+TRAIN_MARKINGS = 0.5
 
 
 # --------------------------------------------------------------------------- palettes
