@@ -412,6 +412,7 @@ def test_the_first_generator_never_draws_markings():
         assert _bytes_digest(SyntheticMattingDataset(split, 20, 128, 0, texture_cue=True, markings=1.0).arrays(i)) == digest
 
 
+@pytest.mark.slow
 def test_make_data_writes_the_train_split_as_training_draws_it(tmp_path):
     import cv2
 
