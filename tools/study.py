@@ -113,11 +113,12 @@ def cmd_cv(args, argv: list[str]) -> int:
               "scored with its last weights through `matting predict` (base pass at 512 px on the long side) and "
               "`matting evaluate` on its held-out photos as photographed. Figures: the mean over a fold's photos "
               "(SAD and Grad / 1000, MSE x 1e-3, comp1k with the benchmark's Trimap1; IoU, precision and recall of "
-              "alpha > 0.5 pooled over the fold's pixels), then mean +- std (ddof 1) over folds and seeds. "
-              "Synthetic SAD and IoU: the same runs (a fold arm's four, a procedural arm's one) through the same "
-              "commands on the embedded generator's test split (128 samples of 256 px, data seed 0: the main job's), "
-              "whole-image; `-` where a run was not scored there (a row kept from a page made before these "
-              "columns, a constant or baseline, a network that takes a trimap)."]
+              "alpha > 0.5 pooled over the fold's pixels), then mean +- std (ddof 1) over folds and seeds."
+              + ("" if args.no_synthetic else
+                 " Synthetic SAD and IoU: the same runs (a fold arm's four, a procedural arm's one) through the same "
+                 "commands on the embedded generator's test split (128 samples of 256 px, data seed 0: the main "
+                 "job's), whole-image; `-` where a run was not scored there (a row kept from a page made before "
+                 "these columns, a constant or baseline, a network that takes a trimap).")]
     # A kept row was trained on its own calibration (its steps are in the table), not on this machine's.
     shown_here = {arm: c for arm, c in calibration.items() if arm in costs and not costs[arm].get("stored")}
     if shown_here:
