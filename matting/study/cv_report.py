@@ -32,20 +32,20 @@ def _pooled(counts: list[dict]) -> dict[str, float]:
     return {"iou": tp / max(1, tp + fp + fn), "precision": tp / max(1, tp + fp), "recall": tp / max(1, tp + fn)}
 
 
-def fold_figures(scores: dict) -> dict[str, float]:
-    """One fold's figures from :func:`matting.study.cv.score_run`'s scores (display units)."""
+def fold_figures(scores: dict, protocols: tuple[str, ...] = ("whole", "comp1k")) -> dict[str, float]:
+    """One fold's figures from :func:`matting.study.cv_score.score_run`'s scores (display units): the
+    means of the columns of ``protocols`` and IoU, precision and recall pooled over the photos."""
     out = {}
     for key, protocol, metric, _, _ in COLUMNS:
-        values = [row[metric] for row in scores[protocol]]
-        out[key] = float(np.mean(values)) * DISPLAY.get(metric, 1.0)
+        if protocol in protocols:
+            out[key] = float(np.mean([row[metric] for row in scores[protocol]])) * DISPLAY.get(metric, 1.0)
     return {**out, **_pooled(scores["mask"])}
 
 
 def synthetic_figures(scores: dict) -> dict[str, float]:
-    """Whole-image SAD, MSE and Grad (means, display units) and pooled IoU, precision and recall of one
-    run on a set of images (:func:`matting.study.cv_score.score_run` with the whole protocol)."""
-    means = {m: float(np.mean([row[m] for row in scores["whole"]])) * DISPLAY.get(m, 1.0) for m in ("sad", "mse", "grad")}
-    return {**means, **_pooled(scores["mask"])}
+    """Whole-image SAD, MSE and Grad and pooled IoU, precision and recall of one run on the generator's
+    test split (:func:`matting.study.cv_score.score_synthetic`)."""
+    return fold_figures(scores, protocols=("whole",))
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:

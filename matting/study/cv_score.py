@@ -11,8 +11,8 @@ from typing import Callable
 
 from matting.io.files import atomic_write
 
-__all__ = ["SCORER", "color_threshold_matte", "constant_matte", "mask_counts", "score_run", "score_synthetic",
-           "takes_trimap"]
+__all__ = ["SCORER", "color_threshold_matte", "constant_matte", "kept_scores", "mask_counts", "score_run",
+           "score_synthetic", "takes_trimap"]
 
 # Bumped whenever the path from photo to score changes (predict's resize, evaluate's metrics): a cached
 # score of another version is made again, so every arm of a table is scored the same way.
@@ -38,11 +38,9 @@ def score_run(checkpoint: Path | None, heldout: Path, out: Path, method: Callabl
     recall counts}`` (the ``protocols`` asked for; comp1k reads ``heldout/trimap``); cached in
     ``out/scores.json``.
     """
-    cached = out / "scores.json"
-    if cached.is_file():
-        scores = json.loads(cached.read_text())
-        if scores.get("scorer") == SCORER:
-            return scores
+    scores = kept_scores(out)
+    if scores is not None:
+        return scores
     pred = out / "alpha"
     if method is not None:
         from matting.io.images import list_images, read_image, write_png
@@ -64,8 +62,15 @@ def score_run(checkpoint: Path | None, heldout: Path, out: Path, method: Callabl
         scores[protocol] = json.loads((folder / "summary.json").read_text())["per_image"]
     scores["mask"] = mask_counts(pred, heldout / "alpha")
     scores["scorer"] = SCORER
-    atomic_write(cached, json.dumps(scores, indent=2) + "\n")
+    atomic_write(out / "scores.json", json.dumps(scores, indent=2) + "\n")
     return scores
+
+
+def kept_scores(out: Path) -> dict | None:
+    """The scores :func:`score_run` kept in ``out/scores.json``, None if absent or made by another scorer version."""
+    cached = out / "scores.json"
+    scores = json.loads(cached.read_text()) if cached.is_file() else None
+    return scores if scores is not None and scores.get("scorer") == SCORER else None
 
 
 def score_synthetic(checkpoint: Path, data_root: Path, out: Path) -> dict:
@@ -76,10 +81,13 @@ def score_synthetic(checkpoint: Path, data_root: Path, out: Path) -> dict:
     from matting.study.cv_data import SYNTHETIC_TEST, synthetic_test_folder
     from matting.study.cv_report import synthetic_figures
 
-    if takes_trimap(checkpoint):
-        return {}
-    return synthetic_figures(score_run(checkpoint, synthetic_test_folder(data_root), out, protocols=("whole",),
-                                       base_size=SYNTHETIC_TEST["size"]))
+    scores = kept_scores(out)  # kept: no need to open the checkpoint to ask whether it takes a trimap
+    if scores is None:
+        if takes_trimap(checkpoint):
+            return {}
+        scores = score_run(checkpoint, synthetic_test_folder(data_root), out, protocols=("whole",),
+                           base_size=SYNTHETIC_TEST["size"])
+    return synthetic_figures(scores)
 
 
 def takes_trimap(checkpoint: Path) -> bool:
