@@ -296,6 +296,20 @@ def test_synthetic_columns_summarise_each_run_and_mark_what_was_not_scored(tmp_p
     assert "synthetic SAD" not in page.read_text(), "no column where no arm was scored there"
 
 
+def test_kept_scores_belong_to_their_scorer_and_split(tmp_path):
+    from matting.study.cv_score import SCORER, kept_scores
+
+    split = {"length": 128, "size": 256}
+    (tmp_path / "scores.json").write_text(json.dumps({"whole": [], "scorer": SCORER, "split": split}))
+    assert kept_scores(tmp_path, {"length": 128, "size": 256}) is not None
+    assert kept_scores(tmp_path, {"length": 128, "size": 512}) is None, "a split made at another size is scored again"
+    assert kept_scores(tmp_path) is None, "held-out photos are not a generated split"
+    (tmp_path / "scores.json").write_text(json.dumps({"whole": [], "scorer": SCORER}))
+    assert kept_scores(tmp_path) is not None and kept_scores(tmp_path, split) is None
+    (tmp_path / "scores.json").write_text(json.dumps({"whole": [], "scorer": SCORER - 1}))
+    assert kept_scores(tmp_path) is None
+
+
 @pytest.mark.slow
 def test_trains_scores_and_reports_keeping_the_analysis(data_root, tmp_path, monkeypatch):
     from matting.study import cv_data

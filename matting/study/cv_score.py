@@ -28,7 +28,8 @@ def _matting(args: list[str]) -> None:
 
 
 def score_run(checkpoint: Path | None, heldout: Path, out: Path, method: Callable | None = None,
-              protocols: tuple[str, ...] = ("whole", "comp1k"), base_size: int | None = None) -> dict:
+              protocols: tuple[str, ...] = ("whole", "comp1k"), base_size: int | None = None,
+              split: dict | None = None) -> dict:
     """Predict the held-out photos into ``out/alpha`` and score them: with ``matting predict`` of
     ``checkpoint`` (its base pass at ``base_size`` px on the long side, predict's default if None),
     or with ``method``, a non-learned matte applied to each photo as photographed ((H, W, 3) float
@@ -36,9 +37,10 @@ def score_run(checkpoint: Path | None, heldout: Path, out: Path, method: Callabl
 
     Returns ``{"whole": per-photo rows, "comp1k": per-photo rows, "mask": per-photo IoU / precision /
     recall counts}`` (the ``protocols`` asked for; comp1k reads ``heldout/trimap``); cached in
-    ``out/scores.json``.
+    ``out/scores.json`` with ``split``, what defines a generated ``heldout`` (kept scores of another
+    split are made again).
     """
-    scores = kept_scores(out)
+    scores = kept_scores(out, split)
     if scores is not None:
         return scores
     pred = out / "alpha"
@@ -62,15 +64,19 @@ def score_run(checkpoint: Path | None, heldout: Path, out: Path, method: Callabl
         scores[protocol] = json.loads((folder / "summary.json").read_text())["per_image"]
     scores["mask"] = mask_counts(pred, heldout / "alpha")
     scores["scorer"] = SCORER
+    if split is not None:
+        scores["split"] = split
     atomic_write(out / "scores.json", json.dumps(scores, indent=2) + "\n")
     return scores
 
 
-def kept_scores(out: Path) -> dict | None:
-    """The scores :func:`score_run` kept in ``out/scores.json``, None if absent or made by another scorer version."""
+def kept_scores(out: Path, split: dict | None = None) -> dict | None:
+    """The scores :func:`score_run` kept in ``out/scores.json``, None if absent, made by another
+    scorer version or of another ``split``."""
     cached = out / "scores.json"
     scores = json.loads(cached.read_text()) if cached.is_file() else None
-    return scores if scores is not None and scores.get("scorer") == SCORER else None
+    kept = scores is not None and scores.get("scorer") == SCORER and scores.get("split") == split
+    return scores if kept else None
 
 
 def score_synthetic(checkpoint: Path, data_root: Path, out: Path) -> dict:
@@ -81,12 +87,12 @@ def score_synthetic(checkpoint: Path, data_root: Path, out: Path) -> dict:
     from matting.study.cv_data import SYNTHETIC_TEST, synthetic_test_folder
     from matting.study.cv_report import synthetic_figures
 
-    scores = kept_scores(out)  # kept: no need to open the checkpoint to ask whether it takes a trimap
+    scores = kept_scores(out, SYNTHETIC_TEST)  # kept: no need to open the checkpoint to ask whether it takes a trimap
     if scores is None:
         if takes_trimap(checkpoint):
             return {}
         scores = score_run(checkpoint, synthetic_test_folder(data_root), out, protocols=("whole",),
-                           base_size=SYNTHETIC_TEST["size"])
+                           base_size=SYNTHETIC_TEST["size"], split=SYNTHETIC_TEST)
     return synthetic_figures(scores)
 
 
