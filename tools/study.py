@@ -54,6 +54,7 @@ def cmd_cv(args, argv: list[str]) -> int:
     from matting.io.errors import MattingInputError
     from matting.study.cv import (calibrate_arms, method_folder, plan_runs, read_cv_spec, score_plans, train_record,
                                   train_runs, training_precision)
+    from matting.study.cv_data import SYNTHETIC_TEST
     from matting.study.cv_report import stored_arms, write_cv_results
     from matting.study.cv_score import SCORER
     from matting.study.synthetic import shown
@@ -116,9 +117,10 @@ def cmd_cv(args, argv: list[str]) -> int:
               "alpha > 0.5 pooled over the fold's pixels), then mean +- std (ddof 1) over folds and seeds."
               + ("" if args.no_synthetic else
                  " Synthetic SAD and IoU: the same runs (a fold arm's four, a procedural arm's one) through the same "
-                 "commands on the embedded generator's test split (128 samples of 256 px, data seed 0: the main "
-                 "job's), whole-image; `-` where a run was not scored there (a row kept from a page made before "
-                 "these columns, a constant or baseline, a network that takes a trimap).")]
+                 f"commands on the embedded generator's test split ({SYNTHETIC_TEST['length']} samples of "
+                 f"{SYNTHETIC_TEST['size']} px, data seed 0: the main job's), whole-image; `-` where a run was not "
+                 "scored there (a row kept from a page made before these columns, a constant or baseline, a network "
+                 "that takes a trimap).")]
     # A kept row was trained on its own calibration (its steps are in the table), not on this machine's.
     shown_here = {arm: c for arm, c in calibration.items() if arm in costs and not costs[arm].get("stored")}
     if shown_here:
