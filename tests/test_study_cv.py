@@ -185,6 +185,34 @@ def test_cpu_budgets_become_steps_from_the_measured_cost(tmp_path, data_root):
         cv.read_cv_spec(bad)
 
 
+def test_calibrate_only_prints_the_budgets_and_trains_scores_and_writes_nothing(tmp_path, data_root, capsys):
+    import importlib.util
+
+    from matting.study import calibrate
+
+    loader = importlib.util.spec_from_file_location("study_tool", REPO / "tools" / "study.py")
+    tool = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(tool)
+    study = REPO / "experiments" / "decoder_heads"
+    spec = cv.read_cv_spec(study)
+    data = [f"--data.init_args.root={data_root.resolve()}", "--data.init_args.train=alphamatting/fold0_train"]
+    stacks = [(cv.arm_files(spec, spec.arms[name]), data + cv.precision_options()) for name in ("two_decoder", "semantic_only")]
+    (tmp_path / "calibration").mkdir()
+    (tmp_path / "calibration" / f"{calibrate._key(stacks, cv._cpu_name())}.json").write_text(json.dumps(
+        {"stacks": [{"cpu_seconds_per_step": 0.97}, {"cpu_seconds_per_step": 1.94, "measured": "2026-01-01 10:00:00"}]}))
+    pages = {p: p.stat().st_mtime_ns for p in study.iterdir()}
+    argv = ["cv", str(study), "--arms", "two_decoder", "semantic_only", "--calibrate-only", "--runs", str(tmp_path),
+            "--data", str(data_root)]
+    assert tool.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "semantic_only: 300 steps, 1.94 CPU-s per step, 9.7 CPU-min (the time of two_decoder's steps); " \
+           "measured 2026-01-01 10:00:00" in out and "two_decoder:" not in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calibration"], "nothing trained or scored"
+    assert {p: p.stat().st_mtime_ns for p in study.iterdir()} == pages, "no page written"
+    with pytest.raises(SystemExit):  # one of training, scoring alone or measuring alone
+        tool.parse_args(argv + ["--score-only"])
+
+
 @pytest.mark.slow
 def test_calibration_measures_a_positive_cost_and_keeps_it(tmp_path, data_root):
     from matting.study.calibrate import step_cpu_seconds

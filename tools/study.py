@@ -7,7 +7,8 @@
     python tools/study.py configs --out DIR
     python tools/study.py cv-data [--shared ../shared/data] [--out runs/cv/data]
     python tools/study.py cv experiments/<study> [--arms A B ...] [--seeds 0 1] [--jobs 2]
-                                                 [--runs runs/cv] [--data runs/cv/data] [--score-only]
+                                                 [--runs runs/cv] [--data runs/cv/data]
+                                                 [--score-only | --calibrate-only | --all-photos]
                                                  [-- LightningCLI options for every run]
 
 The synthetic stage: ``run`` trains every arm x seed of a study folder (``base.yaml`` and
@@ -67,6 +68,12 @@ def cmd_cv(args, argv: list[str]) -> int:
     # Scoring alone measures nothing: an arm never calibrated here has no runs here either.
     calibration = calibrate_arms(spec, args.runs, args.data, [a for a in dict.fromkeys(arms + sources) if a in spec.arms],
                                  measure=not args.score_only)
+    if args.calibrate_only:  # the budgets alone, measured once and kept: nothing is trained, scored or written
+        for arm, record in calibration.items():
+            print(f"{arm}: {record['steps']} steps, {record['cpu_seconds_per_step']:.2f} CPU-s per step, "
+                  f"{record['cpu_minutes']:.1f} CPU-min" + (f" (the time of {record['cpu_of']}'s steps)" if record["cpu_of"] else "")
+                  + f"; measured {record.get('measured', 'earlier')} on {record.get('cpu', 'this CPU')}")
+        return 0
     uncalibrated = {a for a, arm in spec.arms.items() if arm.steps is None and (arm.cpu_minutes or arm.cpu_of)}
     arms = [a for a in arms if a not in uncalibrated]
     if args.all_photos:  # for use on other photographs: trained on every photo, so nothing is scored here
@@ -182,10 +189,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     c.add_argument("--jobs", type=int, default=2, help="training runs side by side, one torch thread each (default 2)")
     c.add_argument("--runs", type=Path, default=REPO / "runs" / "cv", help="where runs are kept (shared by the studies)")
     c.add_argument("--data", type=Path, default=REPO / "runs" / "cv" / "data", help="the root `cv-data` wrote")
-    c.add_argument("--score-only", action="store_true", help="train nothing; score and report what is trained")
+    only = c.add_mutually_exclusive_group()
+    only.add_argument("--score-only", action="store_true", help="train nothing; score and report what is trained")
+    only.add_argument("--calibrate-only", action="store_true", help="measure the steps of the arms with a CPU budget "
+                      "(cpu_minutes, cpu_of) on this machine, keep and print them; train, score and write nothing")
     c.add_argument("--no-synthetic", action="store_true", help="leave out the synthetic columns (scoring a run on the "
                    "generator's test split takes about a minute on a 2-core CPU; kept once made)")
-    c.add_argument("--all-photos", action="store_true", help="train each arm once on all 20 photos (for use on other "
+    only.add_argument("--all-photos", action="store_true", help="train each arm once on all 20 photos (for use on other "
                    "photographs; nothing is held out, so nothing is scored) and print the checkpoints")
     args, extra = p.parse_known_args(argv)
     args.options = [a for a in extra if a != "--"]
