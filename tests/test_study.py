@@ -330,6 +330,22 @@ def test_the_study_tool_trains_pairs_side_by_side_as_processes(tmp_path):
     assert study_tool._without(["a", "--arms", "x", "y", "--jobs", "2"], "--arms") == ["a", "--jobs", "2"]
 
 
+def test_a_killed_run_is_reported_with_its_signal(tmp_path):
+    """A run the kernel killed for memory (SIGKILL, an empty end of log) is named as such, not as exit -9."""
+    import sys
+
+    from matting.study.jobs import Job, exit_reason, run_jobs
+
+    lines = []
+    kill_self = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    done = run_jobs([Job("big", [sys.executable, "-c", kill_self], tmp_path / "big.log"),
+                     Job("fails", [sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "fails.log")], 2, log=lines.append)
+    assert sorted(f.exit_code for f in done) == [-9, 3]
+    assert any("[big] FAILED (killed by SIGKILL: out of memory? fewer runs side by side (--jobs)" in line for line in lines)
+    assert any(line.startswith("[fails] FAILED (exit 3; see ") for line in lines)
+    assert exit_reason(0) == "exit 0" and exit_reason(-15) == "killed by SIGTERM" and exit_reason(-200) == "killed by signal 200"
+
+
 @pytest.mark.slow
 def test_sigterm_to_the_study_stops_the_runs_it_started(tmp_path):
     """A study killed with SIGTERM terminates its training processes instead of orphaning them."""

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from matting.io.files import atomic_write
 from matting.study import inputs_digest
-from matting.study.jobs import Job, run_jobs
+from matting.study.jobs import Job, exit_reason, run_jobs
 
 __all__ = ["LONG", "SHORT", "calibrated_steps", "step_cpu_seconds"]
 
@@ -63,7 +63,7 @@ def step_cpu_seconds(stacks: list[tuple[list[Path], list[str]]], runs: Path, env
                 label = f"calibrate {steps} steps" + (f", stack {i + 1} of {len(stacks)}" if len(stacks) > 1 else "")
                 done = run_jobs([Job(label, command, log_file, env)], 1, log=log)[0]
                 if done.exit_code != 0:
-                    raise RuntimeError(f"calibration run failed (exit {done.exit_code}): {log_file.read_text()[-2000:]}")
+                    raise RuntimeError(f"calibration run failed ({exit_reason(done.exit_code)}): {log_file.read_text()[-2000:]}")
                 seconds[i][steps] = done.cpu_seconds
     measured = time.strftime("%Y-%m-%d %H:%M:%S")
     records = [{"cpu_seconds_per_step": max(1e-3, (s[LONG] - s[SHORT]) / (LONG - SHORT)), "short": s[SHORT],

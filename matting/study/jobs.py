@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Finished", "Job", "run_jobs"]
+__all__ = ["Finished", "Job", "exit_reason", "run_jobs"]
 
 
 @dataclass
@@ -67,7 +67,7 @@ def run_jobs(jobs: Sequence[Job], parallel: int, on_done: Callable[[Finished], N
             finished = Finished(job, proc.returncode, round(time.time() - start, 1),
                                 round(usage.ru_utime + usage.ru_stime, 1))
             done.append(finished)
-            state = "done" if finished.exit_code == 0 else f"FAILED (exit {finished.exit_code}; see {job.log})"
+            state = "done" if finished.exit_code == 0 else f"FAILED ({exit_reason(finished.exit_code)}; see {job.log})"
             log(f"[{job.name}] {state}: {finished.wall_seconds / 60:.1f} min wall, {finished.cpu_seconds / 60:.1f} CPU-min")
             if on_done is not None:
                 on_done(finished)
@@ -79,6 +79,20 @@ def run_jobs(jobs: Sequence[Job], parallel: int, on_done: Callable[[Finished], N
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return done
+
+
+def exit_reason(exit_code: int) -> str:
+    """``exit N``, or the signal that ended the process; SIGKILL nobody here sent is most often the
+    kernel's out-of-memory killer (a run's log then simply stops), so it says what to try."""
+    if exit_code >= 0:
+        return f"exit {exit_code}"
+    try:
+        name = signal.Signals(-exit_code).name
+    except ValueError:
+        return f"killed by signal {-exit_code}"
+    if name == "SIGKILL":
+        return "killed by SIGKILL: out of memory? fewer runs side by side (--jobs) need less"
+    return f"killed by {name}"
 
 
 def _exit_on_sigterm(signum, frame):
