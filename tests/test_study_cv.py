@@ -185,6 +185,7 @@ def test_cpu_budgets_become_steps_from_the_measured_cost(tmp_path, data_root):
         cv.read_cv_spec(bad)
 
 
+@pytest.mark.slow
 def test_calibrate_only_prints_the_budgets_and_trains_scores_and_writes_nothing(tmp_path, data_root, capsys):
     import importlib.util
 
