@@ -187,13 +187,9 @@ def test_cpu_budgets_become_steps_from_the_measured_cost(tmp_path, data_root):
 
 @pytest.mark.slow
 def test_calibrate_only_prints_the_budgets_and_trains_scores_and_writes_nothing(tmp_path, data_root, capsys):
-    import importlib.util
-
     from matting.study import calibrate
+    from tools import study as tool
 
-    loader = importlib.util.spec_from_file_location("study_tool", REPO / "tools" / "study.py")
-    tool = importlib.util.module_from_spec(loader)
-    loader.loader.exec_module(tool)
     study = REPO / "experiments" / "decoder_heads"
     spec = cv.read_cv_spec(study)
     data = [f"--data.init_args.root={data_root.resolve()}", "--data.init_args.train=alphamatting/fold0_train"]
