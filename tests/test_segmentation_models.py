@@ -86,3 +86,23 @@ def test_segmentation_loss_trains(net):
     terms["loss"].backward()
     assert set(terms) == {"segmentation", "loss"}
     assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("net_config", [
+    {"class_path": "matting.models.segmentation.FCDenseNet",
+     "init_args": {"growth": 4, "down_layers": [2, 2], "bottleneck": 2, "first_channels": 8}},
+    {"class_path": "matting.models.segmentation.PatchClassifier", "init_args": {"patch": 5, "width": 4}},
+], ids=["fcdensenet", "patch"])
+def test_segmentation_checkpoint_loads_for_prediction(net_config, tmp_path):
+    """A trained segmentation baseline is scored through ``matting predict``, which rebuilds it from its checkpoint."""
+    from matting.inference.loading import build_net, load_net
+    from tests.tiny_checkpoint import write_checkpoint
+
+    torch.manual_seed(0)
+    net = build_net(net_config)
+    path = write_checkpoint(tmp_path / "seg.ckpt", net, net_config)
+    loaded = load_net(path)
+    assert type(loaded) is type(net)
+    image = torch.rand(1, 3, 36, 40)
+    with torch.no_grad():
+        assert torch.equal(loaded(image)["pred_alpha"], net(image)["pred_alpha"])

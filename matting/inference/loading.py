@@ -39,15 +39,15 @@ def build_net(config: dict, path: str | os.PathLike = "<config>") -> nn.Module:
     """
     from jsonargparse import ArgumentParser
 
-    from matting.models import MattingNet
-
     path = Path(path)
     if not isinstance(config, dict) or "class_path" not in config:
         raise MattingInputError(f"{path}: the network config must be a mapping with class_path and init_args")
     config = without_weight_files(config)  # the checkpoint's weights replace them: never read or fetched
     check_class_paths(config, path)
     parser = ArgumentParser(exit_on_error=False)
-    parser.add_argument("--net", type=MattingNet)
+    # The family's base class, so every network the package trains (MattingNet, the segmentation
+    # baselines) loads for prediction, not MattingNet alone.
+    parser.add_argument("--net", type=MattingNetwork)
     try:
         cfg = parser.parse_object({"net": config})
         instantiate = getattr(parser, "instantiate", None) or parser.instantiate_classes  # renamed in jsonargparse 4.49
