@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from matting.inference.class_paths import check_class_paths
 from matting.io.checkpoints import (
@@ -24,7 +23,7 @@ from matting.models.contract import MattingNetwork, require_contract
 __all__ = ["build_net", "load_net", "net_from_parts"]
 
 
-def build_net(config: dict, path: str | os.PathLike = "<config>") -> nn.Module:
+def build_net(config: dict, path: str | os.PathLike = "<config>") -> MattingNetwork:
     """Instantiate a network from its ``{class_path, init_args}`` config (the package's own classes only).
 
     Args:
