@@ -18,7 +18,8 @@ from .tiny_checkpoint import smoke_cli
 CFG = ["-c", str(REPO / "configs" / "default.yaml"), "-c", str(REPO / "configs" / "smoke.yaml")]
 # One second of a budget far too long for it: the timer always stops the run (at step 1 or later).
 CUT_SHORT = ["--trainer.max_time=00:00:00:01", "--trainer.max_steps=100000", "--data.init_args.train_length=100000"]
-ADVICE = ": undertrained; rerun on an idle machine or raise trainer.max_time"
+ADVICE = (": undertrained; this machine is slower than the budget assumed (busy, or a slower CPU); "
+          "raise trainer.max_time")
 
 
 def _trainer(duration: str | None, max_steps: int, max_epochs: int, step: int, epoch: int, last_batch: bool = False):

@@ -61,4 +61,4 @@ def time_limit_message(trainer: L.Trainer) -> str | None:
         return None
     limit = spent[0].time_remaining() + spent[0].time_elapsed()
     return (f"stopped by the time limit ({_duration_text(limit)}) at {where}: undertrained; "
-            "rerun on an idle machine or raise trainer.max_time")
+            "this machine is slower than the budget assumed (busy, or a slower CPU); raise trainer.max_time")
