@@ -139,6 +139,10 @@ def test_runner_collector_and_retimer_on_a_tiny_study(tmp_path, capsys):
 
     assert collect_results.main([str(runs), "--out", str(out)]) == 0
     assert "small_fusion" in (out / "results.md").read_text()
+    assert "results_real.md" not in (out / "results.md").read_text()  # no real-photo page beside it: no link
+    (out / "results_real.md").write_text("# real photos\n")
+    assert collect_results.main([str(runs), "--out", str(out)]) == 0
+    assert collect_results.REAL_POINTER in (out / "results.md").read_text().splitlines()
     assert retime_study.main([str(runs), "--size", "32", "--runs", "1"]) == 0
     retimed = json.loads((runs / "small_fusion" / "seed0" / "result.json").read_text())
     assert retimed["ms_during_study"] == result["ms"] and retimed["timing"]["retimed"]["size"] == 32

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import yaml
 
+from matting.io.files import atomic_write
 from matting.metrics import METRIC_HEADERS, format_metric
 
 REPO = Path(__file__).resolve().parents[2]
@@ -230,7 +231,13 @@ def sweep_section(rows: list[dict]) -> str:
     return ""
 
 
-def markdown(rows: list[dict], ref: dict | None, verdict_line: str, collector_command: str) -> str:
+REAL_PAGE = "results_real.md"  # the study's real-photo cross-validation (matting/study/cv_report.py)
+REAL_POINTER = (f"This page is the synthetic split. The same study on real photos (4-fold cross-validation over "
+                f"20 photos, `python tools/study.py cv`) is in [`{REAL_PAGE}`]({REAL_PAGE}).")
+
+
+def markdown(rows: list[dict], ref: dict | None, verdict_line: str, collector_command: str,
+             real_page: bool = False) -> str:
     commands = sorted({r["command"] for row in rows for r in row["results"]})
     head = ("| arm | method | kind | seeds | " + " | ".join(
         METRIC_HEADERS.get(m, m if m != "iou" else "IoU") for m in TABLE_METRICS)
@@ -244,6 +251,7 @@ def markdown(rows: list[dict], ref: dict | None, verdict_line: str, collector_co
     text = [
         "# Results: decoder heads study" if "decoder_heads" in rows[0]["results"][0].get("study", "") else "# Results",
         "",
+        *([REAL_POINTER, ""] if real_page else []),
         "Made by:",
         "",
         "```",
@@ -361,7 +369,9 @@ def main(argv: list[str] | None = None) -> int:
             ref, line = None, f"No verdict: {exc}."
         command = shlex.join(["python", "tools/study.py", "collect", *argv])
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "results.md").write_text(markdown(rows, ref, line, command))
+        # Pointed to only where the real-photo page sits beside it, so a page never links to nothing.
+        page = markdown(rows, ref, line, command, real_page=(args.out / REAL_PAGE).is_file())
+        atomic_write(args.out / "results.md", page)
         plot(rows, args.out / "results.png")
     except CollectError as exc:
         print(f"collect_results: error: {exc}", file=sys.stderr)
