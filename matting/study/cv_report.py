@@ -15,9 +15,11 @@ import numpy as np
 
 from matting.io.files import atomic_path, atomic_write, write_keeping_tail
 
-__all__ = ["ANALYSIS_MARKER", "arm_summary", "fold_figures", "stored_arms", "synthetic_figures", "write_cv_results"]
+__all__ = ["ANALYSIS_MARKER", "REAL_PAGE", "arm_summary", "fold_figures", "stored_arms", "synthetic_figures",
+           "write_cv_results"]
 
 ANALYSIS_MARKER = "<!-- analysis: kept when the study tool rewrites the tables above -->"
+REAL_PAGE = "results_real.md"  # the page this module writes; the synthetic collector links to it
 # (key, protocol, metric, header, decimals): the display units of `matting evaluate`.
 COLUMNS = (("sad", "whole", "sad", "SAD", 2), ("mse", "whole", "mse", "MSE x1e3", 2), ("grad", "whole", "grad", "Grad", 2),
            ("comp1k_sad", "comp1k", "sad", "comp1k SAD", 2), ("comp1k_grad", "comp1k", "grad", "comp1k Grad", 2))
@@ -173,6 +175,6 @@ def write_cv_results(folder: Path, title: str, results: dict, mattes: dict[str, 
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     lines += ["", "`grid_real.png`: every held-out matte, one row per arm, one column per photo (the photos and "
               "their ground truth are not redistributable).", ""]
-    page = folder / "results_real.md"
+    page = folder / REAL_PAGE
     write_keeping_tail(page, "\n".join(lines) + "\n", ANALYSIS_MARKER, new_tail=ANALYSIS_MARKER + "\n")
     return page

@@ -30,6 +30,7 @@ import yaml
 
 from matting.io.files import atomic_write
 from matting.metrics import METRIC_HEADERS, format_metric
+from matting.study.cv_report import REAL_PAGE
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -231,7 +232,6 @@ def sweep_section(rows: list[dict]) -> str:
     return ""
 
 
-REAL_PAGE = "results_real.md"  # the study's real-photo cross-validation (matting/study/cv_report.py)
 REAL_POINTER = (f"This page is the synthetic split. The same study on real photos (4-fold cross-validation over "
                 f"20 photos, `python tools/study.py cv`) is in [`{REAL_PAGE}`]({REAL_PAGE}).")
 
